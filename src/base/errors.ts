@@ -1,0 +1,35 @@
+import {Errors} from '@oclif/core'
+
+/** The exit codes of every ops command (SPEC §2). */
+export const ExitCode = {
+  Done: 0,
+  Failure: 1,
+  Usage: 2,
+  Interrupted: 130,
+} as const
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode]
+
+/**
+ * An error meant for the user: its message is printed as is (secrets masked),
+ * and the process exits with `exit`.
+ */
+export class OpsError extends Errors.CLIError {
+  constructor(message: string, options: {exit?: ExitCode; suggestions?: string[]; cause?: unknown} = {}) {
+    super(message, {exit: options.exit ?? ExitCode.Failure, suggestions: options.suggestions})
+    if (options.cause !== undefined) this.cause = options.cause
+  }
+}
+
+/** Bad input: exit 2. */
+export class UsageError extends OpsError {
+  constructor(message: string, suggestions?: string[]) {
+    super(message, {exit: ExitCode.Usage, suggestions})
+  }
+}
+
+/** The exit code an error should end the process with. */
+export function exitCodeOf(error: unknown): number {
+  const oclif = (error as {oclif?: {exit?: number}})?.oclif
+  if (typeof oclif?.exit === 'number') return oclif.exit
+  return ExitCode.Failure
+}

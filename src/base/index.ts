@@ -1,0 +1,14 @@
+/**
+ * The public API of ops for plugins: extend `DestructiveCommand` (or
+ * `OpsCommand` for read-only commands) and supply an operation.
+ */
+export {assertCanPrompt, confirm} from './confirm.js'
+export {connectionError, endpointOf, maskSecrets, maskUrl, resolveUrl, secretsOf} from './connection.js'
+export type {ResolvedUrl, SettingSource} from './connection.js'
+export {DestructiveCommand} from './destructive.js'
+export type {DestructiveFlags, DestructiveOperation, DestructiveResult, Outcome, Plan, Summary} from './destructive.js'
+export {ExitCode, exitCodeOf, OpsError, UsageError} from './errors.js'
+export {count, duration, table} from './format.js'
+export {OpsCommand} from './ops-command.js'
+export {RateMeter, renderModeFor, runSteps} from './progress.js'
+export type {Progress, RenderMode, Step, StepResult} from './progress.js'

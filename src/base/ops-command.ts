@@ -1,0 +1,74 @@
+import {Command, Errors} from '@oclif/core'
+
+import {maskSecrets, secretsOf} from './connection.js'
+import {ExitCode, exitCodeOf, OpsError} from './errors.js'
+
+/**
+ * The base of every ops command: `--json` (one document on stdout, nothing
+ * else there), error shaping with masked secrets, and exit codes 0 / 1 / 2 / 130.
+ */
+export abstract class OpsCommand extends Command {
+  static override enableJsonFlag = true
+
+  /** Literal secrets (passwords) that must never reach the terminal. */
+  private readonly secrets = new Set<string>()
+
+  /** Remember a connection URL's password so every message and error masks it. */
+  protected registerSecretsOf(url: string): void {
+    for (const secret of secretsOf(url)) this.secrets.add(secret)
+  }
+
+  protected mask(text: string): string {
+    return maskSecrets(text, this.secrets)
+  }
+
+  override log(message = '', ...args: unknown[]): void {
+    super.log(this.mask(message), ...args)
+  }
+
+  override logToStderr(message = '', ...args: unknown[]): void {
+    super.logToStderr(this.mask(message), ...args)
+  }
+
+  /** Several lines at once, e.g. a summary block. */
+  protected logLines(lines: string[]): void {
+    for (const line of lines) this.log(line)
+  }
+
+  protected override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
+    const shaped = this.shape(error)
+    process.exitCode = exitCodeOf(shaped)
+    return super.catch(shaped)
+  }
+
+  protected override toErrorJson(error: unknown): unknown {
+    const e = error as OpsError
+    return {
+      error: {
+        name: e.name,
+        message: this.mask(e.message),
+        exit: exitCodeOf(e),
+        ...(e.code ? {code: e.code} : {}),
+        ...(e.suggestions?.length ? {suggestions: e.suggestions} : {}),
+      },
+    }
+  }
+
+  /**
+   * Parse and usage errors exit 2, user-facing errors keep their code, anything
+   * unexpected exits 1 with its message (no stack unless DEBUG is set), masked.
+   */
+  private shape(error: Error & {code?: string}): Error {
+    if (error instanceof Errors.ExitError) return error
+    if (error instanceof Errors.CLIError) {
+      error.message = this.mask(error.message)
+      const parse = (error as {parse?: unknown}).parse !== undefined
+      if (parse && exitCodeOf(error) === ExitCode.Failure) error.oclif.exit = ExitCode.Usage
+      return error
+    }
+    const shaped = new OpsError(this.mask(error.message || String(error)), {cause: error})
+    if (error.code) shaped.code = error.code
+    if (process.env.DEBUG) Object.defineProperty(shaped, 'stack', {value: this.mask(error.stack ?? '')})
+    return shaped
+  }
+}

@@ -1,0 +1,110 @@
+/** Runs the real `ops` binary (or a fixture CLI) in a child process, as a user would. */
+import {ChildProcess, spawn} from 'node:child_process'
+import {dirname, join} from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+export const OPS_BIN = join(ROOT, 'bin', 'run.js')
+
+export interface RunResult {
+  code: number | null
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+}
+
+export interface RunOptions {
+  env?: Record<string, string | undefined>
+  /** Written to stdin, then stdin is closed. Without it stdin is closed at once (no TTY). */
+  input?: string
+  timeoutMs?: number
+  /** Run another entry point than bin/run.js (a fixture CLI run through tsx). */
+  entry?: string
+}
+
+function childEnv(extra: RunOptions['env'] = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1', FORCE_COLOR: '0', ...extra}
+  for (const key of ['DATABASE_URL', 'REDIS_URL']) if (!(key in extra)) delete env[key]
+  for (const [key, value] of Object.entries(extra)) if (value === undefined) delete env[key]
+  return env
+}
+
+function nodeArgs(entry?: string): string[] {
+  return entry ? ['--import', 'tsx', entry] : [OPS_BIN]
+}
+
+/** Starts ops without waiting; for signal tests. */
+export function spawnOps(args: string[], options: RunOptions = {}): ChildProcess {
+  return spawn(process.execPath, [...nodeArgs(options.entry), ...args], {cwd: ROOT, env: childEnv(options.env), stdio: ['pipe', 'pipe', 'pipe']})
+}
+
+/** Collects a child's output until it exits. */
+export function collect(child: ChildProcess, timeoutMs = 120_000): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    let stdout = ''
+    let stderr = ''
+    child.stdout?.on('data', (c: Buffer) => (stdout += c.toString()))
+    child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()))
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`timed out after ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`))
+    }, timeoutMs)
+    child.on('error', reject)
+    child.on('close', (code, signal) => {
+      clearTimeout(timer)
+      resolve({code, signal, stdout, stderr})
+    })
+  })
+}
+
+/** Runs ops to completion with stdin closed (or fed `input`): never a TTY. */
+export async function runOps(args: string[], options: RunOptions = {}): Promise<RunResult> {
+  const child = spawnOps(args, options)
+  child.stdin?.end(options.input ?? '')
+  return collect(child, options.timeoutMs)
+}
+
+/** Waits until the child's stdout (or stderr) contains `text`. */
+export function waitForOutput(child: ChildProcess, text: string | RegExp, timeoutMs = 60_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let seen = ''
+    const timer = setTimeout(() => reject(new Error(`never printed ${text}; got:\n${seen}`)), timeoutMs)
+    const onData = (c: Buffer) => {
+      seen += c.toString()
+      if (typeof text === 'string' ? seen.includes(text) : text.test(seen)) {
+        clearTimeout(timer)
+        child.stdout?.off('data', onData)
+        child.stderr?.off('data', onData)
+        resolve(seen)
+      }
+    }
+    child.stdout?.on('data', onData)
+    child.stderr?.on('data', onData)
+  })
+}
+
+const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
+
+/**
+ * Runs ops on a real pseudo-terminal (util-linux `script`), answers the first
+ * "(yes/no)" prompt with `answer`, and returns the transcript.
+ */
+export async function runOpsInTty(args: string[], answer: string, options: RunOptions = {}): Promise<RunResult> {
+  const command = [process.execPath, ...nodeArgs(options.entry), ...args].map(shellQuote).join(' ')
+  const child = spawn('script', ['-qefc', command, '/dev/null'], {cwd: ROOT, env: {...childEnv(options.env), CI: undefined, TERM: 'xterm'}, stdio: ['pipe', 'pipe', 'pipe']})
+  const done = collect(child, options.timeoutMs)
+  await waitForOutput(child, '(yes/no)')
+  child.stdin?.write(`${answer}\r`)
+  const result = await done
+  child.stdin?.end()
+  return result
+}
+
+/** Parses the single JSON document a --json run must print on stdout. */
+export function parseJsonOutput<T = Record<string, unknown>>(result: RunResult): T {
+  try {
+    return JSON.parse(result.stdout) as T
+  } catch (error) {
+    throw new Error(`stdout is not exactly one JSON document (${(error as Error).message}):\n${result.stdout}\nstderr: ${result.stderr}`)
+  }
+}

@@ -1,0 +1,337 @@
+/**
+ * The test harness of SPEC §5. Servers are found in this order:
+ *   1. OPS_TEST_DATABASE_URL / OPS_TEST_REDIS_URL, if set;
+ *   2. throwaway servers started from local binaries (initdb/postgres,
+ *      redis-server) in a temporary directory on free loopback ports;
+ *   3. testcontainers, when a container runtime answers;
+ *   4. else a failure naming these three ways.
+ * Tests only ever touch databases and keys they created: every PostgreSQL test
+ * database is created here and dropped at the end, and a Redis given by URL
+ * must be empty.
+ */
+import {ChildProcess, execFileSync, spawn} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
+import {chownSync, existsSync, mkdtempSync, readFileSync, rmSync} from 'node:fs'
+import {createServer} from 'node:net'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import {Redis} from 'ioredis'
+import pg from 'pg'
+
+const HOW =
+  'Set OPS_TEST_DATABASE_URL / OPS_TEST_REDIS_URL, install PostgreSQL (initdb, postgres) and redis-server on PATH ' +
+  '(e.g. apt-get install postgresql redis-server), or start a container runtime (Docker) for testcontainers.'
+
+type Stop = () => Promise<void>
+const stops: Stop[] = []
+
+/** Stops every server and drops every database this process created. Idempotent. */
+export async function stopAll(): Promise<void> {
+  while (stops.length > 0) {
+    const stop = stops.pop()!
+    await stop().catch((error: unknown) => console.error(`harness cleanup: ${(error as Error).message}`))
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.unref()
+    server.on('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const {port} = server.address() as {port: number}
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+function which(binary: string): string | undefined {
+  const dirs = [...(process.env.PATH ?? '').split(':'), ...pgBinDirs()]
+  for (const dir of dirs) {
+    const candidate = join(dir, binary)
+    if (dir && existsSync(candidate)) return candidate
+  }
+  return undefined
+}
+
+function pgBinDirs(): string[] {
+  const root = '/usr/lib/postgresql'
+  if (!existsSync(root)) return []
+  try {
+    return execFileSync('ls', ['-1', root]).toString().trim().split('\n').sort().reverse().map((v) => join(root, v, 'bin'))
+  } catch {
+    return []
+  }
+}
+
+async function waitFor(what: string, probe: () => Promise<void>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  while (Date.now() < deadline) {
+    try {
+      await probe()
+      return
+    } catch (error) {
+      last = error
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+  throw new Error(`${what} did not become ready in ${timeoutMs} ms: ${(last as Error)?.message}`)
+}
+
+function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve()
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+    child.once('exit', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+    child.kill(signal)
+  })
+}
+
+function registerExitKill(child: ChildProcess): void {
+  // Never leave servers running, even when mocha is killed.
+  const kill = () => child.kill('SIGKILL')
+  process.once('exit', kill)
+}
+
+/* ------------------------------------------------------------------ PostgreSQL */
+
+export interface PostgresServer {
+  /** URL of the maintenance database; used only to create and drop test databases. */
+  adminUrl: string
+  how: 'env' | 'binaries' | 'container'
+}
+
+let postgresServer: Promise<PostgresServer> | undefined
+
+export function postgresServerOnce(): Promise<PostgresServer> {
+  postgresServer ??= startPostgres()
+  return postgresServer
+}
+
+async function startPostgres(): Promise<PostgresServer> {
+  if (process.env.OPS_TEST_DATABASE_URL) return {adminUrl: process.env.OPS_TEST_DATABASE_URL, how: 'env'}
+  const initdb = which('initdb')
+  const postgres = which('postgres')
+  if (initdb && postgres) return startPostgresFromBinaries(initdb, postgres)
+  const container = await startPostgresContainer()
+  if (container) return container
+  throw new Error(`No PostgreSQL for the tests. ${HOW}`)
+}
+
+/** PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user. */
+function postgresUser(): {uid: number; gid: number} | undefined {
+  if (process.getuid?.() !== 0) return undefined
+  const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('postgres:'))
+  if (!line) throw new Error('Running as root and there is no postgres user to run the throwaway PostgreSQL server as.')
+  const [, , uid, gid] = line.split(':')
+  return {uid: Number(uid), gid: Number(gid)}
+}
+
+async function startPostgresFromBinaries(initdb: string, postgres: string): Promise<PostgresServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'ops-test-pg-'))
+  const user = postgresUser()
+  if (user) chownSync(dir, user.uid, user.gid)
+  const data = join(dir, 'data')
+  const as = user ? {uid: user.uid, gid: user.gid} : {}
+  execFileSync(initdb, ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync'], {...as, stdio: 'pipe'})
+  const port = await freePort()
+  const child = spawn(
+    postgres,
+    ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off',
+      '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=200'],
+    {...as, stdio: ['ignore', 'ignore', 'pipe']},
+  )
+  let log = ''
+  child.stderr?.on('data', (chunk: Buffer) => (log = (log + chunk.toString()).slice(-4000)))
+  registerExitKill(child)
+  stops.push(async () => {
+    await stopProcess(child, 'SIGINT') // fast shutdown
+    rmSync(dir, {recursive: true, force: true})
+  })
+  const adminUrl = `postgres://postgres@127.0.0.1:${port}/postgres`
+  await waitFor('throwaway PostgreSQL', async () => {
+    if (child.exitCode !== null) throw new Error(`postgres exited: ${log}`)
+    const client = new pg.Client({connectionString: adminUrl})
+    await client.connect()
+    await client.end()
+  })
+  return {adminUrl, how: 'binaries'}
+}
+
+async function containerRuntimeAnswers(): Promise<boolean> {
+  try {
+    const {getContainerRuntimeClient} = await import('testcontainers')
+    await getContainerRuntimeClient()
+    return true
+  } catch {
+    return false
+  }
+}
+
+async function startPostgresContainer(): Promise<PostgresServer | undefined> {
+  if (!(await containerRuntimeAnswers())) return undefined
+  const {GenericContainer, Wait} = await import('testcontainers')
+  const container = await new GenericContainer('postgres:15')
+    .withEnvironment({POSTGRES_HOST_AUTH_METHOD: 'trust'})
+    .withExposedPorts(5432)
+    .withWaitStrategy(Wait.forLogMessage(/database system is ready to accept connections/, 2))
+    .start()
+  stops.push(async () => {
+    await container.stop()
+  })
+  return {adminUrl: `postgres://postgres@${container.getHost()}:${container.getMappedPort(5432)}/postgres`, how: 'container'}
+}
+
+/** A new, empty database of its own for one test file; dropped by stopAll(). */
+export async function freshDatabase(prefix = 'ops_test'): Promise<string> {
+  const server = await postgresServerOnce()
+  const name = `${prefix}_${process.pid}_${randomBytes(4).toString('hex')}`
+  const admin = new pg.Client({connectionString: server.adminUrl})
+  await admin.connect()
+  try {
+    await admin.query(`CREATE DATABASE ${name}`)
+  } finally {
+    await admin.end()
+  }
+  stops.push(async () => {
+    const client = new pg.Client({connectionString: server.adminUrl})
+    await client.connect()
+    try {
+      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+    } finally {
+      await client.end()
+    }
+  })
+  const url = new URL(server.adminUrl)
+  url.pathname = `/${name}`
+  return url.toString()
+}
+
+/* ----------------------------------------------------------------------- Redis */
+
+export interface RedisServer {
+  url: string
+  host: string
+  port: number
+  how: 'env' | 'binaries' | 'container'
+}
+
+/**
+ * A Redis of its own for one test file: a new redis-server per call from
+ * binaries, or the (empty, checked) database of OPS_TEST_REDIS_URL, flushed by
+ * stopAll() since everything in it was created by the tests.
+ */
+export async function freshRedis(): Promise<RedisServer> {
+  const fromEnv = process.env.OPS_TEST_REDIS_URL
+  if (fromEnv) {
+    const client = new Redis(fromEnv, {lazyConnect: true})
+    await client.connect()
+    const size = await client.dbsize()
+    await client.quit()
+    if (size > 0) throw new Error(`OPS_TEST_REDIS_URL's database holds ${size} keys; the tests use only an empty database.`)
+    stops.push(async () => {
+      const c = new Redis(fromEnv)
+      await c.flushdb()
+      await c.quit()
+    })
+    const u = new URL(fromEnv)
+    return {url: fromEnv, host: u.hostname, port: Number(u.port || 6379), how: 'env'}
+  }
+  const binary = which('redis-server')
+  if (binary) return startRedisFromBinary(binary)
+  const container = await startRedisContainer()
+  if (container) return container
+  throw new Error(`No Redis for the tests. ${HOW}`)
+}
+
+async function startRedisFromBinary(binary: string, extra: string[] = [], dir?: string): Promise<RedisServer> {
+  const workdir = dir ?? mkdtempSync(join(tmpdir(), 'ops-test-redis-'))
+  const port = await freePort()
+  const child = spawn(
+    binary,
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', workdir, ...extra],
+    {stdio: ['ignore', 'pipe', 'pipe']},
+  )
+  let log = ''
+  child.stdout?.on('data', (chunk: Buffer) => (log = (log + chunk.toString()).slice(-4000)))
+  registerExitKill(child)
+  stops.push(async () => {
+    await stopProcess(child)
+    if (!dir) rmSync(workdir, {recursive: true, force: true})
+  })
+  const url = `redis://127.0.0.1:${port}/0`
+  await waitFor('throwaway Redis', async () => {
+    if (child.exitCode !== null) throw new Error(`redis-server exited: ${log}`)
+    const client = new Redis(url, {lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null})
+    try {
+      await client.connect()
+      await client.ping()
+    } finally {
+      client.disconnect()
+    }
+  })
+  return {url, host: '127.0.0.1', port, how: 'binaries'}
+}
+
+async function startRedisContainer(): Promise<RedisServer | undefined> {
+  if (!(await containerRuntimeAnswers())) return undefined
+  const {GenericContainer, Wait} = await import('testcontainers')
+  const container = await new GenericContainer('redis:7')
+    .withExposedPorts(6379)
+    .withWaitStrategy(Wait.forLogMessage(/Ready to accept connections/))
+    .start()
+  stops.push(async () => {
+    await container.stop()
+  })
+  const host = container.getHost()
+  const port = container.getMappedPort(6379)
+  return {url: `redis://${host}:${port}/0`, host, port, how: 'container'}
+}
+
+export interface RedisCluster {
+  /** Seed nodes, e.g. for `--redis-url redis://127.0.0.1:PORT --cluster`. */
+  nodes: {host: string; port: number}[]
+  url: string
+}
+
+/**
+ * A three-master Redis Cluster from redis-server binaries (no replicas), or
+ * OPS_TEST_REDIS_CLUSTER_URL (a seed node of an empty cluster).
+ */
+export async function freshRedisCluster(): Promise<RedisCluster> {
+  const fromEnv = process.env.OPS_TEST_REDIS_CLUSTER_URL
+  if (fromEnv) {
+    const u = new URL(fromEnv)
+    return {nodes: [{host: u.hostname, port: Number(u.port || 6379)}], url: fromEnv}
+  }
+  const binary = which('redis-server')
+  const cli = which('redis-cli')
+  if (!binary || !cli) throw new Error(`A Redis Cluster test needs redis-server and redis-cli on PATH, or OPS_TEST_REDIS_CLUSTER_URL.`)
+  const dir = mkdtempSync(join(tmpdir(), 'ops-test-cluster-'))
+  stops.push(async () => rmSync(dir, {recursive: true, force: true}))
+  const nodes: RedisServer[] = []
+  for (let i = 0; i < 3; i++) {
+    nodes.push(
+      await startRedisFromBinary(binary, ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${i}.conf`, '--cluster-node-timeout', '5000'], dir),
+    )
+  }
+  execFileSync(cli, ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {stdio: 'pipe'})
+  await waitFor('Redis Cluster', async () => {
+    for (const node of nodes) {
+      const client = new Redis(node.port, '127.0.0.1', {lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null})
+      try {
+        await client.connect()
+        const info = await client.cluster('INFO')
+        if (!String(info).includes('cluster_state:ok')) throw new Error('cluster_state is not ok yet')
+      } finally {
+        client.disconnect()
+      }
+    }
+  })
+  return {nodes: nodes.map((n) => ({host: n.host, port: n.port})), url: `redis://127.0.0.1:${nodes[0].port}`}
+}
