@@ -1,0 +1,109 @@
+import {Flags} from '@oclif/core'
+import {Cluster, Redis, RedisOptions} from 'ioredis'
+import {connectionError, maskUrl, resolveUrl, ResolvedUrl} from 'ops-cli/base'
+
+export const DEFAULT_REDIS_URL = 'redis://localhost:6379/0'
+
+/** Flags every taskflow command shares. */
+export const redisFlags = {
+  'redis-url': Flags.string({
+    description: `Redis URL (redis:// or rediss://, ACL user and password allowed) [env: REDIS_URL] (default: ${DEFAULT_REDIS_URL})`,
+    helpValue: 'URL',
+  }),
+  cluster: Flags.boolean({
+    description: 'Treat the URL as a seed node of a Redis Cluster (detected automatically when omitted).',
+    allowNo: true,
+  }),
+}
+
+/** A connected store: a single node or a cluster, with its masked URL for messages. */
+export interface RedisConnection {
+  client: Redis | Cluster
+  /** One client per master: SCAN and pipelines run per node. */
+  masters(): Redis[]
+  isCluster: boolean
+  url: string
+  maskedUrl: string
+  resolved: ResolvedUrl
+  close(): Promise<void>
+}
+
+export function resolveRedisUrl(flag: string | undefined, profile?: string): ResolvedUrl {
+  return resolveUrl({flag, env: 'REDIS_URL', profile, fallback: DEFAULT_REDIS_URL})
+}
+
+function optionsOf(url: string): {host: string; port: number; options: RedisOptions} {
+  const parsed = new URL(url)
+  const options: RedisOptions = {
+    username: parsed.username ? decodeURIComponent(parsed.username) : undefined,
+    password: parsed.password ? decodeURIComponent(parsed.password) : undefined,
+    db: parsed.pathname.length > 1 ? Number(parsed.pathname.slice(1)) : 0,
+    tls: parsed.protocol === 'rediss:' ? {servername: parsed.hostname} : undefined,
+    lazyConnect: true,
+    connectTimeout: 5000,
+    // Fail fast and clearly instead of retrying forever against a dead server.
+    maxRetriesPerRequest: 1,
+    retryStrategy: () => null,
+    enableOfflineQueue: true,
+  }
+  return {host: parsed.hostname || 'localhost', port: Number(parsed.port || 6379), options}
+}
+
+/**
+ * Connects to a single node, then switches to a Cluster client when the
+ * server says cluster_enabled:1 (or when `cluster` is forced).
+ */
+export async function connectRedis(resolved: ResolvedUrl, cluster?: boolean): Promise<RedisConnection> {
+  const {url} = resolved
+  let host: string, port: number, options: RedisOptions
+  try {
+    ;({host, port, options} = optionsOf(url))
+  } catch (error) {
+    throw connectionError('Redis', url, 6379, error)
+  }
+  const single = new Redis(port, host, options)
+  single.on('error', () => {}) // reported by the awaited command below
+  try {
+    await single.connect()
+    const clusterEnabled = cluster ?? /cluster_enabled:1/.test(await single.info('cluster'))
+    if (!clusterEnabled) {
+      return {
+        client: single,
+        masters: () => [single],
+        isCluster: false,
+        url,
+        maskedUrl: maskUrl(url),
+        resolved,
+        close: async () => {
+          single.disconnect()
+        },
+      }
+    }
+    single.disconnect()
+    const {db: _db, ...nodeOptions} = options
+    const client = new Cluster([{host, port}], {
+      redisOptions: {...nodeOptions, lazyConnect: false},
+      lazyConnect: true,
+      enableOfflineQueue: true,
+      clusterRetryStrategy: () => null,
+      ...(options.tls ? {dnsLookup: (address, callback) => callback(null, address)} : {}),
+    })
+    client.on('error', () => {})
+    await client.connect()
+    await client.ping()
+    return {
+      client,
+      masters: () => client.nodes('master'),
+      isCluster: true,
+      url,
+      maskedUrl: maskUrl(url),
+      resolved,
+      close: async () => {
+        client.disconnect()
+      },
+    }
+  } catch (error) {
+    single.disconnect()
+    throw connectionError('Redis', url, 6379, error)
+  }
+}
