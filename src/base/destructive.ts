@@ -121,7 +121,7 @@ export abstract class DestructiveCommand extends OpsCommand {
 
       if (plan.count === 0) {
         this.log(plan.messages?.nothing ?? `No ${plan.noun} found with the specified criteria`)
-        return finish('nothing-to-do')
+        return await finish('nothing-to-do')
       }
       this.log(plan.messages?.found ?? `Found ${count(plan.count)} ${plan.noun} to ${verb.present}`)
       this.logLines(plan.details ?? [])
@@ -129,7 +129,7 @@ export abstract class DestructiveCommand extends OpsCommand {
 
       if (flags['dry-run']) {
         this.log(plan.messages?.dryRun ?? `DRY RUN MODE - No records will be ${verb.past}`)
-        return finish('dry-run')
+        return await finish('dry-run')
       }
 
       if (!flags.force) {
@@ -138,7 +138,7 @@ export abstract class DestructiveCommand extends OpsCommand {
         const yes = await confirm(question, this.jsonEnabled() ? process.stderr : process.stdout)
         if (!yes) {
           this.log(`Operation cancelled: nothing was ${verb.past}.`)
-          return finish('cancelled')
+          return await finish('cancelled')
         }
       }
 
@@ -148,11 +148,11 @@ export abstract class DestructiveCommand extends OpsCommand {
         this.logToStderr(`Interrupted: ${verb.past} ${count(result.done)} of ${count(plan.count)} ${plan.noun} in ${duration(Date.now() - started)}.`)
         this.logToStderr('The data is consistent; run the same command again to finish.')
         process.exitCode = ExitCode.Interrupted
-        return finish('interrupted')
+        return await finish('interrupted')
       }
       this.log(plan.messages?.success ?? `Successfully ${verb.past} ${count(result.done)} ${plan.noun}`)
       this.log(`Done in ${duration(Date.now() - started)}.`)
-      return finish('done')
+      return await finish('done')
     } finally {
       await operation.disconnect()
     }

@@ -16,7 +16,8 @@ export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode]
 export class OpsError extends Errors.CLIError {
   constructor(message: string, options: {exit?: ExitCode; suggestions?: string[]; cause?: unknown} = {}) {
     super(message, {exit: options.exit ?? ExitCode.Failure, suggestions: options.suggestions})
-    if (options.cause !== undefined) this.cause = options.cause
+    // Kept off `cause`: oclif would print a redundant "Caused by" block under the message.
+    if (options.cause !== undefined) Object.defineProperty(this, 'origin', {value: options.cause, enumerable: false})
   }
 }
 

@@ -268,6 +268,7 @@ async function startRedisFromBinary(binary: string, extra: string[] = [], dir?: 
   await waitFor('throwaway Redis', async () => {
     if (child.exitCode !== null) throw new Error(`redis-server exited: ${log}`)
     const client = new Redis(url, {lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null})
+    client.on('error', () => {}) // refused until the server listens; the probe's await reports it
     try {
       await client.connect()
       await client.ping()
@@ -324,6 +325,7 @@ export async function freshRedisCluster(): Promise<RedisCluster> {
   await waitFor('Redis Cluster', async () => {
     for (const node of nodes) {
       const client = new Redis(node.port, '127.0.0.1', {lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null})
+      client.on('error', () => {})
       try {
         await client.connect()
         const info = await client.cluster('INFO')

@@ -1,0 +1,205 @@
+/**
+ * The safety protocol of SPEC §2, tested through a test-only command built on
+ * the public base API, against a real PostgreSQL table and real Redis keys.
+ */
+import {expect} from 'chai'
+import {Redis} from 'ioredis'
+import {join} from 'node:path'
+import pg from 'pg'
+
+import {collect, parseJsonOutput, ROOT, runOps, runOpsInTty, spawnOps, waitForOutput} from './helpers/cli.js'
+import {freshDatabase, freshRedis} from './helpers/servers.js'
+
+const entry = join(ROOT, 'test', 'fixtures', 'protocol-cli.ts')
+const fixture = {entry}
+
+describe('the destructive-command protocol', function () {
+  let url: string
+  let db: pg.Client
+
+  before(async function () {
+    url = await freshDatabase('ops_protocol')
+    db = new pg.Client({connectionString: url})
+    await db.connect()
+  })
+  after(async () => db?.end())
+
+  beforeEach(async () => {
+    await db.query('DROP TABLE IF EXISTS widgets')
+    await db.query('CREATE TABLE widgets (id serial PRIMARY KEY, kind text NOT NULL, payload text)')
+    await db.query(`INSERT INTO widgets (kind, payload) SELECT CASE WHEN g % 4 = 0 THEN 'keep' ELSE 'drop' END, md5(g::text) FROM generate_series(1, 2000) g`)
+  })
+
+  const snapshot = async () => (await db.query('SELECT id, kind, payload FROM widgets ORDER BY id')).rows
+  const deletedTuples = async () => {
+    // Statistics reach pg_stat_* lazily; flush this backend's and drop the cached snapshot.
+    await db.query('SELECT pg_stat_force_next_flush()')
+    await db.query('SELECT pg_stat_clear_snapshot()')
+    const {rows} = await db.query(`SELECT n_tup_del::int AS n FROM pg_stat_user_tables WHERE relname = 'widgets'`)
+    return rows[0].n as number
+  }
+  const clear = (...args: string[]) => ['widgets:clear', '--database-url', url, '--kind', 'drop', ...args]
+
+  it('prints the plan and writes nothing at all with --dry-run', async () => {
+    const before = await snapshot()
+    const deletedBefore = await deletedTuples()
+    const result = await runOps(clear('--dry-run', '--show-summary'), fixture)
+    expect(result.code, result.stderr).to.equal(0)
+    expect(result.stdout).to.contain('Found 1,500 widgets to delete')
+    expect(result.stdout).to.contain('DRY RUN MODE - No records will be deleted')
+    expect(result.stdout).to.contain('drop: 1500')
+    await new Promise((r) => setTimeout(r, 700)) // let the CLI's backend report its statistics
+    expect(await deletedTuples()).to.equal(deletedBefore)
+    expect(await snapshot()).to.deep.equal(before)
+  })
+
+  it('refuses without a TTY and without --force, exits 2, never hangs, deletes nothing', async () => {
+    const before = await snapshot()
+    const result = await runOps(clear(), {...fixture, timeoutMs: 30_000})
+    expect(result.code).to.equal(2)
+    expect(result.stderr).to.match(/Refusing to delete 1,500 widgets without confirmation/)
+    expect(result.stderr).to.contain('--force')
+    expect(await snapshot()).to.deep.equal(before)
+  })
+
+  it('changes nothing when the user answers "no" at the prompt', async () => {
+    const before = await snapshot()
+    const result = await runOpsInTty(clear(), 'no', fixture)
+    expect(result.stdout).to.contain('Are you sure you want to delete 1,500 widgets? (yes/no)')
+    expect(result.stdout).to.contain('Operation cancelled')
+    expect(result.code).to.equal(0)
+    expect(await snapshot()).to.deep.equal(before)
+  })
+
+  it('treats an empty answer as no (the default)', async () => {
+    const before = await snapshot()
+    const result = await runOpsInTty(clear(), '', fixture)
+    expect(result.stdout).to.contain('Operation cancelled')
+    expect(await snapshot()).to.deep.equal(before)
+  })
+
+  for (const answer of ['yes', 'y']) {
+    it(`deletes exactly the matching rows when the user answers "${answer}"`, async () => {
+      const kept = (await snapshot()).filter((r) => r.kind === 'keep')
+      const result = await runOpsInTty(clear(), answer, fixture)
+      expect(result.code, result.stdout).to.equal(0)
+      expect(result.stdout).to.contain('Successfully deleted 1,500 widgets')
+      expect(await snapshot()).to.deep.equal(kept)
+    })
+  }
+
+  it('prints exactly one JSON document on stdout with --json', async () => {
+    const result = await runOps(clear('--force', '--json'), fixture)
+    expect(result.code, result.stderr).to.equal(0)
+    const doc = parseJsonOutput<{outcome: string; planned: number; done: number; noun: string}>(result)
+    expect(doc).to.include({outcome: 'done', planned: 1500, done: 1500, noun: 'widgets'})
+    expect(result.stdout.trim().startsWith('{')).to.equal(true)
+    expect(result.stdout).not.to.contain('Successfully')
+  })
+
+  it('prints a JSON error document and exits 1 when the server is unreachable, password masked', async () => {
+    const dead = 'postgres://postgres:hunter2secret@127.0.0.1:1/nowhere'
+    const result = await runOps(['widgets:clear', '--database-url', dead, '--force', '--json'], fixture)
+    expect(result.code).to.equal(1)
+    const doc = parseJsonOutput<{error: {message: string; exit: number}}>(result)
+    expect(doc.error.message).to.contain('Could not connect to PostgreSQL at 127.0.0.1:1')
+    expect(doc.error.exit).to.equal(1)
+    expect(result.stdout + result.stderr).not.to.contain('hunter2secret')
+  })
+
+  it('names host and port and masks the password in a plain error too', async () => {
+    const dead = 'postgres://postgres:hunter2secret@127.0.0.1:1/nowhere'
+    const result = await runOps(['widgets:clear', '--database-url', dead, '--force'], fixture)
+    expect(result.code).to.equal(1)
+    expect(result.stderr).to.contain('127.0.0.1:1')
+    expect(result.stderr).to.contain('postgres:****@')
+    expect(result.stdout + result.stderr).not.to.contain('hunter2secret')
+  })
+
+  it('exits 2 on bad usage', async () => {
+    const result = await runOps(['widgets:clear', '--database-url', url, '--batch-size', 'many'], fixture)
+    expect(result.code).to.equal(2)
+  })
+
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    it(`on ${signal} mid-run finishes the batch in flight, reports, exits 130, and a re-run finishes`, async () => {
+      const kept = (await snapshot()).filter((r) => r.kind === 'keep')
+      const child = spawnOps(clear('--force', '--batch-size', '100', '--delay-ms', '150'), fixture)
+      child.stdin?.end()
+      const done = collect(child)
+      await waitForOutput(child, /\d+ \/ 1,500/) // the first batch has committed
+      child.kill(signal)
+      const result = await done
+      expect(result.code, result.stderr).to.equal(130)
+      const match = /Interrupted: deleted ([\d,]+) of 1,500 widgets/.exec(result.stderr)
+      expect(match, result.stderr).not.to.equal(null)
+      const reported = Number(match![1].replace(/,/g, ''))
+      const left = (await db.query(`SELECT count(*)::int AS n FROM widgets WHERE kind = 'drop'`)).rows[0].n
+      // Whole batches only: the batch in flight committed, nothing half-done.
+      expect(reported % 100).to.equal(0)
+      expect(reported).to.be.greaterThan(0).and.lessThan(1500)
+      expect(left).to.equal(1500 - reported)
+      expect((await snapshot()).filter((r) => r.kind === 'keep')).to.deep.equal(kept)
+
+      const rerun = await runOps(clear('--force'), fixture)
+      expect(rerun.code).to.equal(0)
+      expect(await snapshot()).to.deep.equal(kept)
+    })
+  }
+})
+
+describe('the protocol against real Redis keys', function () {
+  let redis: Redis
+  let url: string
+
+  before(async () => {
+    url = (await freshRedis()).url
+    redis = new Redis(url)
+  })
+  after(() => redis?.disconnect())
+
+  beforeEach(async () => {
+    await redis.flushdb()
+    const pipeline = redis.pipeline()
+    for (let i = 0; i < 1000; i++) pipeline.set(`doomed:${i}`, 'x')
+    for (let i = 0; i < 100; i++) pipeline.set(`precious:${i}`, 'y')
+    await pipeline.exec()
+  })
+
+  const writeCalls = async () => {
+    const info = await redis.info('commandstats')
+    return [...info.matchAll(/cmdstat_(\w+):calls=(\d+)/g)]
+      .filter(([, name]) => ['unlink', 'del', 'set', 'flushdb', 'flushall'].includes(name))
+      .map(([, name, calls]) => `${name}=${calls}`)
+      .sort()
+  }
+
+  it('issues no write command with --dry-run (INFO commandstats)', async () => {
+    const before = await writeCalls()
+    const result = await runOps(['keys:clear', '--redis-url', url, '--pattern', 'doomed:*', '--dry-run'], fixture)
+    expect(result.code, result.stderr).to.equal(0)
+    expect(result.stdout).to.contain('Found 1,000 keys to delete')
+    expect(await writeCalls()).to.deep.equal(before)
+    expect(await redis.dbsize()).to.equal(1100)
+  })
+
+  it('removes only the matching keys once forced', async () => {
+    const result = await runOps(['keys:clear', '--redis-url', url, '--pattern', 'doomed:*', '--force'], fixture)
+    expect(result.code, result.stderr).to.equal(0)
+    expect(result.stdout).to.contain('Successfully deleted 1,000 keys')
+    expect(await redis.dbsize()).to.equal(100)
+    expect((await redis.keys('precious:*')).length).to.equal(100)
+  })
+
+  it('exits 130 on SIGINT with the keys removed so far reported', async () => {
+    const child = spawnOps(['keys:clear', '--redis-url', url, '--pattern', 'doomed:*', '--force', '--batch-size', '50', '--delay-ms', '100'], fixture)
+    child.stdin?.end()
+    const done = collect(child)
+    await waitForOutput(child, /\d+ \/ 1,000/)
+    child.kill('SIGINT')
+    const result = await done
+    expect(result.code).to.equal(130)
+    const reported = Number(/Interrupted: deleted ([\d,]+) of 1,000 keys/.exec(result.stderr)![1].replace(/,/g, ''))
+    expect(await redis.dbsize()).to.equal(1100 - reported)
+  })
+})
