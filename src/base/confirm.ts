@@ -9,11 +9,15 @@ const YES = /^(y|yes)$/i
  * Refuses at once when nobody can answer: a prompt on a closed or piped stdin
  * would hang a cron job or CI run forever.
  */
-export function assertCanPrompt(what: string, input: NodeJS.ReadStream = process.stdin): void {
+export function assertCanPrompt(
+  what: string,
+  input: NodeJS.ReadStream = process.stdin,
+  suggestions = ['Re-run with --force to proceed without a prompt'],
+): void {
   if (!input.isTTY) {
     throw new UsageError(
       `Refusing to ${what} without confirmation: standard input is not a terminal, so nobody can answer the prompt.`,
-      ['Re-run with --force to proceed without a prompt', 'Run with --dry-run to see what would happen'],
+      [...suggestions, 'Run with --dry-run to see what would happen'],
     )
   }
 }
@@ -32,6 +36,18 @@ export async function confirm(question: string, output: NodeJS.WriteStream = pro
       stdout: output,
     } as Parameters<typeof enquirer.prompt>[0])
     return YES.test(answer.answer.trim())
+  } catch {
+    return false
+  }
+}
+
+/** Asks the user to type `name` exactly; anything else (or Ctrl-C) means no. */
+export async function confirmByName(message: string, name: string, output: NodeJS.WriteStream = process.stdout): Promise<boolean> {
+  try {
+    const answer = await enquirer.prompt<{answer: string}>({type: 'input', name: 'answer', message, stdout: output} as Parameters<
+      typeof enquirer.prompt
+    >[0])
+    return answer.answer.trim() === name
   } catch {
     return false
   }

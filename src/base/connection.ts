@@ -1,4 +1,5 @@
 import {OpsError} from './errors.js'
+import {activeProfile} from './profiles.js'
 
 /** Where a connection setting came from, for messages and the audit trail. */
 export type SettingSource = 'flag' | 'environment' | 'profile' | 'default'
@@ -12,9 +13,11 @@ export interface ResolvedUrl {
  * Connection settings: flag > environment > profile > default (SPEC §2).
  * Empty strings count as unset so `DATABASE_URL= ops ...` falls through.
  */
-export function resolveUrl(options: {flag?: string; env?: string; profile?: string; fallback: string}): ResolvedUrl {
-  const {flag, env, profile, fallback} = options
-  const fromEnv = env ? process.env[env] : undefined
+export function resolveUrl(options: {flag?: string; env: string; profile?: string; fallback: string}): ResolvedUrl {
+  const {flag, env, fallback} = options
+  const fromEnv = process.env[env]
+  // A profile's settings are keyed by the variable they stand in for (DATABASE_URL, REDIS_URL).
+  const profile = options.profile ?? activeProfile()?.settings[env]
   if (flag) return {url: flag, source: 'flag'}
   if (fromEnv) return {url: fromEnv, source: 'environment'}
   if (profile) return {url: profile, source: 'profile'}

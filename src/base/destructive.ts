@@ -1,9 +1,12 @@
 import {Flags} from '@oclif/core'
 
-import {assertCanPrompt, confirm} from './confirm.js'
-import {ExitCode, OpsError} from './errors.js'
+import {AuditLog} from './audit.js'
+import {assertCanPrompt, confirm, confirmByName} from './confirm.js'
+import {ExitCode, exitCodeOf, OpsError, UsageError} from './errors.js'
 import {count, duration} from './format.js'
+import type {PlanHookOptions} from './hooks.js'
 import {OpsCommand} from './ops-command.js'
+import {activeProfile} from './profiles.js'
 import {renderModeFor, runSteps, Step, StepResult} from './progress.js'
 
 /** What a destructive command intends to do, known before anything is written. */
@@ -28,6 +31,11 @@ export interface Plan {
   messages?: Partial<Record<'found' | 'nothing' | 'dryRun' | 'success', string>>
   /** Anything else the command wants in its --json document (e.g. a listing). */
   data?: unknown
+  /**
+   * What a user must type to confirm on a production profile: the database
+   * name, or host:port for Redis. Derived from `target` when omitted.
+   */
+  resourceName?: string
 }
 
 /** A block printed by --show-summary, with its machine-readable form for --json. */
@@ -50,7 +58,7 @@ export interface DestructiveOperation<P extends Plan = Plan> {
   disconnect(): Promise<void>
 }
 
-export type Outcome = 'done' | 'dry-run' | 'nothing-to-do' | 'cancelled' | 'interrupted'
+export type Outcome = 'done' | 'dry-run' | 'nothing-to-do' | 'cancelled' | 'interrupted' | 'failed' | 'vetoed'
 
 export interface DestructiveResult {
   outcome: Outcome
@@ -65,96 +73,195 @@ export interface DestructiveResult {
   warnings: string[]
   data?: unknown
   summary?: unknown
+  error?: string
 }
 
 export interface DestructiveFlags {
   'dry-run': boolean
   force: boolean
   'show-summary': boolean
+  confirm?: string
+}
+
+/** The name to type on a production profile: a URL's database, or host:port for Redis. */
+export function resourceNameOf(plan: Plan): string {
+  if (plan.resourceName) return plan.resourceName
+  try {
+    const url = new URL(plan.target)
+    if (url.protocol.startsWith('redis')) return `${url.hostname}:${url.port || 6379}`
+    return decodeURIComponent(url.pathname.replace(/^\//, '')) || url.hostname
+  } catch {
+    return plan.target
+  }
 }
 
 /**
- * The protocol of SPEC §2, implemented once: connect, plan, dry-run exit,
- * confirm, batched execute, report. Commands of every plugin extend this and
- * call `runDestructive` from `run()`.
+ * The protocol of SPEC §2, implemented once: connect, plan, hooks, dry-run
+ * exit, confirm, batched execute, report, audit. Commands of every plugin
+ * extend this and call `runDestructive` from `run()`.
  */
 export abstract class DestructiveCommand extends OpsCommand {
   static override baseFlags = {
     ...OpsCommand.baseFlags,
     'dry-run': Flags.boolean({description: 'Show what would be done without writing anything.', default: false}),
-    force: Flags.boolean({description: 'Skip the confirmation prompt (for scripts and cron).', default: false}),
+    force: Flags.boolean({description: 'Skip the confirmation prompt (for scripts and cron). Not enough on a production profile.', default: false}),
     'show-summary': Flags.boolean({description: 'Print the status summary, even when nothing matches.', default: false}),
+    confirm: Flags.string({
+      description: 'On a production profile: the database (or Redis host:port) name, typed in advance for automation.',
+      helpValue: 'NAME',
+    }),
   }
 
   private interrupted = false
 
   protected async runDestructive<P extends Plan>(operation: DestructiveOperation<P>, flags: DestructiveFlags): Promise<DestructiveResult> {
     const started = Date.now()
+    let plan: P | undefined
+    let result: DestructiveResult | undefined
     try {
       await operation.connect()
-      const plan = await operation.plan()
-      const verb = plan.verb ?? {present: 'delete', past: 'deleted'}
-      const result: DestructiveResult = {
-        outcome: 'done',
-        store: plan.store,
-        target: plan.target,
-        noun: plan.noun,
-        filters: plan.filters,
-        planned: plan.count,
-        done: 0,
-        durationMs: 0,
-        steps: [],
-        warnings: plan.warnings ?? [],
-        ...(plan.data === undefined ? {} : {data: plan.data}),
+      plan = await operation.plan()
+      result = this.newResult(plan)
+      const outcome = await this.guardAndExecute(operation, plan, result, flags, started)
+      result.outcome = outcome
+      if (flags['show-summary'] && operation.summary) {
+        const summary = await operation.summary()
+        this.log('')
+        this.logLines(summary.lines)
+        result.summary = summary.data
       }
-      const finish = async (outcome: Outcome) => {
-        result.outcome = outcome
-        if (flags['show-summary'] && operation.summary) {
-          const summary = await operation.summary()
-          this.log('')
-          this.logLines(summary.lines)
-          result.summary = summary.data
-        }
-        result.durationMs = Date.now() - started
-        return result
-      }
-
-      if (plan.count === 0) {
-        this.log(plan.messages?.nothing ?? `No ${plan.noun} found with the specified criteria`)
-        return await finish('nothing-to-do')
-      }
-      this.log(plan.messages?.found ?? `Found ${count(plan.count)} ${plan.noun} to ${verb.present}`)
-      this.logLines(plan.details ?? [])
-      for (const warning of plan.warnings ?? []) this.warn(warning)
-
-      if (flags['dry-run']) {
-        this.log(plan.messages?.dryRun ?? `DRY RUN MODE - No records will be ${verb.past}`)
-        return await finish('dry-run')
-      }
-
-      if (!flags.force) {
-        assertCanPrompt(`${verb.present} ${count(plan.count)} ${plan.noun}`)
-        const question = `Are you sure you want to ${verb.present} ${count(plan.count)} ${plan.noun}?`
-        const yes = await confirm(question, this.jsonEnabled() ? process.stderr : process.stdout)
-        if (!yes) {
-          this.log(`Operation cancelled: nothing was ${verb.past}.`)
-          return await finish('cancelled')
-        }
-      }
-
-      result.steps = await this.execute(operation.steps(plan), result)
-      result.done = result.steps.reduce((sum, s) => sum + s.done, 0)
-      if (this.interrupted) {
-        this.logToStderr(`Interrupted: ${verb.past} ${count(result.done)} of ${count(plan.count)} ${plan.noun} in ${duration(Date.now() - started)}.`)
-        this.logToStderr('The data is consistent; run the same command again to finish.')
-        process.exitCode = ExitCode.Interrupted
-        return await finish('interrupted')
-      }
-      this.log(plan.messages?.success ?? `Successfully ${verb.past} ${count(result.done)} ${plan.noun}`)
-      this.log(`Done in ${duration(Date.now() - started)}.`)
-      return await finish('done')
+      if (outcome === 'interrupted') process.exitCode = ExitCode.Interrupted
+      return result
+    } catch (error) {
+      result ??= this.newResult(plan)
+      if (result.outcome !== 'vetoed') result.outcome = 'failed'
+      result.error = this.mask(error instanceof Error ? error.message : String(error))
+      throw error
     } finally {
       await operation.disconnect()
+      if (result) {
+        result.durationMs = Date.now() - started
+        await this.afterRun(plan, result, flags)
+      }
+    }
+  }
+
+  private newResult(plan: Plan | undefined): DestructiveResult {
+    return {
+      outcome: 'done',
+      store: plan?.store ?? '',
+      target: plan?.target ?? '',
+      noun: plan?.noun ?? '',
+      filters: plan?.filters ?? {},
+      planned: plan?.count ?? 0,
+      done: 0,
+      durationMs: 0,
+      steps: [],
+      warnings: plan?.warnings ?? [],
+      ...(plan?.data === undefined ? {} : {data: plan.data}),
+    }
+  }
+
+  private async guardAndExecute<P extends Plan>(
+    operation: DestructiveOperation<P>,
+    plan: P,
+    result: DestructiveResult,
+    flags: DestructiveFlags,
+    started: number,
+  ): Promise<Outcome> {
+    const verb = plan.verb ?? {present: 'delete', past: 'deleted'}
+    if (plan.count === 0) {
+      this.log(plan.messages?.nothing ?? `No ${plan.noun} found with the specified criteria`)
+      return 'nothing-to-do'
+    }
+    this.log(plan.messages?.found ?? `Found ${count(plan.count)} ${plan.noun} to ${verb.present}`)
+    this.logLines(plan.details ?? [])
+    for (const warning of plan.warnings ?? []) this.warn(warning)
+
+    await this.firePlanHook(plan, flags, result)
+
+    if (flags['dry-run']) {
+      this.log(plan.messages?.dryRun ?? `DRY RUN MODE - No records will be ${verb.past}`)
+      return 'dry-run'
+    }
+    if (!(await this.confirmed(plan, flags, verb.present))) {
+      this.log(`Operation cancelled: nothing was ${verb.past}.`)
+      return 'cancelled'
+    }
+
+    result.steps = await this.execute(operation.steps(plan), result)
+    result.done = result.steps.reduce((sum, s) => sum + s.done, 0)
+    if (this.interrupted) {
+      this.logToStderr(`Interrupted: ${verb.past} ${count(result.done)} of ${count(plan.count)} ${plan.noun} in ${duration(Date.now() - started)}.`)
+      this.logToStderr('The data is consistent; run the same command again to finish.')
+      return 'interrupted'
+    }
+    this.log(plan.messages?.success ?? `Successfully ${verb.past} ${count(result.done)} ${plan.noun}`)
+    this.log(`Done in ${duration(Date.now() - started)}.`)
+    return 'done'
+  }
+
+  /**
+   * Plain profiles: --force or "yes" at the prompt. Production profiles: the
+   * resource name, typed at the prompt or passed as --confirm (as Heroku's pg:reset).
+   */
+  private async confirmed(plan: Plan, flags: DestructiveFlags, verb: string): Promise<boolean> {
+    const profile = activeProfile()
+    const what = `${verb} ${count(plan.count)} ${plan.noun}`
+    const output = this.jsonEnabled() ? process.stderr : process.stdout
+    if (profile?.production) {
+      const name = resourceNameOf(plan)
+      if (flags.confirm !== undefined) {
+        if (flags.confirm === name) return true
+        throw new UsageError(`--confirm "${flags.confirm}" does not match "${name}", the target of production profile "${profile.name}". Nothing was changed.`)
+      }
+      assertCanPrompt(`${what} on production profile "${profile.name}"`, process.stdin, [`Re-run with --confirm ${name}`])
+      output.write(`WARNING: Destructive action on production profile "${profile.name}" (${plan.target}).\n`)
+      return confirmByName(`To proceed, type "${name}" or re-run this command with --confirm ${name}`, name, output)
+    }
+    if (flags.force) return true
+    assertCanPrompt(what)
+    return confirm(`Are you sure you want to ${what}?`, output)
+  }
+
+  private async firePlanHook(plan: Plan, flags: DestructiveFlags, result: DestructiveResult): Promise<void> {
+    const profile = activeProfile()
+    const options: PlanHookOptions = {
+      command: this.id ?? this.constructor.name,
+      plan,
+      dryRun: flags['dry-run'],
+      force: flags.force,
+      ...(profile ? {profile: {name: profile.name, production: profile.production}} : {}),
+    }
+    try {
+      await this.config.runHook('ops:plan', options, undefined, false)
+    } catch (error) {
+      result.outcome = 'vetoed'
+      const reason = error instanceof Error ? error.message : String(error)
+      throw new OpsError(`Vetoed by a plugin hook: ${reason}\nNothing was changed.`, {exit: exitCodeOf(error) === ExitCode.Usage ? ExitCode.Usage : ExitCode.Failure})
+    }
+  }
+
+  /** ops:result hooks (failures are warnings) and the audit log line. */
+  private async afterRun(plan: Plan | undefined, result: DestructiveResult, flags: DestructiveFlags): Promise<void> {
+    const command = this.id ?? this.constructor.name
+    const hooks = await this.config.runHook('ops:result', {command, plan, result})
+    for (const failure of hooks.failures) this.warn(`ops:result hook of ${failure.plugin.name} failed: ${failure.error.message}`)
+    if (flags['dry-run'] && result.outcome !== 'failed') return
+    try {
+      new AuditLog(this.config.dataDir).append({
+        command,
+        connection: result.target || null,
+        profile: activeProfile()?.name ?? null,
+        filters: result.filters,
+        planned: plan ? result.planned : null,
+        done: result.done,
+        durationMs: result.durationMs,
+        outcome: result.outcome === 'dry-run' ? 'failed' : result.outcome,
+        ...(result.error ? {error: result.error} : {}),
+      })
+    } catch (error) {
+      this.warn(`Could not write the audit log: ${(error as Error).message}`)
     }
   }
 

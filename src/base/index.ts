@@ -2,7 +2,7 @@
  * The public API of ops for plugins: extend `DestructiveCommand` (or
  * `OpsCommand` for read-only commands) and supply an operation.
  */
-export {assertCanPrompt, confirm} from './confirm.js'
+export {assertCanPrompt, confirm, confirmByName} from './confirm.js'
 export {connectionError, endpointOf, maskSecrets, maskUrl, resolveUrl, secretsOf} from './connection.js'
 export type {ResolvedUrl, SettingSource} from './connection.js'
 export {DestructiveCommand} from './destructive.js'
@@ -12,3 +12,9 @@ export {count, duration, table} from './format.js'
 export {OpsCommand} from './ops-command.js'
 export {RateMeter, renderModeFor, runSteps} from './progress.js'
 export type {Progress, RenderMode, Step, StepResult} from './progress.js'
+export {AuditLog} from './audit.js'
+export type {AuditEntry} from './audit.js'
+export {resourceNameOf} from './destructive.js'
+export type {PlanHookOptions, ResultHookOptions} from './hooks.js'
+export {activeProfile, ProfileStore} from './profiles.js'
+export type {Profile} from './profiles.js'

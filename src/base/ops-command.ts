@@ -1,7 +1,8 @@
-import {Command, Errors} from '@oclif/core'
+import {Command, Errors, Flags} from '@oclif/core'
 
 import {maskSecrets, secretsOf} from './connection.js'
 import {ExitCode, exitCodeOf, OpsError} from './errors.js'
+import {activeProfile, ProfileStore, setActiveProfile} from './profiles.js'
 
 /**
  * The base of every ops command: `--json` (one document on stdout, nothing
@@ -10,8 +11,31 @@ import {ExitCode, exitCodeOf, OpsError} from './errors.js'
 export abstract class OpsCommand extends Command {
   static override enableJsonFlag = true
 
+  static override baseFlags = {
+    profile: Flags.string({
+      description: 'Named connection settings (see `ops profiles:list`); flags and environment still win.',
+      env: 'OPS_PROFILE',
+      helpGroup: 'GLOBAL',
+      helpValue: 'NAME',
+    }),
+  }
+
+  /** Selects the profile before `run()` so every URL resolution sees it. */
+  override async init(): Promise<void> {
+    await super.init()
+    const name = profileArgument(this.argv) ?? process.env.OPS_PROFILE
+    setActiveProfile(name ? new ProfileStore(this.config.configDir).get(name) : undefined)
+    const profile = activeProfile()
+    if (profile) for (const value of Object.values(profile.settings)) this.registerSecretsOf(value)
+  }
+
   /** Literal secrets (passwords) that must never reach the terminal. */
   private readonly secrets = new Set<string>()
+
+  /** The store of named connection settings in the config directory. */
+  protected get profiles(): ProfileStore {
+    return new ProfileStore(this.config.configDir)
+  }
 
   /** Remember a connection URL's password so every message and error masks it. */
   protected registerSecretsOf(url: string): void {
@@ -71,4 +95,13 @@ export abstract class OpsCommand extends Command {
     if (process.env.DEBUG) Object.defineProperty(shaped, 'stack', {value: this.mask(error.stack ?? '')})
     return shaped
   }
+}
+
+/** `--profile NAME` or `--profile=NAME` before any `--` (read early, before flags are parsed). */
+function profileArgument(argv: string[]): string | undefined {
+  for (let i = 0; i < argv.length && argv[i] !== '--'; i++) {
+    if (argv[i] === '--profile') return argv[i + 1]
+    if (argv[i].startsWith('--profile=')) return argv[i].slice('--profile='.length)
+  }
+  return undefined
 }

@@ -1,5 +1,7 @@
 /** Runs the real `ops` binary (or a fixture CLI) in a child process, as a user would. */
 import {ChildProcess, spawn} from 'node:child_process'
+import {mkdtempSync} from 'node:fs'
+import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -22,8 +24,19 @@ export interface RunOptions {
   entry?: string
 }
 
+/**
+ * The CLI's data, config and cache directories for this test run: the audit
+ * log, profiles and installed plugins never touch the user's own.
+ */
+export const OPS_HOME = mkdtempSync(join(tmpdir(), 'ops-test-home-'))
+const isolated = {
+  OPS_DATA_DIR: join(OPS_HOME, 'data'),
+  OPS_CONFIG_DIR: join(OPS_HOME, 'config'),
+  OPS_CACHE_DIR: join(OPS_HOME, 'cache'),
+}
+
 function childEnv(extra: RunOptions['env'] = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1', FORCE_COLOR: '0', ...extra}
+  const env: NodeJS.ProcessEnv = {...process.env, ...isolated, NO_COLOR: '1', FORCE_COLOR: '0', OPS_PROFILE: undefined, ...extra}
   for (const key of ['DATABASE_URL', 'REDIS_URL']) if (!(key in extra)) delete env[key]
   for (const [key, value] of Object.entries(extra)) if (value === undefined) delete env[key]
   return env
