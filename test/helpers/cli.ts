@@ -100,13 +100,13 @@ const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
 
 /**
  * Runs ops on a real pseudo-terminal (util-linux `script`), answers the first
- * "(yes/no)" prompt with `answer`, and returns the transcript.
+ * prompt (by default the "(yes/no)" one) with `answer`, and returns the transcript.
  */
-export async function runOpsInTty(args: string[], answer: string, options: RunOptions = {}): Promise<RunResult> {
+export async function runOpsInTty(args: string[], answer: string, options: RunOptions & {prompt?: string | RegExp} = {}): Promise<RunResult> {
   const command = [process.execPath, ...nodeArgs(options.entry), ...args].map(shellQuote).join(' ')
   const child = spawn('script', ['-qefc', command, '/dev/null'], {cwd: ROOT, env: {...childEnv(options.env), CI: undefined, TERM: 'xterm'}, stdio: ['pipe', 'pipe', 'pipe']})
   const done = collect(child, options.timeoutMs)
-  await waitForOutput(child, '(yes/no)')
+  await waitForOutput(child, options.prompt ?? '(yes/no)')
   child.stdin?.write(`${answer}\r`)
   const result = await done
   child.stdin?.end()
