@@ -7,6 +7,8 @@ import {fileURLToPath} from 'node:url'
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const OPS_BIN = join(ROOT, 'bin', 'run.js')
+/** The Node.js that runs the CLI under test: OPS_TEST_NODE checks other majors (22, 24). */
+export const NODE = process.env.OPS_TEST_NODE || process.execPath
 
 export interface RunResult {
   code: number | null
@@ -48,7 +50,7 @@ function nodeArgs(entry?: string): string[] {
 
 /** Starts ops without waiting; for signal tests. */
 export function spawnOps(args: string[], options: RunOptions = {}): ChildProcess {
-  return spawn(process.execPath, [...nodeArgs(options.entry), ...args], {cwd: ROOT, env: childEnv(options.env), stdio: ['pipe', 'pipe', 'pipe']})
+  return spawn(NODE, [...nodeArgs(options.entry), ...args], {cwd: ROOT, env: childEnv(options.env), stdio: ['pipe', 'pipe', 'pipe']})
 }
 
 /** Collects a child's output until it exits. */
@@ -103,7 +105,7 @@ const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
  * prompt (by default the "(yes/no)" one) with `answer`, and returns the transcript.
  */
 export async function runOpsInTty(args: string[], answer: string, options: RunOptions & {prompt?: string | RegExp} = {}): Promise<RunResult> {
-  const command = [process.execPath, ...nodeArgs(options.entry), ...args].map(shellQuote).join(' ')
+  const command = [NODE, ...nodeArgs(options.entry), ...args].map(shellQuote).join(' ')
   const child = spawn('script', ['-qefc', command, '/dev/null'], {cwd: ROOT, env: {...childEnv(options.env), CI: undefined, TERM: 'xterm'}, stdio: ['pipe', 'pipe', 'pipe']})
   const done = collect(child, options.timeoutMs)
   await waitForOutput(child, options.prompt ?? '(yes/no)')
