@@ -1,0 +1,169 @@
+import {DataSource, EntitySchema, QueryRunner} from 'typeorm'
+
+import type {BatchDeleter} from './batches.js'
+import {predicatesOf} from './filter.js'
+import type {TableName} from './table-name.js'
+import type {BatchOutcome, BatchRequest, ReferencingForeignKey} from './task-manager-table.js'
+
+/** celery-task-manager's TaskManager model as Django creates it (SPEC §3). */
+export interface TaskManagerRow {
+  id: string
+  current_page: number | null
+  total_pages: number | null
+  attempts: number
+  task_module: string
+  task_name: string
+  reverse_module: string | null
+  reverse_name: string | null
+  exception_module: string | null
+  exception_name: string | null
+  arguments: unknown
+  status: string
+  status_message: string | null
+  task_id: string
+  priority: number | null
+  killed: boolean
+  fixed: boolean
+  last_run: Date
+  started_at: Date | null
+  created_at: Date
+  updated_at: Date
+}
+
+const varchar = (nullable: boolean) => ({type: 'varchar' as const, length: 200, nullable})
+const integer = (nullable: boolean) => ({type: 'integer' as const, nullable})
+const timestamptz = (nullable: boolean) => ({type: 'timestamp with time zone' as const, nullable})
+
+/** EntitySchema (no decorators): the table name comes from --table at run time. */
+export function taskManagerEntity(table: TableName): EntitySchema<TaskManagerRow> {
+  return new EntitySchema<TaskManagerRow>({
+    name: 'TaskManager',
+    tableName: table.name,
+    schema: table.schema,
+    columns: {
+      id: {type: 'bigint', primary: true},
+      current_page: integer(true),
+      total_pages: integer(true),
+      attempts: integer(false),
+      task_module: varchar(false),
+      task_name: varchar(false),
+      reverse_module: varchar(true),
+      reverse_name: varchar(true),
+      exception_module: varchar(true),
+      exception_name: varchar(true),
+      arguments: {type: 'jsonb', nullable: true},
+      status: {type: 'varchar', length: 20},
+      status_message: {type: 'text', nullable: true},
+      task_id: {type: 'varchar', length: 36},
+      priority: integer(true),
+      killed: {type: 'boolean'},
+      fixed: {type: 'boolean'},
+      last_run: timestamptz(false),
+      started_at: timestamptz(true),
+      created_at: timestamptz(false),
+      updated_at: timestamptz(false),
+    },
+  })
+}
+
+interface WatcherLinkRow {
+  id: string
+  taskwatcher_id: string
+  taskmanager_id: string
+}
+
+/** Django's auto-created TaskWatcher.tasks through table. */
+function watcherLinkEntity(fk: ReferencingForeignKey, i: number): EntitySchema<WatcherLinkRow> {
+  return new EntitySchema<WatcherLinkRow>({
+    name: `TaskWatcherTasks${i}`,
+    tableName: fk.table.name,
+    schema: fk.table.schema,
+    columns: {
+      id: {type: 'bigint', primary: true},
+      taskwatcher_id: {type: 'bigint'},
+      taskmanager_id: {type: 'bigint'},
+    },
+  })
+}
+
+/**
+ * The ORM path (the seed's choice below 50,000 rows), with the same keyset
+ * batches as the raw path: memory stays bounded by one batch of ids.
+ */
+export class TaskManagerOrm implements BatchDeleter {
+  private constructor(
+    private readonly source: DataSource,
+    private readonly runner: QueryRunner,
+    private readonly task: EntitySchema<TaskManagerRow>,
+    private readonly links: EntitySchema<WatcherLinkRow>[],
+  ) {}
+
+  static async connect(url: string, table: TableName, foreignKeys: ReferencingForeignKey[], applicationName: string): Promise<TaskManagerOrm> {
+    const task = taskManagerEntity(table)
+    const links = foreignKeys.filter((fk) => fk.isWatcherLink).map(watcherLinkEntity)
+    const source = new DataSource({
+      type: 'postgres',
+      url,
+      applicationName,
+      entities: [task, ...links],
+      synchronize: false,
+      logging: false,
+      extra: {max: 1, connectionTimeoutMillis: 15_000},
+    })
+    await source.initialize()
+    const runner = source.createQueryRunner()
+    await runner.connect()
+    return new TaskManagerOrm(source, runner, task, links)
+  }
+
+  async deleteBatch(request: BatchRequest): Promise<BatchOutcome> {
+    const {runner} = this
+    await runner.startTransaction()
+    try {
+      await runner.query(`SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)`, [
+        request.limits.statementTimeout,
+        request.limits.lockTimeout,
+      ])
+      const select = runner.manager
+        .createQueryBuilder(this.task, 't')
+        .select('t.id', 'id')
+        .where('t.id > :afterId AND t.id <= :upToId', {afterId: request.afterId, upToId: request.upToId})
+      predicatesOf(request.filter).forEach((p, i) => select.andWhere(`t.${p.column} ${p.op} :p${i}`, {[`p${i}`]: p.value}))
+      // Locks the rows and re-checks the filter on rows changed meanwhile.
+      const ids = (await select.orderBy('t.id', 'ASC').limit(request.limit).setLock('pessimistic_write').getRawMany<{id: string}>()).map((r) =>
+        String(r.id),
+      )
+      if (ids.length === 0) {
+        await runner.commitTransaction()
+        return {deleted: 0, links: 0}
+      }
+      let rows: string[] = []
+      if (request.withRows) {
+        const raw = await runner.manager
+          .createQueryBuilder(this.task, 't')
+          .select('row_to_json(t)::text', 'row')
+          .where('t.id = ANY(:ids)', {ids})
+          .orderBy('t.id', 'ASC')
+          .getRawMany<{row: string}>()
+        rows = raw.map((r) => r.row)
+      }
+      let links = 0
+      for (const link of this.links) {
+        const result = await runner.manager.createQueryBuilder().delete().from(link).where('taskmanager_id = ANY(:ids)', {ids}).execute()
+        links += result.affected ?? 0
+      }
+      const result = await runner.manager.createQueryBuilder().delete().from(this.task).where('id = ANY(:ids)', {ids}).execute()
+      await request.beforeCommit?.(rows)
+      await runner.commitTransaction()
+      return {deleted: result.affected ?? ids.length, links, lastId: ids.at(-1)}
+    } catch (error) {
+      if (runner.isTransactionActive) await runner.rollbackTransaction().catch(() => {})
+      throw error
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.runner.release().catch(() => {})
+    if (this.source.isInitialized) await this.source.destroy().catch(() => {})
+  }
+}

@@ -1,0 +1,267 @@
+import {OpsError} from 'ops-cli/base'
+import type pg from 'pg'
+
+import {TaskFilter, whereClause} from './filter.js'
+import {qualified, quoteIdent, TableName} from './table-name.js'
+
+/** A foreign key of another table that points at the TaskManager table, read from pg_constraint. */
+export interface ReferencingForeignKey {
+  constraint: string
+  table: TableName
+  columns: string[]
+  /** ON DELETE action: NO ACTION, RESTRICT, CASCADE, SET NULL, SET DEFAULT. */
+  onDelete: string
+  deferrable: boolean
+  /** True for Django's TaskWatcher.tasks many-to-many link table, which ops deletes from itself. */
+  isWatcherLink: boolean
+}
+
+export interface StatusCount {
+  status: string
+  count: number
+}
+export interface ModuleCount {
+  taskModule: string
+  count: number
+}
+
+export interface StuckGroup {
+  taskModule: string
+  taskName: string
+  count: number
+  byStatus: Record<string, number>
+  oldestLastRun: string
+  samples: {id: string; taskId: string; status: string; lastRun: string; attempts: number; arguments: unknown}[]
+}
+
+/** Per-batch settings: SET LOCAL values, so they end with the transaction. */
+export interface BatchLimits {
+  statementTimeout: string
+  lockTimeout: string
+}
+
+export interface BatchRequest {
+  filter: TaskFilter
+  /** Keyset: only ids greater than this (exclusive) and at most `upToId`. */
+  afterId: string
+  upToId: string
+  limit: number
+  limits: BatchLimits
+  /** Return each deleted row as JSON text (for --archive). */
+  withRows: boolean
+  /** Runs after the deletes and before COMMIT; throwing rolls the batch back. */
+  beforeCommit?: (rows: string[]) => Promise<void>
+}
+
+export interface BatchOutcome {
+  deleted: number
+  links: number
+  /** The greatest id deleted; undefined when the batch was empty (the walk is over). */
+  lastId?: string
+}
+
+const ACTIONS: Record<string, string> = {a: 'NO ACTION', r: 'RESTRICT', c: 'CASCADE', n: 'SET NULL', d: 'SET DEFAULT'}
+
+/** Django names the M2M table <app>_taskwatcher_tasks with the column taskmanager_id. */
+const isWatcherLink = (table: string, columns: string[]) => /taskwatcher_tasks$/.test(table) && columns.length === 1 && columns[0] === 'taskmanager_id'
+
+/**
+ * All SQL for the Django TaskManager table (SPEC §3): it has no index but the
+ * primary key, so every batch walks the PK (keyset on id), never re-scanning
+ * from the start.
+ */
+export class TaskManagerTable {
+  private watcherLinks: ReferencingForeignKey[] = []
+
+  private constructor(
+    private readonly client: pg.Client,
+    readonly table: TableName,
+  ) {}
+
+  /** Resolves the name through search_path and fails clearly when the table is missing. */
+  static async open(client: pg.Client, table: {schema?: string; name: string}, where: string): Promise<TaskManagerTable> {
+    const regclass = table.schema ? `${quoteIdent(table.schema)}.${quoteIdent(table.name)}` : quoteIdent(table.name)
+    const {rows} = await client.query(
+      `SELECT n.nspname AS schema, c.relname AS name, current_database() AS db
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p')`,
+      [regclass],
+    )
+    if (rows.length === 0) {
+      const {rows: db} = await client.query('SELECT current_database() AS db')
+      const shown = table.schema ? `${table.schema}.${table.name}` : table.name
+      throw new OpsError(`Table ${shown} does not exist in database "${db[0].db}" at ${where}.`, {
+        suggestions: ['Name the TaskManager table with --table, e.g. --table public.task_manager_taskmanager', 'Check --database-url / DATABASE_URL points at the Django database'],
+      })
+    }
+    const found = new TaskManagerTable(client, {schema: rows[0].schema, name: rows[0].name})
+    found.watcherLinks = (await found.referencingForeignKeys()).filter((fk) => fk.isWatcherLink)
+    return found
+  }
+
+  get sql(): string {
+    return qualified(this.table)
+  }
+
+  get displayName(): string {
+    return `${this.table.schema}.${this.table.name}`
+  }
+
+  /** The server's now() minus an interval, fixed once so every batch uses the same cutoff. */
+  async cutoff(interval: string): Promise<Date> {
+    const {rows} = await this.client.query('SELECT now() - $1::interval AS cutoff', [interval])
+    return rows[0].cutoff as Date
+  }
+
+  async countMatching(filter: TaskFilter): Promise<number> {
+    const where = whereClause(filter)
+    const {rows} = await this.client.query(`SELECT count(*)::bigint AS n FROM ${this.sql} WHERE ${where.sql}`, where.params)
+    return Number(rows[0].n)
+  }
+
+  /** Link rows of TaskWatcher.tasks that point at matching rows (deleted with them). */
+  async countWatcherLinks(filter: TaskFilter): Promise<number> {
+    const where = whereClause(filter)
+    let total = 0
+    for (const fk of this.watcherLinks) {
+      const {rows} = await this.client.query(
+        `SELECT count(*)::bigint AS n FROM ${qualified(fk.table)} WHERE ${quoteIdent(fk.columns[0])} IN (SELECT id FROM ${this.sql} WHERE ${where.sql})`,
+        where.params,
+      )
+      total += Number(rows[0].n)
+    }
+    return total
+  }
+
+  /** The greatest id now: the walk stops there, so rows inserted after the plan are never touched. */
+  async maxId(): Promise<string> {
+    const {rows} = await this.client.query(`SELECT coalesce(max(id), 0)::text AS id FROM ${this.sql}`)
+    return rows[0].id as string
+  }
+
+  async referencingForeignKeys(): Promise<ReferencingForeignKey[]> {
+    const {rows} = await this.client.query(
+      `SELECT con.conname AS constraint, n.nspname AS schema, c.relname AS name, con.confdeltype AS action,
+              con.condeferrable AS deferrable,
+              array(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
+                      JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum ORDER BY k.ord) AS columns
+         FROM pg_constraint con
+         JOIN pg_class c ON c.oid = con.conrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE con.contype = 'f' AND con.confrelid = $1::regclass
+        ORDER BY n.nspname, c.relname, con.conname`,
+      [this.sql],
+    )
+    return rows.map((r) => ({
+      constraint: r.constraint,
+      table: {schema: r.schema, name: r.name},
+      columns: r.columns,
+      onDelete: ACTIONS[r.action] ?? r.action,
+      deferrable: r.deferrable,
+      isWatcherLink: isWatcherLink(r.name, r.columns),
+    }))
+  }
+
+  /**
+   * One short transaction: lock the next `limit` matching rows in id order
+   * (FOR UPDATE re-checks the filter on rows changed meanwhile), delete their
+   * watcher link rows, then the rows themselves, then COMMIT. The deferred
+   * foreign key of the link table is checked at that COMMIT.
+   */
+  async deleteBatch(request: BatchRequest): Promise<BatchOutcome> {
+    const where = whereClause(request.filter, 4)
+    const ids = 'ARRAY(SELECT id FROM batch)'
+    const links = this.watcherLinks.map(
+      (fk, i) => `, links${i} AS (DELETE FROM ${qualified(fk.table)} WHERE ${quoteIdent(fk.columns[0])} = ANY(${ids}) RETURNING 1)`,
+    )
+    const linkCount = this.watcherLinks.length ? this.watcherLinks.map((_, i) => `(SELECT count(*) FROM links${i})`).join(' + ') : '0'
+    const returning = request.withRows ? 't.id, row_to_json(t)::text AS row' : 't.id'
+    const statement = `WITH batch AS (
+        SELECT id FROM ${this.sql} WHERE id > $1 AND id <= $2 AND ${where.sql} ORDER BY id LIMIT $3 FOR UPDATE
+      )${links.join('')}, gone AS (
+        DELETE FROM ${this.sql} AS t WHERE t.id = ANY(${ids}) RETURNING ${returning}
+      )
+      ${
+        request.withRows
+          ? `SELECT id::text AS id, row, (${linkCount})::int AS links FROM gone ORDER BY id`
+          : `SELECT (SELECT count(*) FROM gone)::int AS deleted, (SELECT max(id) FROM gone)::text AS id, (${linkCount})::int AS links`
+      }`
+    await this.client.query('BEGIN')
+    try {
+      await this.client.query(
+        // Walk the primary key: a sequential scan per batch would re-read the whole table every time.
+        `SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), set_config('enable_seqscan', 'off', true)`,
+        [request.limits.statementTimeout, request.limits.lockTimeout],
+      )
+      const {rows} = await this.client.query(statement, [request.afterId, request.upToId, request.limit, ...where.params])
+      let outcome: BatchOutcome
+      if (request.withRows) {
+        outcome = {deleted: rows.length, links: rows[0]?.links ?? 0, lastId: rows.at(-1)?.id}
+        await request.beforeCommit?.(rows.map((r) => r.row as string))
+      } else {
+        outcome = {deleted: rows[0].deleted, links: rows[0].links, lastId: rows[0].id ?? undefined}
+        await request.beforeCommit?.([])
+      }
+      await this.client.query('COMMIT')
+      return outcome
+    } catch (error) {
+      await this.client.query('ROLLBACK').catch(() => {})
+      throw error
+    }
+  }
+
+  async statusSummary(): Promise<StatusCount[]> {
+    const {rows} = await this.client.query(`SELECT status, count(*)::bigint AS n FROM ${this.sql} GROUP BY status ORDER BY status`)
+    return rows.map((r) => ({status: r.status, count: Number(r.n)}))
+  }
+
+  async moduleSummary(): Promise<ModuleCount[]> {
+    const {rows} = await this.client.query(
+      `SELECT task_module, count(*)::bigint AS n FROM ${this.sql} GROUP BY task_module ORDER BY count(*) DESC, task_module`,
+    )
+    return rows.map((r) => ({taskModule: r.task_module, count: Number(r.n)}))
+  }
+
+  /** SCHEDULED or PENDING rows whose last_run is older than `hours`, grouped by module and name. */
+  async stuckTasks(hours: number, samples: number): Promise<{cutoff: string; groups: StuckGroup[]}> {
+    const {rows: cut} = await this.client.query(`SELECT now() - make_interval(hours => $1) AS cutoff`, [hours])
+    const cutoff = cut[0].cutoff as Date
+    const {rows} = await this.client.query(
+      `SELECT task_module, task_name, status, count(*)::bigint AS n, min(last_run) AS oldest
+         FROM ${this.sql} WHERE status IN ('SCHEDULED', 'PENDING') AND last_run < $1
+        GROUP BY task_module, task_name, status`,
+      [cutoff],
+    )
+    const groups = new Map<string, StuckGroup>()
+    for (const r of rows) {
+      const key = JSON.stringify([r.task_module, r.task_name])
+      const group: StuckGroup = groups.get(key) ?? {taskModule: r.task_module, taskName: r.task_name, count: 0, byStatus: {}, oldestLastRun: r.oldest.toISOString(), samples: []}
+      group.count += Number(r.n)
+      group.byStatus[r.status] = Number(r.n)
+      if (r.oldest.toISOString() < group.oldestLastRun) group.oldestLastRun = r.oldest.toISOString()
+      groups.set(key, group)
+    }
+    if (samples > 0 && groups.size > 0) {
+      const {rows: picked} = await this.client.query(
+        `SELECT * FROM (
+           SELECT id::text, task_id, status, last_run, attempts, arguments, task_module, task_name,
+                  row_number() OVER (PARTITION BY task_module, task_name ORDER BY last_run, id) AS k
+             FROM ${this.sql} WHERE status IN ('SCHEDULED', 'PENDING') AND last_run < $1) s
+          WHERE k <= $2 ORDER BY task_module, task_name, k`,
+        [cutoff, samples],
+      )
+      for (const r of picked) {
+        groups.get(JSON.stringify([r.task_module, r.task_name]))?.samples.push({
+          id: r.id,
+          taskId: r.task_id,
+          status: r.status,
+          lastRun: r.last_run.toISOString(),
+          attempts: r.attempts,
+          arguments: r.arguments,
+        })
+      }
+    }
+    const sorted = [...groups.values()].sort((a, b) => b.count - a.count || a.taskModule.localeCompare(b.taskModule) || a.taskName.localeCompare(b.taskName))
+    return {cutoff: cutoff.toISOString(), groups: sorted}
+  }
+}
