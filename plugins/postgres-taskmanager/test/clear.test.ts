@@ -1,0 +1,213 @@
+/**
+ * taskmanager:clear's deletion, driven in-process against a real PostgreSQL
+ * holding Django's exact schema: both paths (raw SQL and TypeORM), every
+ * filter, link rows, the archive, and rows that must stay byte-for-byte.
+ */
+import {expect} from 'chai'
+import {readFileSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import pg from 'pg'
+
+import {freshDatabase} from '../../../test/helpers/servers.js'
+import {nextSize} from '../src/batches.js'
+import {ClearOperation} from '../src/clear-operation.js'
+import type {TaskFilter} from '../src/filter.js'
+import {parseTableName} from '../src/table-name.js'
+import {createDjangoSchema, dropDjangoSchema, insertTasks, MODULES, NAMES, rowTexts, STATUSES, taskRow, TaskRow, watch} from './helpers/django-fixture.js'
+import {clearDirect} from './helpers/direct.js'
+
+/** The rows every test starts from: every status x module x name, some old, some linked to a watcher. */
+function population(): TaskRow[] {
+  const rows: TaskRow[] = []
+  for (const status of STATUSES)
+    for (const task_module of MODULES)
+      for (const task_name of NAMES) {
+        rows.push(taskRow({status, task_module, task_name, ageDays: 2}), taskRow({status, task_module, task_name, ageDays: 45}))
+      }
+  return rows
+}
+
+function matches(row: TaskRow, filter: TaskFilter, cutoffDays = 30): boolean {
+  if (filter.status && filter.status !== 'ALL' && row.status !== filter.status) return false
+  if (filter.taskModule !== undefined && row.task_module !== filter.taskModule) return false
+  if (filter.taskName !== undefined && row.task_name !== filter.taskName) return false
+  if (filter.olderThan !== undefined && Date.parse(row.created_at) > Date.now() - cutoffDays * 86_400_000) return false
+  return true
+}
+
+describe('taskmanager:clear deletes exactly the matching rows', function () {
+  let url: string
+  let db: pg.Client
+  let rows: TaskRow[]
+  let ids: string[]
+
+  before(async () => {
+    url = await freshDatabase('ops_tm_clear')
+    db = new pg.Client({connectionString: url})
+    await db.connect()
+  })
+  after(async () => db?.end())
+
+  beforeEach(async () => {
+    await dropDjangoSchema(db)
+    await createDjangoSchema(db)
+    rows = population()
+    ids = await insertTasks(db, rows)
+    await watch(db, ids.filter((_, i) => i % 5 === 0))
+  })
+
+  const cases: {title: string; filter: TaskFilter}[] = [
+    {title: 'SCHEDULED rows', filter: {status: 'SCHEDULED'}},
+    {title: 'one task module', filter: {taskModule: 'breathecode.notify.tasks'}},
+    {title: 'one task name', filter: {taskName: 'persist_single_lead'}},
+    {title: 'SCHEDULED rows of one module', filter: {status: 'SCHEDULED', taskModule: 'breathecode.assignments.tasks'}},
+    {title: 'ERROR rows of one task name', filter: {status: 'ERROR', taskName: 'process_file'}},
+    {title: 'DONE rows older than 30 days', filter: {status: 'DONE', olderThan: '30d'}},
+    {title: 'rows of one module and name older than 30 days', filter: {taskModule: 'breathecode.payments.tasks', taskName: 'renew_consumables', olderThan: '720h'}},
+    {title: 'every row with --status ALL', filter: {status: 'ALL'}},
+    {title: 'every row with no filter at all', filter: {}},
+  ]
+
+  for (const method of ['raw SQL', 'TypeORM'] as const) {
+    for (const {title, filter} of cases) {
+      it(`${method}: clears ${title}, their watcher links, and leaves every other row byte-for-byte unchanged`, async () => {
+        const before = await rowTexts(db)
+        const expected = ids.filter((_, i) => matches(rows[i], filter))
+        expect(expected.length).to.be.greaterThan(0)
+        const linksBefore = (await db.query('SELECT taskmanager_id::text AS id FROM task_manager_taskwatcher_tasks')).rows.map((r) => r.id)
+
+        const run = await clearDirect(url, filter, {useCursor: method === 'raw SQL', batchSize: 7})
+        expect(run.plan.method).to.equal(method === 'raw SQL' ? 'raw-sql' : 'typeorm')
+        expect(run.plan.count).to.equal(expected.length)
+        expect(run.done).to.equal(expected.length)
+
+        const after = await rowTexts(db)
+        const gone = new Set(expected)
+        expect([...after.keys()]).to.deep.equal([...before.keys()].filter((id) => !gone.has(id)))
+        for (const [id, text] of after) expect(text).to.equal(before.get(id))
+        const linksAfter = (await db.query('SELECT taskmanager_id::text AS id FROM task_manager_taskwatcher_tasks')).rows.map((r) => r.id)
+        expect(linksAfter.sort()).to.deep.equal(linksBefore.filter((id) => !gone.has(id)).sort())
+        expect(run.plan.data.execution.links).to.equal(linksBefore.length - linksAfter.length)
+      })
+    }
+  }
+
+  it('treats SQL-injection strings as plain values: nothing matches, nothing is touched', async () => {
+    const before = await rowTexts(db)
+    const evil = [`x' OR '1'='1`, `'; DROP TABLE task_manager_taskmanager; --`, `breathecode.notify.tasks' --`, `$1`, `\\'`, `" OR TRUE --`]
+    for (const value of evil) {
+      for (const useCursor of [true, false]) {
+        const a = await clearDirect(url, {taskModule: value}, {useCursor})
+        const b = await clearDirect(url, {taskName: value, status: 'ALL'}, {useCursor})
+        expect(a.plan.count + a.done + b.plan.count + b.done).to.equal(0)
+      }
+    }
+    expect(await rowTexts(db)).to.deep.equal(before)
+  })
+
+  it('deletes a row whose module holds quotes and backslashes when asked for exactly that value', async () => {
+    const odd = `breathecode.it's "odd" \\ tasks; --`
+    const [id] = await insertTasks(db, [taskRow({task_module: odd, status: 'PENDING'})])
+    const run = await clearDirect(url, {taskModule: odd}, {useCursor: true})
+    expect(run.done).to.equal(1)
+    expect((await db.query('SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE id = $1', [id])).rows[0].n).to.equal(0)
+  })
+
+  for (const useCursor of [true, false]) {
+    it(`${useCursor ? 'raw SQL' : 'TypeORM'}: --archive holds exactly the deleted rows, one JSON line each, in full precision`, async () => {
+      const filter: TaskFilter = {status: 'PENDING'}
+      const expected = (
+        await db.query(`SELECT row_to_json(t)::text AS row FROM task_manager_taskmanager t WHERE status = 'PENDING' ORDER BY id`)
+      ).rows.map((r) => r.row)
+      const file = join(tmpdir(), `ops-archive-${process.pid}-${useCursor}.jsonl`)
+      rmSync(file, {force: true})
+      try {
+        const run = await clearDirect(url, filter, {useCursor, archive: file, batchSize: 9})
+        expect(run.done).to.equal(expected.length)
+        const lines = readFileSync(file, 'utf8').trimEnd().split('\n')
+        expect(lines).to.deep.equal(expected)
+        expect(JSON.parse(lines[0]).last_run).to.match(/\.\d{6}\+00:00$/)
+      } finally {
+        rmSync(file, {force: true})
+      }
+    })
+  }
+
+  it('stops between batches when aborted; a second run finishes with exactly the matching rows gone', async () => {
+    const before = await rowTexts(db)
+    const expected = new Set(ids.filter((_, i) => rows[i].status === 'DONE'))
+    const first = await clearDirect(url, {status: 'DONE'}, {useCursor: true, batchSize: 5, abortAfterBatches: 2})
+    expect(first.done).to.equal(10)
+    const second = await clearDirect(url, {status: 'DONE'}, {useCursor: true, batchSize: 5})
+    expect(second.plan.count).to.equal(expected.size - 10)
+    const after = await rowTexts(db)
+    expect([...after.keys()]).to.deep.equal([...before.keys()].filter((id) => !expected.has(id)))
+  })
+
+  it('never touches rows inserted after the plan (the walk stops at the planned max id)', async () => {
+    const operation = new ClearOperation({url, table: 'task_manager_taskmanager', filter: {status: 'DONE'}, useCursor: true, batchSize: 3, targetBatchMs: 0, limits: {statementTimeout: '30s', lockTimeout: '2s'}, sleepMs: 0})
+    await operation.connect()
+    try {
+      const plan = await operation.plan()
+      const [late] = await insertTasks(db, [taskRow({status: 'DONE'})])
+      for (const step of operation.steps(plan)) for await (const _ of step.run(new AbortController().signal));
+      const left = (await db.query(`SELECT id::text FROM task_manager_taskmanager WHERE status = 'DONE'`)).rows.map((r) => r.id)
+      expect(left).to.deep.equal([late])
+    } finally {
+      await operation.disconnect()
+    }
+  })
+
+  it('works on a schema-qualified table given with --table, quoting identifiers', async () => {
+    const schema = 'Tenant "A"'
+    await dropDjangoSchema(db, schema)
+    await createDjangoSchema(db, schema)
+    const table = `"Tenant ""A""".task_manager_taskmanager`
+    const tenantIds = await insertTasks(db, [taskRow({status: 'ERROR'}), taskRow({status: 'DONE'}), taskRow({status: 'ERROR'})], `"Tenant ""A""".task_manager_taskmanager`)
+    await watch(db, [tenantIds[0]], schema)
+    const publicBefore = await rowTexts(db)
+    for (const useCursor of [true, false]) {
+      await clearDirect(url, {status: 'ERROR'}, {useCursor, table})
+    }
+    const left = await db.query(`SELECT status FROM "Tenant ""A""".task_manager_taskmanager`)
+    expect(left.rows.map((r) => r.status)).to.deep.equal(['DONE'])
+    expect((await db.query(`SELECT count(*)::int AS n FROM "Tenant ""A""".task_manager_taskwatcher_tasks`)).rows[0].n).to.equal(0)
+    expect(await rowTexts(db)).to.deep.equal(publicBefore)
+    await dropDjangoSchema(db, schema)
+  })
+
+  it('reports any other foreign key that references the table before deleting anything', async () => {
+    await db.query(`CREATE TABLE task_audit (id serial PRIMARY KEY, task_id bigint REFERENCES task_manager_taskmanager(id))`)
+    await db.query(`INSERT INTO task_audit (task_id) VALUES ($1)`, [ids[1]])
+    try {
+      const before = await rowTexts(db)
+      const run = await clearDirect(url, {status: 'ALL'}, {useCursor: true, abortAfterBatches: 0}).catch((e) => e)
+      expect(run).to.be.instanceOf(Error)
+      expect(String(run.message)).to.contain('task_audit_task_id_fkey')
+      expect(await rowTexts(db)).to.deep.equal(before) // the only batch rolled back
+      const {plan} = await clearDirect(url, {status: 'REVERSED', taskModule: 'nothing'}, {useCursor: true})
+      expect(plan.warnings?.join('\n')).to.match(/public\.task_audit\(task_id\) references public\.task_manager_taskmanager .*task_audit_task_id_fkey, ON DELETE NO ACTION/)
+      expect(plan.data.foreignKeys.filter((fk) => fk.isWatcherLink)).to.have.length(1)
+    } finally {
+      await db.query('DROP TABLE task_audit')
+    }
+  })
+})
+
+describe('small pieces of taskmanager:clear', () => {
+  it('parses table names as PostgreSQL does', () => {
+    expect(parseTableName('task_manager_taskmanager')).to.deep.equal({name: 'task_manager_taskmanager'})
+    expect(parseTableName('Public.Task_Manager_TaskManager')).to.deep.equal({schema: 'public', name: 'task_manager_taskmanager'})
+    expect(parseTableName('"My ""S"".x"."T"')).to.deep.equal({schema: 'My "S".x', name: 'T'})
+    expect(() => parseTableName('a.b.c')).to.throw(/schema\.table/)
+    expect(() => parseTableName('"a')).to.throw(/unterminated/)
+  })
+
+  it('adapts the batch size toward the target duration, at most 2x a step', () => {
+    expect(nextSize(5000, 100, 250, 50_000)).to.equal(10_000)
+    expect(nextSize(5000, 1000, 250, 50_000)).to.equal(2500)
+    expect(nextSize(5000, 250, 250, 50_000)).to.equal(5000)
+    expect(nextSize(40_000, 10, 250, 50_000)).to.equal(50_000)
+  })
+})

@@ -1,0 +1,42 @@
+/** Drives the clear operation in-process (no CLI): fast, and the same code the command runs. */
+import {ClearOperation, ClearOptions, ClearPlan} from '../../src/clear-operation.js'
+import type {TaskFilter} from '../../src/filter.js'
+
+export interface DirectRun {
+  plan: ClearPlan
+  done: number
+}
+
+export async function clearDirect(
+  url: string,
+  filter: TaskFilter,
+  options: Partial<ClearOptions> & {abortAfterBatches?: number} = {},
+): Promise<DirectRun> {
+  const operation = new ClearOperation({
+    url,
+    table: 'task_manager_taskmanager',
+    filter,
+    useCursor: false,
+    batchSize: 1000,
+    targetBatchMs: 0,
+    limits: {statementTimeout: '30s', lockTimeout: '2s'},
+    sleepMs: 0,
+    ...options,
+  })
+  await operation.connect()
+  try {
+    const plan = await operation.plan()
+    const controller = new AbortController()
+    let done = 0
+    let batches = 0
+    for (const step of operation.steps(plan)) {
+      for await (const progress of step.run(controller.signal)) {
+        done = progress.done
+        if (options.abortAfterBatches !== undefined && ++batches >= options.abortAfterBatches) controller.abort()
+      }
+    }
+    return {plan, done}
+  } finally {
+    await operation.disconnect()
+  }
+}
