@@ -183,7 +183,7 @@ export class TaskManagerTable {
       )
       ${
         request.withRows
-          ? `SELECT id::text AS id, row, (${linkCount})::int AS links FROM gone ORDER BY id`
+          ? `SELECT id::text AS id, row, (${linkCount})::int AS links FROM gone ORDER BY gone.id`
           : `SELECT (SELECT count(*) FROM gone)::int AS deleted, (SELECT max(id) FROM gone)::text AS id, (${linkCount})::int AS links`
       }`
     await this.client.query('BEGIN')

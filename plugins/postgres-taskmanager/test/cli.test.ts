@@ -1,0 +1,255 @@
+/**
+ * The real `ops` binary against a real PostgreSQL with Django's schema: the
+ * seed's output, dry-run writing nothing, usage errors, interruptions
+ * (SIGINT, SIGKILL, a dropped connection) followed by a re-run, and clear errors.
+ */
+import {expect} from 'chai'
+import pg from 'pg'
+
+import {collect, parseJsonOutput, runOps, spawnOps, waitForOutput} from '../../../test/helpers/cli.js'
+import {freshDatabase} from '../../../test/helpers/servers.js'
+import {createDjangoSchema, dropDjangoSchema, ensurePluginLinked, generateTasks, insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+/** oclif wraps error messages to the terminal width with " ›   " prefixes; undo that for matching. */
+const flat = (text: string) => text.replace(/\s*\n\s*›\s*/g, ' ')
+
+describe('ops taskmanager:* (end to end)', function () {
+  let url: string
+  let db: pg.Client
+
+  before(async () => {
+    ensurePluginLinked()
+    url = await freshDatabase('ops_tm_cli')
+    db = new pg.Client({connectionString: url})
+    await db.connect()
+  })
+  after(async () => db?.end())
+
+  const reset = async () => {
+    await dropDjangoSchema(db)
+    await createDjangoSchema(db)
+  }
+  const seedExample = async () => {
+    await reset()
+    // The seed's example: 6 SCHEDULED rows of breathecode.assignments.tasks.
+    await insertTasks(db, Array.from({length: 6}, () => taskRow({status: 'SCHEDULED', task_module: 'breathecode.assignments.tasks'})))
+  }
+  const deletedTuples = async () => {
+    await db.query('SELECT pg_stat_force_next_flush()')
+    await db.query('SELECT pg_stat_clear_snapshot()')
+    const {rows} = await db.query(`SELECT n_tup_del::int AS n FROM pg_stat_user_tables WHERE relname = 'task_manager_taskmanager'`)
+    return rows[0].n as number
+  }
+  const clear = (...args: string[]) => ['taskmanager:clear', '--database-url', url, ...args]
+  const count = async (where = 'TRUE') => (await db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE ${where}`)).rows[0].n as number
+
+  it("prints the seed's lines for a dry run and writes nothing (n_tup_del unchanged)", async () => {
+    await seedExample()
+    const before = await rowTexts(db)
+    const deleted = await deletedTuples()
+    const result = await runOps(clear('--status', 'SCHEDULED', '--task-module', 'breathecode.assignments.tasks', '--dry-run'))
+    expect(result.code, result.stderr).to.equal(0)
+    expect(result.stdout).to.contain(
+      'Found 6 TaskManager records to delete\nTask Module: breathecode.assignments.tasks\nStatus: SCHEDULED\nUsing TypeORM in batches of 5,000',
+    )
+    expect(result.stdout).to.contain('DRY RUN MODE - No records will be deleted')
+    await sleep(700) // let the CLI's backend report its statistics
+    expect(await deletedTuples()).to.equal(deleted)
+    expect(await rowTexts(db)).to.deep.equal(before)
+  })
+
+  it('prints "No TaskManager records found" and the summary blocks in the seed\'s format', async () => {
+    await seedExample()
+    const result = await runOps(clear('--status', 'ERROR', '--show-summary', '--force'))
+    expect(result.code, result.stderr).to.equal(0)
+    expect(result.stdout).to.contain(`No TaskManager records found with the specified criteria
+
+Current TaskManager status summary:
+--------------------------------------------------
+SCHEDULED: 6 records
+--------------------------------------------------
+Total: 6 records
+
+Task Module Summary:
+--------------------------------------------------
+breathecode.assignments.tasks: 6 records
+`)
+  })
+
+  it('rejects an unknown --status with exit 2 and lists the valid ones', async () => {
+    const result = await runOps(clear('--status', 'FINISHED', '--force'))
+    expect(result.code).to.equal(2)
+    expect(flat(result.stderr)).to.contain('PENDING, DONE, CANCELLED, REVERSED, PAUSED, ABORTED, ERROR, SCHEDULED, ALL')
+  })
+
+  it('rejects a malformed --older-than with exit 2', async () => {
+    const result = await runOps(clear('--older-than', 'a month', '--force'))
+    expect(result.code).to.equal(2)
+    expect(flat(result.stderr)).to.contain('Invalid age')
+  })
+
+  for (const cursor of [false, true]) {
+    it(`deletes with --force ${cursor ? 'through raw SQL (--use-cursor)' : 'through TypeORM'}, link rows included, reading DATABASE_URL`, async () => {
+      await seedExample()
+      const ids = await insertTasks(db, [taskRow({status: 'DONE'}), taskRow({status: 'SCHEDULED', task_module: 'breathecode.notify.tasks'})])
+      const watched = (await db.query(`SELECT id::text FROM task_manager_taskmanager WHERE task_module = 'breathecode.assignments.tasks' LIMIT 2`)).rows.map((r) => r.id)
+      await watch(db, [...watched, ids[0]])
+      const keep = [...(await rowTexts(db)).entries()].filter(([id]) => ids.includes(id))
+      const args = ['taskmanager:clear', '--status', 'SCHEDULED', '--task-module', 'breathecode.assignments.tasks', '--force', ...(cursor ? ['--use-cursor'] : [])]
+      const result = await runOps(args, {env: {DATABASE_URL: url}})
+      expect(result.code, result.stderr).to.equal(0)
+      expect(result.stdout).to.contain(cursor ? 'Using raw SQL (pg) in batches of 5,000 (--use-cursor' : 'Using TypeORM in batches of 5,000 (fewer than 50,000 matching rows')
+      expect(result.stdout).to.contain('Watcher links: 2 rows of public.task_manager_taskwatcher_tasks')
+      expect(result.stdout).to.contain('Successfully deleted 6 TaskManager records')
+      expect([...(await rowTexts(db)).entries()]).to.deep.equal(keep)
+      expect((await db.query('SELECT taskmanager_id::text AS id FROM task_manager_taskwatcher_tasks')).rows.map((r) => r.id)).to.deep.equal([ids[0]])
+    })
+  }
+
+  it('prints one JSON document with --json, including what the batches did', async () => {
+    await seedExample()
+    const result = await runOps(clear('--force', '--json', '--use-cursor'))
+    expect(result.code, result.stderr).to.equal(0)
+    const doc = parseJsonOutput<{outcome: string; done: number; data: {method: string; execution: {batches: number; deleted: number}}}>(result)
+    expect(doc).to.include({outcome: 'done', done: 6})
+    expect(doc.data.method).to.equal('raw-sql')
+    expect(doc.data.execution.deleted).to.equal(6)
+  })
+
+  describe('interrupted runs', () => {
+    const matching = `status = 'DONE'`
+    let keep: [string, string][]
+    let total: number
+
+    beforeEach(async () => {
+      await reset()
+      await generateTasks(db, 20_000)
+      total = await count(matching)
+      const done = new Set((await db.query(`SELECT id::text FROM task_manager_taskmanager WHERE ${matching}`)).rows.map((r) => r.id))
+      keep = [...(await rowTexts(db)).entries()].filter(([id]) => !done.has(id))
+    })
+
+    const slow = () => clear('--status', 'DONE', '--force', '--use-cursor', '--batch-size', '200', '--target-batch-ms', '0', '--sleep-ms', '40')
+    const finishAndCheck = async () => {
+      const rerun = await runOps(clear('--status', 'DONE', '--force'))
+      expect(rerun.code, rerun.stderr).to.equal(0)
+      expect(await count(matching)).to.equal(0)
+      expect([...(await rowTexts(db)).entries()]).to.deep.equal(keep)
+      expect(await count()).to.equal(keep.length)
+      const orphans = await db.query(`SELECT count(*)::int AS n FROM task_manager_taskwatcher_tasks l LEFT JOIN task_manager_taskmanager t ON t.id = l.taskmanager_id WHERE t.id IS NULL`)
+      expect(orphans.rows[0].n).to.equal(0)
+    }
+
+    it('SIGINT mid-run: the batch in flight commits, exit 130, and a re-run finishes with exactly the matching rows gone', async () => {
+      const child = spawnOps(slow())
+      child.stdin?.end()
+      const done = collect(child)
+      await waitForOutput(child, /[\d,]+ \/ [\d,]+/)
+      child.kill('SIGINT')
+      const result = await done
+      expect(result.code, result.stderr).to.equal(130)
+      const reported = Number(/Interrupted: deleted ([\d,]+) of ([\d,]+) TaskManager records/.exec(result.stderr)![1].replace(/,/g, ''))
+      expect(reported % 200).to.equal(0)
+      expect(reported).to.be.greaterThan(0).and.lessThan(total)
+      expect(await count(matching)).to.equal(total - reported)
+      await finishAndCheck()
+    })
+
+    it('SIGKILL mid-run: the open batch rolls back, and a re-run finishes', async () => {
+      const child = spawnOps(slow())
+      child.stdin?.end()
+      const done = collect(child)
+      while ((await count(matching)) > total - 1000) await sleep(20)
+      child.kill('SIGKILL')
+      await done
+      const left = await count(matching)
+      expect(left).to.be.greaterThan(0)
+      expect((total - left) % 200).to.equal(0) // whole batches only
+      await finishAndCheck()
+    })
+
+    it('a dropped connection (pg_terminate_backend) fails clearly with exit 1, and a re-run finishes', async () => {
+      const child = spawnOps(slow())
+      child.stdin?.end()
+      const done = collect(child)
+      while ((await count(matching)) > total - 1000) await sleep(20)
+      await db.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'ops taskmanager:clear' AND datname = current_database()`)
+      const result = await done
+      expect(result.code).to.equal(1)
+      expect(result.stderr).to.match(/connection|terminat/i)
+      expect(flat(result.stderr)).to.contain('Run the same command again to finish')
+      await finishAndCheck()
+    })
+
+    it('--archive after an interrupted run and its re-run holds every deleted row', async () => {
+      const {mkdtempSync, readFileSync} = await import('node:fs')
+      const {tmpdir} = await import('node:os')
+      const {join} = await import('node:path')
+      const file = join(mkdtempSync(join(tmpdir(), 'ops-archive-')), 'done.jsonl')
+      const expected = (await db.query(`SELECT row_to_json(t)::text AS row FROM task_manager_taskmanager t WHERE ${matching} ORDER BY id`)).rows.map((r) => r.row)
+      const child = spawnOps([...slow(), '--archive', file])
+      child.stdin?.end()
+      const done = collect(child)
+      await waitForOutput(child, /[\d,]+ \/ [\d,]+/)
+      child.kill('SIGINT')
+      expect((await done).code).to.equal(130)
+      const rerun = await runOps(clear('--status', 'DONE', '--force', '--archive', file))
+      expect(rerun.code, rerun.stderr).to.equal(0)
+      expect(readFileSync(file, 'utf8').trimEnd().split('\n')).to.deep.equal(expected)
+    })
+  })
+
+  describe('clear errors', () => {
+    it('names host and port and masks the password when the server is unreachable', async () => {
+      const result = await runOps(['taskmanager:clear', '--database-url', 'postgres://django:hunter2secret@127.0.0.1:1/app', '--force'])
+      expect(result.code).to.equal(1)
+      expect(flat(result.stderr)).to.contain('Could not connect to PostgreSQL at 127.0.0.1:1')
+      expect(result.stdout + result.stderr).not.to.contain('hunter2secret')
+    })
+
+    it('says which table is missing, in which database and where', async () => {
+      await seedExample()
+      const result = await runOps(clear('--table', 'public.task_manager_tasks', '--force'))
+      expect(result.code).to.equal(1)
+      expect(flat(result.stderr)).to.match(/Table public\.task_manager_tasks does not exist in database "ops_tm_cli\w+" at 127\.0\.0\.1:\d+/)
+    })
+  })
+
+  describe('read-only commands', () => {
+    it('taskmanager:summary prints the seed blocks and --json the same counts', async () => {
+      await seedExample()
+      const text = await runOps(['taskmanager:summary', '--database-url', url])
+      expect(text.code, text.stderr).to.equal(0)
+      expect(text.stdout).to.contain('SCHEDULED: 6 records\n--------------------------------------------------\nTotal: 6 records')
+      const json = parseJsonOutput<{total: number; statuses: unknown[]; modules: unknown[]}>(await runOps(['taskmanager:summary', '--database-url', url, '--json']))
+      expect(json.total).to.equal(6)
+      expect(json.statuses).to.deep.equal([{status: 'SCHEDULED', count: 6}])
+      expect(json.modules).to.deep.equal([{taskModule: 'breathecode.assignments.tasks', count: 6}])
+    })
+
+    it('taskmanager:stuck groups old SCHEDULED/PENDING rows by module and name, with samples', async () => {
+      await reset()
+      const old = (hours: number) => new Date(Date.now() - hours * 3_600_000).toISOString()
+      await insertTasks(db, [
+        taskRow({status: 'SCHEDULED', task_module: 'breathecode.notify.tasks', task_name: 'async_deliver_hook', last_run: old(30)}),
+        taskRow({status: 'PENDING', task_module: 'breathecode.notify.tasks', task_name: 'async_deliver_hook', last_run: old(50)}),
+        taskRow({status: 'PENDING', task_module: 'breathecode.payments.tasks', task_name: 'renew_consumables', last_run: old(26)}),
+        taskRow({status: 'PENDING', task_module: 'breathecode.payments.tasks', task_name: 'renew_consumables', last_run: old(1)}),
+        taskRow({status: 'DONE', task_module: 'breathecode.payments.tasks', task_name: 'renew_consumables', last_run: old(100)}),
+      ])
+      const text = await runOps(['taskmanager:stuck', '--database-url', url, '--hours', '24'])
+      expect(text.code, text.stderr).to.equal(0)
+      expect(text.stdout).to.contain('breathecode.notify.tasks.async_deliver_hook: 2 records (')
+      expect(text.stdout).to.contain('breathecode.payments.tasks.renew_consumables: 1 records (PENDING 1)')
+      const json = parseJsonOutput<{total: number; groups: {taskName: string; count: number; samples: unknown[]}[]}>(
+        await runOps(['taskmanager:stuck', '--database-url', url, '--hours', '24', '--samples', '1', '--json']),
+      )
+      expect(json.total).to.equal(3)
+      expect(json.groups.map((g) => [g.taskName, g.count, g.samples.length])).to.deep.equal([
+        ['async_deliver_hook', 2, 1],
+        ['renew_consumables', 1, 1],
+      ])
+    })
+  })
+})
