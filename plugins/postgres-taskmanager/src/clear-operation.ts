@@ -21,6 +21,8 @@ export interface ClearOptions {
   table: string
   filter: TaskFilter
   useCursor: boolean
+  /** Hidden, for the bench: the TypeORM path whatever the row count. */
+  useOrm?: boolean
   batchSize: number
   targetBatchMs: number
   limits: BatchLimits
@@ -45,8 +47,9 @@ export interface ClearPlan extends Plan {
 }
 
 /** Which path the seed would take, and why (printed with the plan). */
-export function chooseMethod(matching: number, useCursor: boolean): {method: Method; reason: string} {
+export function chooseMethod(matching: number, useCursor: boolean, useOrm = false): {method: Method; reason: string} {
   if (useCursor) return {method: 'raw-sql', reason: '--use-cursor'}
+  if (useOrm) return {method: 'typeorm', reason: '--use-orm'}
   if (matching >= ORM_THRESHOLD) return {method: 'raw-sql', reason: `${count(ORM_THRESHOLD)} or more matching rows`}
   return {method: 'typeorm', reason: `fewer than ${count(ORM_THRESHOLD)} matching rows`}
 }
@@ -84,7 +87,7 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
     const matching = await table.countMatching(filter)
     const foreignKeys = await table.referencingForeignKeys()
     const watcherLinks = matching > 0 ? await table.countWatcherLinks(filter) : 0
-    const {method, reason} = chooseMethod(matching, this.options.useCursor)
+    const {method, reason} = chooseMethod(matching, this.options.useCursor, this.options.useOrm)
     const sizing = this.options.targetBatchMs > 0 ? `starting at ${count(this.options.batchSize)}, adapted toward ${this.options.targetBatchMs}ms per batch` : 'fixed size'
     const how = method === 'raw-sql' ? 'raw SQL (pg)' : 'TypeORM'
     const details = [
