@@ -12,6 +12,8 @@ import type {BatchLimits, ReferencingForeignKey} from './task-manager-table.js'
 /** The seed's threshold: below it the ORM path, at or above it raw SQL. */
 export const ORM_THRESHOLD = 50_000
 export const MAX_BATCH_SIZE = 50_000
+/** TypeORM materialises each batch's ids as objects: a lower ceiling keeps its memory well bounded. */
+export const MAX_ORM_BATCH_SIZE = 20_000
 const APPLICATION_NAME = 'ops taskmanager:clear'
 
 export type Method = 'raw-sql' | 'typeorm'
@@ -132,7 +134,7 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
             upToId: plan.upToId,
             batchSize: this.options.batchSize,
             targetMs: this.options.targetBatchMs,
-            maxBatchSize: MAX_BATCH_SIZE,
+            maxBatchSize: plan.method === 'typeorm' ? Math.max(this.options.batchSize, MAX_ORM_BATCH_SIZE) : MAX_BATCH_SIZE,
             limits: this.options.limits,
             sleepMs: this.options.sleepMs,
             archive,
