@@ -13,7 +13,7 @@ import {readFileSync} from 'node:fs'
 import {parseArgs} from 'node:util'
 import pg from 'pg'
 
-import {ensurePluginLinked, createDjangoSchema, dropDjangoSchema, generateTasks} from '../plugins/postgres-taskmanager/test/helpers/django-fixture.js'
+import {createDjangoSchema, dropDjangoSchema, generateTasks} from '../plugins/postgres-taskmanager/test/helpers/django-fixture.js'
 import {collect, parseJsonOutput, spawnOps} from '../test/helpers/cli.js'
 import {freshDatabase, stopAll} from '../test/helpers/servers.js'
 
@@ -127,7 +127,6 @@ function report(results: Measure[]): void {
 }
 
 try {
-  ensurePluginLinked()
   const url = await freshDatabase('ops_bench_tm')
   const db = new pg.Client({connectionString: url})
   await db.connect()

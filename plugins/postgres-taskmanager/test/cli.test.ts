@@ -8,7 +8,7 @@ import pg from 'pg'
 
 import {collect, parseJsonOutput, runOps, spawnOps, waitForOutput} from '../../../test/helpers/cli.js'
 import {freshDatabase} from '../../../test/helpers/servers.js'
-import {createDjangoSchema, dropDjangoSchema, ensurePluginLinked, generateTasks, insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
+import {createDjangoSchema, dropDjangoSchema, generateTasks, insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 /** oclif wraps error messages to the terminal width with " ›   " prefixes; undo that for matching. */
@@ -19,7 +19,6 @@ describe('ops taskmanager:* (end to end)', function () {
   let db: pg.Client
 
   before(async () => {
-    ensurePluginLinked()
     url = await freshDatabase('ops_tm_cli')
     db = new pg.Client({connectionString: url})
     await db.connect()

@@ -4,11 +4,7 @@
  * factory with realistic values, and a bulk generator for big tables.
  */
 import {randomUUID} from 'node:crypto'
-import {execFileSync, spawnSync} from 'node:child_process'
-import {join} from 'node:path'
 import pg from 'pg'
-
-import {NODE, OPS_BIN, OPS_HOME, ROOT} from '../../../../test/helpers/cli.js'
 
 export const STATUSES = ['PENDING', 'DONE', 'CANCELLED', 'REVERSED', 'PAUSED', 'ABORTED', 'ERROR', 'SCHEDULED'] as const
 export const MODULES = ['breathecode.notify.tasks', 'breathecode.assignments.tasks', 'breathecode.marketing.tasks', 'breathecode.payments.tasks']
@@ -165,25 +161,4 @@ export async function generateTasks(db: pg.Client, count: number, options: {link
 export async function rowTexts(db: pg.Client, table = 'task_manager_taskmanager'): Promise<Map<string, string>> {
   const {rows} = await db.query(`SELECT id::text, t::text AS row FROM ${table} t ORDER BY id`)
   return new Map(rows.map((r) => [r.id as string, r.row as string]))
-}
-
-/**
- * The CLI finds this plugin only when the root package.json lists it in
- * "dependencies" (oclif core plugins must be dependencies). Until the host
- * does, link it into the test run's own data directory (OPS_DATA_DIR).
- */
-let linked = false
-export function ensurePluginLinked(): void {
-  if (linked) return
-  const env = {...process.env, ...isolatedEnv()}
-  const found = spawnSync(NODE, [OPS_BIN, 'taskmanager:summary', '--help'], {cwd: ROOT, env, stdio: 'ignore'})
-  if (found.status !== 0) {
-    execFileSync(NODE, [OPS_BIN, 'plugins:link', join(ROOT, 'plugins', 'postgres-taskmanager'), '--no-install'], {cwd: ROOT, env, stdio: 'pipe'})
-  }
-  linked = true
-}
-
-function isolatedEnv(): Record<string, string> {
-  // Same directories test/helpers/cli.ts gives every child (OPS_HOME).
-  return {OPS_DATA_DIR: join(OPS_HOME, 'data'), OPS_CONFIG_DIR: join(OPS_HOME, 'config'), OPS_CACHE_DIR: join(OPS_HOME, 'cache')}
 }
