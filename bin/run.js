@@ -2,5 +2,22 @@
 // Off a terminal, print errors on one line each (no wrapping at 80 columns) so logs and greps see them whole.
 if (!process.stderr.isTTY && !process.env.OCLIF_COLUMNS) process.env.OCLIF_COLUMNS = '10000'
 
-const {execute} = await import('@oclif/core')
-await execute({dir: import.meta.url})
+const {Config, flush, handle, run} = await import('@oclif/core')
+const config = await Config.load(import.meta.url)
+
+// Topics use ":" (ops taskmanager:clear), but users also type words, as in
+// "ops plugins install X" or "ops taskflow counters sync": take the longest run
+// of leading words that names a command.
+let argv = process.argv.slice(2)
+const words = argv.slice(0, 4).findIndex((a) => a.startsWith('-') || a.includes(':'))
+for (let k = words === -1 ? Math.min(4, argv.length) : words; k >= 2; k--) {
+  const id = argv.slice(0, k).join(':')
+  if (config.findCommand(id)) {
+    argv = [id, ...argv.slice(k)]
+    break
+  }
+}
+
+await run(argv, config)
+  .then(() => flush())
+  .catch(handle)

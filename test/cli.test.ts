@@ -19,6 +19,15 @@ describe('the ops host', () => {
     expect(result.stdout).to.contain('taskmanager:stuck')
   })
 
+  it('also accepts words for topics: "ops plugins install", "ops taskmanager summary"', async () => {
+    const install = await runOps(['plugins', 'install', '--help'])
+    expect(install.code).to.equal(0)
+    expect(install.stdout).to.contain('Installs a plugin into ops')
+    const summary = await runOps(['taskmanager', 'summary', '--help'])
+    expect(summary.code).to.equal(0)
+    expect(summary.stdout).to.contain('taskmanager:summary')
+  })
+
   it('prints its version', async () => {
     const result = await runOps(['--version'])
     expect(result.code).to.equal(0)
