@@ -41,10 +41,11 @@ export async function countKeys(connection: RedisConnection, pattern: string): P
   return total
 }
 
-/** UNLINK the keys of one batch through their node in one pipeline; returns how many existed. */
-export async function unlinkBatch(batch: KeyBatch): Promise<number> {
+/** UNLINK the keys of one batch through their node; returns how many existed. */
+export async function unlinkBatch(batch: KeyBatch, cluster = false): Promise<number> {
+  if (!cluster) return batch.node.unlink(...batch.keys)
   const pipeline = batch.node.pipeline()
-  // One UNLINK per key: in a cluster, keys of one node still span many slots.
+  // In a cluster, keys of one node still span many slots: one UNLINK per key, pipelined.
   for (const key of batch.keys) pipeline.unlink(key)
   const replies = (await pipeline.exec()) ?? []
   let removed = 0

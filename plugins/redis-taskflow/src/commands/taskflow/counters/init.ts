@@ -1,0 +1,13 @@
+import CountersSync from './sync.js'
+
+export default class CountersInit extends CountersSync {
+  static override description = `Initialize the state counters from the task hashes (the seed's initialize_counters).
+
+Run once when deploying the counter-based monitoring. Same engine as
+taskflow:counters:sync: counts every task:* hash by state and moves each
+metrics:tasks:state:* counter to it with INCRBY (a missing counter counts as 0).`
+
+  static override examples = ['<%= config.bin %> taskflow:counters:init --dry-run', '<%= config.bin %> taskflow:counters:init --force']
+
+  protected override readonly wording = {analyzing: 'Initializing Redis task state counters from the task hashes...', noun: 'counters to initialize'}
+}

@@ -1,0 +1,73 @@
+import {count, DestructiveCommand, Progress} from 'ops-cli/base'
+
+import {Census, newCensus, readCounters, takeCensus} from '../../../census.js'
+import {connectRedis, RedisConnection, redisFlags, resolveRedisUrl} from '../../../connection.js'
+import {applyChanges, changeTable, CounterChange, counterChanges} from '../../../counters.js'
+
+export default class CountersSync extends DestructiveCommand {
+  static override description = `Detect and fix drift between the state counters and the task hashes (the seed's fix_counter_sync).
+
+Scans every task:* hash (SCAN COUNT 1000, pipelined HGET state), compares with
+metrics:tasks:state:*, prints the State / Old / New / Change table, and applies the
+differences with INCRBY in one MULTI/EXEC — never SET, so counter moves made by
+workers while ops runs are kept.`
+
+  static override examples = [
+    '<%= config.bin %> taskflow:counters:sync --dry-run',
+    '<%= config.bin %> taskflow:counters:sync --force',
+    '<%= config.bin %> taskflow:counters:sync --force | grep "Fixed.*discrepancies" && echo "Counter sync issues detected and fixed"',
+  ]
+
+  static override flags = {...redisFlags}
+
+  /** What the command is called in its messages; counters:init words it differently. */
+  protected readonly wording = {analyzing: 'Analyzing Redis task state counters...', noun: 'counter discrepancies'}
+
+  async run() {
+    const {flags} = await this.parse(this.ctor as typeof CountersSync)
+    const resolved = resolveRedisUrl(flags['redis-url'])
+    this.registerSecretsOf(resolved.url)
+    let connection: RedisConnection | undefined
+    let census: Census = newCensus()
+    let changes: CounterChange[] = []
+    return this.runDestructive(
+      {
+        connect: async () => {
+          connection = await connectRedis(resolved, flags.cluster)
+        },
+        plan: async () => {
+          this.log(this.wording.analyzing)
+          census = newCensus()
+          for await (const _ of takeCensus(connection!, census));
+          changes = counterChanges(census, await readCounters(connection!))
+          const off = changes.filter((c) => c.change !== 0)
+          return {
+            store: 'Redis',
+            target: connection!.maskedUrl,
+            noun: this.wording.noun,
+            count: off.length,
+            filters: {},
+            verb: {present: 'fix', past: 'fixed'},
+            details: ['', 'Analysis Results:', `   Total tasks found: ${count(census.tasks)}`, '', 'Counter Values:', ...changeTable(changes).map((l) => `   ${l}`), ''],
+            messages: {
+              nothing: `All counters match the ${count(census.tasks)} task states: nothing to fix.`,
+              dryRun: 'DRY RUN MODE - No counters will be changed',
+              success: `Fixed ${off.length} ${this.wording.noun}:\n${off.map((c) => `   - ${c.state}: ${c.change > 0 ? '+' : ''}${c.change}`).join('\n')}`,
+            },
+            data: {tasks: census.tasks, unknownState: census.unknownState, changes},
+          }
+        },
+        steps: () => [
+          {
+            title: 'Applying counter changes with INCRBY',
+            async *run(): AsyncGenerator<Progress> {
+              yield {done: await applyChanges(connection!, changes)}
+            },
+          },
+        ],
+        disconnect: async () => connection?.close(),
+      },
+      flags,
+    )
+  }
+}

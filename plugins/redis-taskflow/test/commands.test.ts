@@ -1,0 +1,87 @@
+/** taskflow:inspect, taskflow:celery-meta:clean, taskflow:counters:sync/init through the real CLI on a real Redis. */
+import {expect} from 'chai'
+import {Redis} from 'ioredis'
+
+import {parseJsonOutput, runOps} from '../../../test/helpers/cli.js'
+import {freshRedis} from '../../../test/helpers/servers.js'
+import {commandCalls, readCounters, setCounters, snapshot, writeCeleryMeta, writeTasks, writesBetween, writeUnrelatedKeys} from './fixtures.js'
+
+describe('taskflow commands on a real Redis', function () {
+  let url: string
+  let redis: Redis
+  const ops = (args: string[]) => runOps(args, {env: {REDIS_URL: url}})
+
+  before(async () => {
+    url = (await freshRedis()).url
+    redis = new Redis(url)
+  })
+  after(() => redis?.disconnect())
+
+  beforeEach(async () => {
+    await redis.flushdb()
+    await writeTasks(redis, 3000, (i) => ({state: ['COMPLETED', 'PENDING', 'ACTIVE'][i % 3]}))
+    await writeCeleryMeta(redis, 2500)
+    await writeUnrelatedKeys(redis)
+    await setCounters(redis, {COMPLETED: 990, PENDING: 1000, ACTIVE: 1001}) // one phantom active task
+  })
+
+  it('inspect shows queues, key counts and counter drift, and writes nothing', async () => {
+    const before = await commandCalls(redis)
+    const result = await ops(['taskflow:inspect', '--json'])
+    expect(result.code, result.stderr).to.equal(0)
+    const doc = parseJsonOutput<{keys: {tasks: number; celeryMeta: number}; queues: Record<string, number>; drift: Record<string, number>}>(result)
+    expect(doc.keys).to.include({tasks: 3000, celeryMeta: 2500})
+    expect(doc.queues['tasks:pending:primary']).to.equal(1000)
+    expect(doc.drift).to.include({COMPLETED: -10, PENDING: 0, ACTIVE: 1})
+    expect(writesBetween(before, await commandCalls(redis))).to.deep.equal({})
+    const text = await ops(['taskflow:inspect'])
+    expect(text.stdout).to.match(/ACTIVE\s+1,001\s+1,000\s+\+1/)
+  })
+
+  it('celery-meta:clean --dry-run writes nothing; --force removes only celery-task-meta-* keys', async () => {
+    const untouched = await snapshot(redis, '[^c]*')
+    const before = await commandCalls(redis)
+    const dry = await ops(['taskflow:celery-meta:clean', '--dry-run'])
+    expect(dry.code).to.equal(0)
+    expect(dry.stdout).to.contain('Found 2,500 celery-task-meta-* keys to delete')
+    expect(writesBetween(before, await commandCalls(redis))).to.deep.equal({})
+    const run = await ops(['taskflow:celery-meta:clean', '--force'])
+    expect(run.code, run.stderr).to.equal(0)
+    expect(run.stdout).to.contain('Successfully deleted 2,500 celery-task-meta-* keys')
+    expect(await redis.keys('celery-task-meta-*')).to.have.length(0)
+    expect(await redis.get('celery')).to.equal('y')
+    expect(await snapshot(redis, '[^c]*')).to.deep.equal(untouched)
+  })
+
+  it('counters:sync prints the seed table, --dry-run writes nothing, --force fixes with INCRBY', async () => {
+    const before = await commandCalls(redis)
+    const dry = await ops(['taskflow:counters:sync', '--dry-run'])
+    expect(dry.code, dry.stderr).to.equal(0)
+    expect(dry.stdout).to.contain('Total tasks found: 3,000')
+    expect(dry.stdout).to.match(/State\s+Old\s+New\s+Change/)
+    expect(dry.stdout).to.match(/ACTIVE\s+1001\s+1000\s+-1/)
+    expect(writesBetween(before, await commandCalls(redis))).to.deep.equal({})
+    const run = await ops(['taskflow:counters:sync', '--force'])
+    expect(run.code, run.stderr).to.equal(0)
+    expect(run.stdout).to.match(/Fixed 2 counter discrepancies/)
+    expect(run.stdout).to.contain('   - ACTIVE: -1')
+    const calls = writesBetween(before, await commandCalls(redis))
+    expect(calls).to.include.keys('incrby')
+    expect(calls).not.to.have.any.keys('set')
+    expect(await readCounters(redis)).to.include({COMPLETED: 1000, PENDING: 1000, ACTIVE: 1000, FAILED: 0})
+  })
+
+  it('counters:init creates missing counters from the task states', async () => {
+    await redis.del(...(await redis.keys('metrics:tasks:state:*')))
+    const run = await ops(['taskflow:counters:init', '--force'])
+    expect(run.code, run.stderr).to.equal(0)
+    expect(await readCounters(redis)).to.include({COMPLETED: 1000, PENDING: 1000, ACTIVE: 1000, DLQ: 0})
+  })
+
+  it('names host and port and masks the password when Redis is unreachable', async () => {
+    const result = await runOps(['taskflow:inspect', '--redis-url', 'redis://user:sup3rsecret@127.0.0.1:1/0'])
+    expect(result.code).to.equal(1)
+    expect(result.stderr).to.contain('127.0.0.1:1')
+    expect(result.stderr).not.to.contain('sup3rsecret')
+  })
+})
