@@ -42,13 +42,16 @@ async function main(): Promise<void> {
   await writeTasks(client, 3, {task_id: 'unknown_id', state: 'COMPLETED'}) // defective, as seen in the field
   await writeCeleryMeta(client, 5_000)
   await writeHeartbeat(client, 'worker-1')
-  await setCounters(client, {ACTIVE: TASKS / 8 + 1}) // a phantom active task, as the seed describes
+  const each = TASKS / states.length
+  // Counters as the application keeps them, plus one phantom ACTIVE task, as the seed describes.
+  await setCounters(client, {PENDING: each, ACTIVE: each + 1, COMPLETED: 3 * each + 3, FAILED: each, SCHEDULED: each, DLQ: each})
   client.disconnect()
 
   const env = {DATABASE_URL: databaseUrl, REDIS_URL: redis.url}
   ops('the status and module summaries', ['taskmanager:summary'], env)
   ops('what clearing old DONE tasks would do', ['taskmanager:clear', '--status', 'DONE', '--older-than', '30d', '--dry-run', '--show-summary'], env)
   ops('the Redis task store at a glance', ['taskflow:inspect'], env)
+  ops('what a counter sync would fix', ['taskflow:counters:sync', '--dry-run'], env)
   console.log('\nNothing was written: every destructive command above ran with --dry-run.')
 }
 
