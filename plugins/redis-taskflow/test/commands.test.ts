@@ -4,7 +4,7 @@ import {Redis} from 'ioredis'
 
 import {parseJsonOutput, runOps} from '../../../test/helpers/cli.js'
 import {freshRedis} from '../../../test/helpers/servers.js'
-import {commandCalls, readCounters, setCounters, snapshot, writeCeleryMeta, writeTasks, writesBetween, writeUnrelatedKeys} from './fixtures.js'
+import {commandCalls, readCounters, setCounters, snapshot, writeCeleryMeta, writeHeartbeat, writeTasks, writesBetween, writeUnrelatedKeys} from './fixtures.js'
 
 describe('taskflow commands on a real Redis', function () {
   let url: string
@@ -76,6 +76,40 @@ describe('taskflow commands on a real Redis', function () {
     const run = await ops(['taskflow:counters:init', '--force'])
     expect(run.code, run.stderr).to.equal(0)
     expect(await readCounters(redis)).to.include({COMPLETED: 1000, PENDING: 1000, ACTIVE: 1000, DLQ: 0})
+  })
+
+  it('reset removes only task-flow keys of the selected database; other keys and db 1 stay', async () => {
+    await writeHeartbeat(redis, 'worker-1')
+    const other = new Redis(url.replace(/\/0$/, '/1'))
+    try {
+      await writeTasks(other, 10)
+      await other.set('tasks:pending:primary:note', 'db 1 is not ours to touch')
+      const before = await commandCalls(redis)
+      const dry = await ops(['taskflow:reset', '--dry-run'])
+      expect(dry.code, dry.stderr).to.equal(0)
+      expect(writesBetween(before, await commandCalls(redis))).to.deep.equal({})
+      const unrelated = await snapshot(redis, '[^tdmcw]*')
+      const run = await ops(['taskflow:reset', '--force'])
+      expect(run.code, run.stderr).to.equal(0)
+      expect(run.stdout).to.match(/Successfully deleted [\d,]+ task-flow keys/)
+      for (const pattern of ['task:*', 'tasks:*', 'dlq:*', 'metrics:tasks:state:*', 'celery-task-meta-*', 'worker:heartbeat:*']) {
+        expect(await redis.keys(pattern), pattern).to.have.length(0)
+      }
+      expect(await redis.get('celery')).to.equal('y')
+      expect(await redis.get('taskboard:1')).to.equal('x')
+      expect(await redis.get('metrics:requests')).to.equal('7')
+      expect(await snapshot(redis, '[^tdmcw]*')).to.deep.equal(unrelated)
+      expect(await other.dbsize()).to.equal(11 + 1) // 10 tasks, their queue list, the note
+      expect(writesBetween(before, await commandCalls(redis))).not.to.have.any.keys('flushdb', 'flushall')
+
+      const all = await ops(['taskflow:reset', '--all-keys', '--force'])
+      expect(all.code, all.stderr).to.equal(0)
+      expect(await redis.dbsize()).to.equal(0)
+      expect(await other.dbsize()).to.equal(12)
+    } finally {
+      await other.flushdb()
+      other.disconnect()
+    }
   })
 
   it('names host and port and masks the password when Redis is unreachable', async () => {

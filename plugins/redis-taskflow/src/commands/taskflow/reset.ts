@@ -1,0 +1,85 @@
+import {Flags} from '@oclif/core'
+import {count, DestructiveCommand, Progress} from 'ops-cli/base'
+
+import {connectRedis, RedisConnection, redisFlags, resolveRedisUrl} from '../../connection.js'
+import {TASK_FLOW_PATTERNS} from '../../keyspace.js'
+import {countKeys, scanKeys, unlinkBatch} from '../../scan.js'
+
+export default class Reset extends DestructiveCommand {
+  static override description = `Remove the task-flow keys, and only those (the seed's reset_redis).
+
+Shows what it would remove per key pattern, then asks. The seed ran FLUSHALL, wiping
+every database on the server; ops removes only task:*, dlq:task:*, tasks:*,
+dlq:tasks, metrics:tasks:state:*, worker:heartbeat:* and celery-task-meta-* keys of
+the selected database (SCAN + UNLINK). --all-keys empties the whole selected
+database (FLUSHDB ASYNC) and never touches other database indexes.`
+
+  static override examples = [
+    '<%= config.bin %> taskflow:reset --dry-run',
+    '<%= config.bin %> taskflow:reset',
+    '<%= config.bin %> taskflow:reset --force --redis-url redis://localhost:6379/1',
+    '<%= config.bin %> taskflow:reset --all-keys --dry-run',
+  ]
+
+  static override flags = {
+    ...redisFlags,
+    'all-keys': Flags.boolean({description: 'Empty the whole selected database (FLUSHDB ASYNC), not just the task-flow keys.', default: false}),
+  }
+
+  async run() {
+    const {flags} = await this.parse(Reset)
+    const resolved = resolveRedisUrl(flags['redis-url'])
+    this.registerSecretsOf(resolved.url)
+    let connection: RedisConnection | undefined
+    return this.runDestructive(
+      {
+        connect: async () => {
+          connection = await connectRedis(resolved, flags.cluster)
+        },
+        plan: async () => {
+          const perPattern: Record<string, number> = {}
+          for (const pattern of TASK_FLOW_PATTERNS) perPattern[pattern] = await countKeys(connection!, pattern)
+          const total = flags['all-keys']
+            ? (await Promise.all(connection!.masters().map((m) => m.dbsize()))).reduce((a, b) => a + b, 0)
+            : Object.values(perPattern).reduce((a, b) => a + b, 0)
+          return {
+            store: 'Redis',
+            target: connection!.maskedUrl,
+            noun: flags['all-keys'] ? 'keys (the whole selected database)' : 'task-flow keys',
+            count: total,
+            filters: {allKeys: flags['all-keys'], patterns: flags['all-keys'] ? ['*'] : [...TASK_FLOW_PATTERNS]},
+            details: [`Redis URL: ${connection!.maskedUrl}`, ...Object.entries(perPattern).map(([p, n]) => `  ${p.padEnd(22)} ${count(n)}`)],
+            messages: {dryRun: 'DRY RUN MODE - No keys will be deleted'},
+            data: {perPattern},
+          }
+        },
+        steps: (plan) => [
+          flags['all-keys']
+            ? {
+                title: 'FLUSHDB ASYNC of the selected database',
+                async *run(): AsyncGenerator<Progress> {
+                  for (const master of connection!.masters()) await master.flushdb('ASYNC')
+                  yield {done: plan.count}
+                },
+              }
+            : {
+                title: 'Unlinking task-flow keys',
+                total: plan.count,
+                async *run(signal): AsyncGenerator<Progress> {
+                  let done = 0
+                  for (const pattern of TASK_FLOW_PATTERNS) {
+                    for await (const batch of scanKeys(connection!, pattern)) {
+                      done += await unlinkBatch(batch, connection!.isCluster)
+                      yield {done}
+                      if (signal.aborted) return
+                    }
+                  }
+                },
+              },
+        ],
+        disconnect: async () => connection?.close(),
+      },
+      flags,
+    )
+  }
+}
