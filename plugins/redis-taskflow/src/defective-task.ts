@@ -1,0 +1,125 @@
+import type {Redis} from 'ioredis'
+
+import type {RedisConnection} from './connection.js'
+import {counterKey, dlqTaskKey, idOfTaskKey, isTaskState, LIST_QUEUES, Queue, TASK_KEY_PATTERN} from './keyspace.js'
+import {scanKeys} from './scan.js'
+
+/** The fields the rules and the seed's listing read. */
+export const LISTED_FIELDS = ['task_id', 'state', 'created_at', 'updated_at', 'completed_at', 'task_type', 'content'] as const
+export type TaskFields = Record<(typeof LISTED_FIELDS)[number], string | null>
+
+export interface DefectiveTaskRule {
+  reason: string
+  applies(task: TaskFields): boolean
+}
+
+// Python's datetime.fromisoformat shapes (the application writes utcnow().isoformat()).
+const ISO_8601 = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/
+
+/** A non-empty timestamp that does not parse as ISO-8601, or is in year 1 (datetime.min). */
+function badTimestamp(value: string | null): boolean {
+  if (!value) return false
+  if (!ISO_8601.test(value)) return true
+  if (value.startsWith('0001-')) return true
+  return Number.isNaN(Date.parse(value.slice(0, 19).replace(' ', 'T') + 'Z'))
+}
+
+const empty = (value: string | null) => value === null || value.trim() === ''
+
+/** delete_defective_tasks' rules (SPEC §4). */
+export const DEFECTIVE_TASK_RULES: DefectiveTaskRule[] = [
+  {reason: 'task_id missing or empty', applies: (t) => empty(t.task_id)},
+  {reason: 'task_id is "unknown_id"', applies: (t) => t.task_id === 'unknown_id'},
+  {reason: 'state missing or empty', applies: (t) => empty(t.state)},
+  {reason: 'created_at missing or empty', applies: (t) => empty(t.created_at)},
+  ...(['created_at', 'updated_at', 'completed_at'] as const).map((field) => ({
+    reason: `${field} is not an ISO-8601 timestamp or is in year 1`,
+    applies: (t: TaskFields) => badTimestamp(t[field]),
+  })),
+]
+
+export function defectsOf(task: TaskFields): string[] {
+  return DEFECTIVE_TASK_RULES.filter((rule) => rule.applies(task)).map((rule) => rule.reason)
+}
+
+export interface DefectiveTask {
+  key: string
+  fields: TaskFields
+  reasons: string[]
+}
+
+async function readFields(node: Redis, keys: string[]): Promise<TaskFields[]> {
+  const pipeline = node.pipeline()
+  for (const key of keys) pipeline.hmget(key, ...LISTED_FIELDS)
+  const replies = (await pipeline.exec()) ?? []
+  return replies.map(([error, values]) => {
+    if (error) throw error
+    return Object.fromEntries(LISTED_FIELDS.map((f, i) => [f, (values as (string | null)[])[i]])) as TaskFields
+  })
+}
+
+/** Scans task hashes (SCAN COUNT 1000, pipelined HMGET); keeps only the defective ones. */
+export async function findDefectiveTasks(connection: RedisConnection): Promise<{scanned: number; defective: DefectiveTask[]}> {
+  let scanned = 0
+  const defective: DefectiveTask[] = []
+  for await (const batch of scanKeys(connection, TASK_KEY_PATTERN, {type: 'hash'})) {
+    const fields = await readFields(batch.node, batch.keys)
+    scanned += batch.keys.length
+    fields.forEach((f, i) => {
+      const reasons = defectsOf(f)
+      if (reasons.length) defective.push({key: batch.keys[i], fields: f, reasons})
+    })
+  }
+  return {scanned, defective}
+}
+
+/**
+ * Removes one defective task: its hash, dlq:task:{id}, its id from every queue,
+ * and one from the counter of its state when it has a valid one. On a single
+ * node this is one MULTI/EXEC under WATCH of the hash, after re-checking the
+ * task is still defective, so a worker repairing it meanwhile wins. Returns
+ * whether it was removed.
+ */
+export async function deleteDefectiveTask(connection: RedisConnection, task: DefectiveTask): Promise<boolean> {
+  const id = task.fields.task_id && task.fields.task_id !== 'unknown_id' ? task.fields.task_id : idOfTaskKey(task.key)
+  const ids = [...new Set([id, idOfTaskKey(task.key)])]
+  if (connection.isCluster) {
+    // Keys of one task span slots: no transaction across them; each command is atomic.
+    const c = connection.client
+    const [current] = await readFieldsCluster(c, task.key)
+    if (!current || defectsOf(current).length === 0) return false
+    const removed = await c.unlink(task.key)
+    if (!removed) return false
+    for (const x of ids) {
+      await c.unlink(dlqTaskKey(x))
+      for (const queue of LIST_QUEUES) await c.lrem(queue, 0, x)
+      await c.zrem(Queue.scheduled, x)
+    }
+    if (isTaskState(current.state)) await c.decrby(counterKey(current.state), 1)
+    return true
+  }
+  const node = connection.masters()[0]
+  for (let attempt = 0; attempt < 5; attempt++) {
+    await node.watch(task.key)
+    const [current] = await readFields(node, [task.key])
+    if ((await node.exists(task.key)) === 0 || defectsOf(current).length === 0) {
+      await node.unwatch()
+      return false
+    }
+    const multi = node.multi().unlink(task.key)
+    for (const x of ids) {
+      multi.unlink(dlqTaskKey(x))
+      for (const queue of LIST_QUEUES) multi.lrem(queue, 0, x)
+      multi.zrem(Queue.scheduled, x)
+    }
+    if (isTaskState(current.state)) multi.decrby(counterKey(current.state), 1)
+    if (await multi.exec()) return true // null: the hash changed under WATCH; look again
+  }
+  return false
+}
+
+async function readFieldsCluster(client: RedisConnection['client'], key: string): Promise<(TaskFields | undefined)[]> {
+  if (!(await client.exists(key))) return [undefined]
+  const values = await client.hmget(key, ...LISTED_FIELDS)
+  return [Object.fromEntries(LISTED_FIELDS.map((f, i) => [f, values[i]])) as TaskFields]
+}

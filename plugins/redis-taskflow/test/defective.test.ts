@@ -1,0 +1,91 @@
+/** taskflow:defective:delete: every rule, queues and counters kept right, dry-run writes nothing. */
+import {expect} from 'chai'
+import {Redis} from 'ioredis'
+
+import {runOps} from '../../../test/helpers/cli.js'
+import {freshRedis} from '../../../test/helpers/servers.js'
+import {defectsOf, TaskFields} from '../src/defective-task.js'
+import {Queue, taskKey} from '../src/keyspace.js'
+import {commandCalls, readCounters, snapshot, TaskOverrides, writeTask, writeTasks, writesBetween} from './fixtures.js'
+
+const DEFECTS: [string, TaskOverrides][] = [
+  ['task_id missing', {task_id: null, state: 'PENDING'}],
+  ['task_id empty', {task_id: '', state: 'COMPLETED'}],
+  ['task_id "unknown_id"', {task_id: 'unknown_id', state: 'DLQ'}],
+  ['state missing', {state: null}],
+  ['state empty', {state: ''}],
+  ['created_at missing', {created_at: null, state: 'FAILED'}],
+  ['created_at in year 1', {created_at: '0001-01-01T00:00:00', state: 'COMPLETED'}],
+  ['updated_at unparseable', {updated_at: 'yesterday', state: 'ACTIVE'}],
+  ['completed_at not a date', {completed_at: '2025-13-45T99:00:00', state: 'COMPLETED'}],
+  ['updated_at in year 1, scheduled', {updated_at: '0001-01-01T00:00:00.000000', state: 'SCHEDULED'}],
+]
+
+describe('taskflow:defective:delete', function () {
+  let url: string
+  let redis: Redis
+  const ops = (args: string[]) => runOps(args, {env: {REDIS_URL: url}})
+
+  before(async () => {
+    url = (await freshRedis()).url
+    redis = new Redis(url)
+  })
+  after(() => redis?.disconnect())
+
+  it('knows every rule, and a healthy task (empty completed_at included) is not defective', () => {
+    const healthy: TaskFields = {task_id: 'a', state: 'PENDING', created_at: '2025-07-20T19:16:09.875503', updated_at: '2025-07-20T19:16:09', completed_at: '', task_type: 'summarize', content: 'x'}
+    expect(defectsOf(healthy)).to.deep.equal([])
+    expect(defectsOf({...healthy, created_at: '0001-01-01T00:00:00'})).to.have.length(1)
+    expect(defectsOf({...healthy, completed_at: 'not a date'})).to.have.length(1)
+    expect(defectsOf({...healthy, task_id: 'unknown_id'})).to.have.length(1)
+    expect(defectsOf({...healthy, state: null, created_at: null})).to.have.length(2)
+  })
+
+  describe('against real keys', () => {
+    let defectiveKeys: string[]
+    let healthyIds: string[]
+
+    beforeEach(async () => {
+      await redis.flushdb()
+      const states = ['PENDING', 'ACTIVE', 'COMPLETED', 'FAILED', 'SCHEDULED', 'DLQ'] as const
+      healthyIds = await writeTasks(redis, 120, (i) => ({state: states[i % 6]}), {count: true})
+      defectiveKeys = []
+      for (const [, overrides] of DEFECTS) {
+        const id = await writeTask(redis, overrides, {count: true})
+        defectiveKeys.push(taskKey(id))
+      }
+    })
+
+    it('lists them in the seed format and writes nothing with --dry-run', async () => {
+      const before = await commandCalls(redis)
+      const result = await ops(['taskflow:defective:delete', '--dry-run'])
+      expect(result.code, result.stderr).to.equal(0)
+      for (const line of ['Defective Task Cleanup Utility', 'Mode: DRY RUN', 'Scanned 130 total tasks', `Found ${DEFECTS.length} defective tasks`, 'Defective tasks found:', 'Task ID: missing', 'Created: missing', `DRY RUN: Would delete ${DEFECTS.length} defective tasks`]) {
+        expect(result.stdout).to.contain(line)
+      }
+      for (const key of defectiveKeys) expect(result.stdout).to.contain(`Redis Key: ${key}`)
+      expect(writesBetween(before, await commandCalls(redis))).to.deep.equal({})
+    })
+
+    it('removes exactly the defective hashes, their queue entries and DLQ copies, and keeps counters equal to the states', async () => {
+      const healthyBefore = await snapshot(redis, 'task:*')
+      for (const key of defectiveKeys) delete healthyBefore[key]
+      const result = await ops(['taskflow:defective:delete', '--force'])
+      expect(result.code, result.stderr).to.equal(0)
+      expect(result.stdout).to.contain(`Successfully deleted ${DEFECTS.length} defective tasks`)
+      for (const key of defectiveKeys) expect(await redis.exists(key), key).to.equal(0)
+      expect(await snapshot(redis, 'task:*')).to.deep.equal(healthyBefore)
+      const defectiveIds = defectiveKeys.map((k) => k.slice('task:'.length))
+      const queued = [
+        ...(await redis.lrange(Queue.primary, 0, -1)),
+        ...(await redis.lrange(Queue.retry, 0, -1)),
+        ...(await redis.lrange(Queue.dlq, 0, -1)),
+        ...(await redis.zrange(Queue.scheduled, 0, -1)),
+      ]
+      expect(queued.filter((id) => defectiveIds.includes(id))).to.deep.equal([])
+      expect(queued.filter((id) => healthyIds.includes(id))).to.have.length(60) // PENDING, SCHEDULED, DLQ healthy ones stay queued
+      for (const id of defectiveIds) expect(await redis.exists(`dlq:task:${id}`)).to.equal(0)
+      expect(await readCounters(redis)).to.deep.equal({PENDING: 20, ACTIVE: 20, COMPLETED: 20, FAILED: 20, SCHEDULED: 20, DLQ: 20})
+    })
+  })
+})
