@@ -1,0 +1,74 @@
+/** taskflow:stuck:fix: orphaned PENDING re-queued, stuck ACTIVE failed with counters and retry queue. */
+import {expect} from 'chai'
+import {Redis} from 'ioredis'
+
+import {runOps} from '../../../test/helpers/cli.js'
+import {freshRedis} from '../../../test/helpers/servers.js'
+import {Queue, taskKey} from '../src/keyspace.js'
+import {commandCalls, isoNow, readCounters, writeHeartbeat, writeTask, writesBetween} from './fixtures.js'
+
+describe('taskflow:stuck:fix', function () {
+  let url: string
+  let redis: Redis
+  const ops = (args: string[]) => runOps(args, {env: {REDIS_URL: url}})
+  let ids: Record<string, string>
+
+  before(async () => {
+    url = (await freshRedis()).url
+    redis = new Redis(url)
+  })
+  after(() => redis?.disconnect())
+
+  beforeEach(async () => {
+    await redis.flushdb()
+    await writeHeartbeat(redis, 'worker-1')
+    ids = {
+      queuedPending: await writeTask(redis, {state: 'PENDING'}, {count: true}),
+      orphanPending: await writeTask(redis, {state: 'PENDING'}, {count: true, queue: 'none'}),
+      oldActive: await writeTask(redis, {state: 'ACTIVE', started_at: isoNow(-2 * 3_600_000)}, {count: true}),
+      freshActive: await writeTask(redis, {state: 'ACTIVE'}, {count: true}),
+      deadWorker: await writeTask(redis, {state: 'ACTIVE', worker_id: 'worker-gone'}, {count: true}),
+      completed: await writeTask(redis, {state: 'COMPLETED'}, {count: true}),
+    }
+  })
+
+  it('lists what it would fix and writes nothing with --dry-run', async () => {
+    const before = await commandCalls(redis)
+    const result = await ops(['taskflow:stuck:fix', '--dry-run'])
+    expect(result.code, result.stderr).to.equal(0)
+    expect(result.stdout).to.contain('Found 3 stuck tasks to fix')
+    expect(result.stdout).to.contain(ids.orphanPending)
+    expect(result.stdout).to.contain(`${ids.deadWorker}: worker worker-gone has no heartbeat`)
+    expect(writesBetween(before, await commandCalls(redis))).to.deep.equal({})
+  })
+
+  it('re-queues orphaned PENDING tasks and fails stuck ACTIVE ones, moving counters and queueing them for retry', async () => {
+    const unchangedIds = [ids.freshActive, ids.completed, ids.queuedPending]
+    const hashes = () => Promise.all(unchangedIds.map((id) => redis.hgetall(taskKey(id))))
+    const untouched = await hashes()
+    expect(untouched.map((h) => h.state)).to.deep.equal(['ACTIVE', 'COMPLETED', 'PENDING'])
+    const result = await ops(['taskflow:stuck:fix', '--force', '--older-than', '30m'])
+    expect(result.code, result.stderr).to.equal(0)
+    expect(result.stdout).to.contain('Successfully fixed 3 stuck tasks')
+    const primary = await redis.lrange(Queue.primary, 0, -1)
+    expect(primary.filter((id) => id === ids.queuedPending)).to.have.length(1)
+    expect(primary).to.include(ids.orphanPending)
+    for (const id of [ids.oldActive, ids.deadWorker]) {
+      const task = await redis.hgetall(taskKey(id))
+      expect(task).to.include({state: 'FAILED', error_type: 'StuckTask'})
+      expect(task.failed_at).to.match(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}$/)
+      expect(JSON.parse(task.error_history).at(-1)).to.include({error_type: 'StuckTask'})
+      expect(JSON.parse(task.state_history).at(-1)).to.include({state: 'FAILED'})
+    }
+    expect((await redis.lrange(Queue.retry, 0, -1)).sort()).to.deep.equal([ids.oldActive, ids.deadWorker].sort())
+    expect(await readCounters(redis)).to.include({PENDING: 2, ACTIVE: 1, FAILED: 2, COMPLETED: 1})
+    expect(await hashes()).to.deep.equal(untouched)
+  })
+
+  it('leaves a task alone when a worker completed it after the scan', async () => {
+    const {failStuckTask} = await import('../src/stuck-task.js')
+    await redis.hset(taskKey(ids.oldActive), 'state', 'COMPLETED')
+    expect(await failStuckTask(redis, ids.oldActive, 'test')).to.equal(false)
+    expect(await redis.hget(taskKey(ids.oldActive), 'state')).to.equal('COMPLETED')
+  })
+})
