@@ -2,6 +2,8 @@ import {Flags} from '@oclif/core'
 import {Cluster, Redis, RedisOptions} from 'ioredis'
 import {connectionError, maskUrl, resolveUrl, ResolvedUrl} from 'ops-cli/base'
 
+import {markClusterNodes} from './scan.js'
+
 export const DEFAULT_REDIS_URL = 'redis://localhost:6379/0'
 
 /** Flags every taskflow command shares. */
@@ -93,7 +95,7 @@ export async function connectRedis(resolved: ResolvedUrl, cluster?: boolean): Pr
     await client.ping()
     return {
       client,
-      masters: () => client.nodes('master'),
+      masters: () => markClusterNodes(client.nodes('master')),
       isCluster: true,
       url,
       maskedUrl: maskUrl(url),
