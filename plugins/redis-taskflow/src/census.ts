@@ -1,6 +1,11 @@
+import type {Redis} from 'ioredis'
+
 import type {RedisConnection} from './connection.js'
-import {COUNTER_KEY_PATTERN, counterKey, TASK_KEY_PATTERN, TASK_STATES, TaskState, isTaskState} from './keyspace.js'
-import {scanKeys} from './scan.js'
+import {COUNTER_KEY_PATTERN, counterKey, TASK_KEY_PATTERN, TASK_STATES, TaskState} from './keyspace.js'
+import {KeyspaceWatch} from './keyspace-watch.js'
+import {quiet, scanKeys, scanNode} from './scan.js'
+import {StateLedger} from './state-ledger.js'
+import {GONE, READ_CHUNK, StateReader, StateReading} from './state-reader.js'
 
 /** How many task hashes are in each state: six numbers, never a list of keys. */
 export type StateCounts = Record<TaskState, number>
@@ -14,30 +19,67 @@ export interface Census {
 
 export const emptyCounts = (): StateCounts => Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as StateCounts
 
-/**
- * Counts task states with SCAN COUNT 1000 and one pipelined HGET per key per
- * batch, per master. Yields progress after each batch.
- */
-export async function* takeCensus(connection: RedisConnection, census: Census): AsyncGenerator<number> {
-  for await (const batch of scanKeys(connection, TASK_KEY_PATTERN, {type: 'hash'})) {
-    const pipeline = batch.node.pipeline()
-    for (const key of batch.keys) pipeline.hget(key, 'state')
-    const replies = (await pipeline.exec()) ?? []
-    for (const [error, state] of replies) {
-      if (error) throw error
-      census.tasks++
-      if (isTaskState(state as string | null)) census.states[state as TaskState]++
-      else census.unknownState++
-    }
-    yield census.tasks
-  }
-}
-
 export function newCensus(): Census {
   return {tasks: 0, states: emptyCounts(), unknownState: 0}
 }
 
-/** The six state counters (missing counts as 0). */
+/** A reading as a small code: the state's index, UNKNOWN for no valid state, ABSENT for a deleted key. */
+const UNKNOWN = TASK_STATES.length
+const ABSENT = TASK_STATES.length + 1
+const STATE_CODES = new Map<string, number>(TASK_STATES.map((s, i) => [s, i]))
+const codeOf = (reading: StateReading): number => (reading === GONE ? ABSENT : (STATE_CODES.get(reading ?? '') ?? UNKNOWN))
+
+/** Counts per code; ABSENT is kept only so a correction can take it back. */
+class Tally {
+  readonly counts = new Array<number>(ABSENT + 1).fill(0)
+
+  add(code: number, n = 1): void {
+    this.counts[code] += n
+  }
+
+  census(): Census {
+    const states = Object.fromEntries(TASK_STATES.map((s, i) => [s, this.counts[i]])) as StateCounts
+    const tasks = this.counts.slice(0, ABSENT).reduce((a, b) => a + b, 0)
+    return {tasks, states, unknownState: this.counts[UNKNOWN]}
+  }
+}
+
+/**
+ * The state of every task key, batch by batch: SCAN COUNT 1000 on
+ * every master, then one read-only script call per 500 keys, four in flight
+ * while the next SCAN is on the wire. Memory holds a few batches.
+ */
+export async function* readTaskStates(connection: RedisConnection): AsyncGenerator<{keys: string[]; readings: StateReading[]}> {
+  for (const node of connection.masters()) {
+    const reader = new StateReader(node)
+    const inFlight: Promise<{keys: string[]; readings: StateReading[]}>[] = []
+    // No SCAN TYPE filter: it costs the server a third more per call; a task:* key that is not a hash reads as having no state.
+    for await (const batch of scanNode(node, TASK_KEY_PATTERN)) {
+      for (let i = 0; i < batch.keys.length; i += READ_CHUNK) {
+        const keys = batch.keys.slice(i, i + READ_CHUNK)
+        inFlight.push(quiet(reader.read(keys).then((readings) => ({keys, readings}))))
+      }
+      while (inFlight.length > 4) yield await inFlight.shift()!
+    }
+    while (inFlight.length > 0) yield await inFlight.shift()!
+  }
+}
+
+/**
+ * Counts task states in one pass (for taskflow:inspect). Under live traffic
+ * the counts are those of the scan, not of one instant: see measureStates.
+ * Yields the number of hashes read so far.
+ */
+export async function* takeCensus(connection: RedisConnection, census: Census): AsyncGenerator<number> {
+  const tally = new Tally()
+  for await (const {readings} of readTaskStates(connection)) {
+    for (const reading of readings) tally.add(codeOf(reading))
+    Object.assign(census, tally.census())
+    yield census.tasks
+  }
+}
+
+/** The six counters (missing counts as 0). */
 export async function readCounters(connection: RedisConnection): Promise<StateCounts> {
   const values = await Promise.all(TASK_STATES.map((s) => connection.client.get(counterKey(s))))
   return Object.fromEntries(TASK_STATES.map((s, i) => [s, Number(values[i] ?? 0)])) as StateCounts
@@ -47,4 +89,138 @@ export async function readCounters(connection: RedisConnection): Promise<StateCo
 export async function countersExist(connection: RedisConnection): Promise<boolean> {
   for await (const _ of scanKeys(connection, COUNTER_KEY_PATTERN)) return true
   return false
+}
+
+/** States and counters, and whether they are of one instant. */
+export interface StateMeasure {
+  census: Census
+  counters: StateCounts
+  /** True when census and counters were read at one instant (the drift between them is then exact). */
+  exact: boolean
+  /** How the instant was made, or why it could not be. */
+  note: string
+  /** Task keys that changed while the scan ran (re-read at the instant). */
+  changedDuringScan: number
+}
+
+/** Keys re-read inside the final MULTI at most; more are first re-read in chunks, then looked at again. */
+const FINAL_READ_LIMIT = 2000
+const MAX_ROUNDS = 25
+
+/**
+ * Measures task states and counters at one instant, while workers keep moving
+ * tasks. The application moves a task and both counters in one MULTI/EXEC, so
+ * `counter - true count` only changes when something is wrong; but a scan of a
+ * million hashes takes seconds. So: watch task keys with keyspace notifications
+ * (enabled for the run when `configure` allows and restored after), scan and
+ * remember what was counted per key (StateLedger), then re-read just the keys
+ * that changed together with the counters in one MULTI/EXEC, and confirm
+ * through a marker in that MULTI that no other key changed before it.
+ * Where notifications cannot be used, says so: the counts are then those of
+ * the scan and may be off by the transitions made while it ran.
+ */
+export async function measureStates(connection: RedisConnection, options: {configure: boolean}): Promise<StateMeasure> {
+  const masters = connection.masters()
+  const watches = new Map<Redis, KeyspaceWatch>()
+  const unavailable: string[] = []
+  try {
+    for (const node of masters) {
+      const started = await KeyspaceWatch.start(node, TASK_KEY_PATTERN, options)
+      if ('watch' in started) watches.set(node, started.watch)
+      else unavailable.push(started.unavailable)
+    }
+    const ledger = new StateLedger()
+    const tally = new Tally()
+    for await (const {keys, readings} of readTaskStates(connection)) {
+      for (let i = 0; i < keys.length; i++) {
+        const code = codeOf(readings[i])
+        const previous = ledger.set(keys[i], code)
+        if (previous !== undefined) tally.add(previous, -1)
+        tally.add(code)
+      }
+    }
+    if (unavailable.length > 0) {
+      return {
+        census: tally.census(),
+        counters: await readCounters(connection),
+        exact: false,
+        note: `Not exact under live traffic: ${unavailable[0]}; states are those seen by the scan, so tasks moved while it ran may be miscounted.`,
+        changedDuringScan: 0,
+      }
+    }
+    let counters: StateCounts | undefined
+    let changed = 0
+    for (const node of masters) {
+      const settled = await settle(node, watches.get(node)!, ledger, tally, !connection.isCluster)
+      if (!settled.exact) {
+        return {census: tally.census(), counters: await readCounters(connection), exact: false, note: settled.note, changedDuringScan: changed + settled.changed}
+      }
+      changed += settled.changed
+      counters ??= settled.counters
+    }
+    if (connection.isCluster) {
+      return {
+        census: tally.census(),
+        counters: await readCounters(connection),
+        exact: false,
+        note: 'On a cluster the counters and the task hashes live on different nodes, so no single instant holds them all: each node was read at its own instant; a transition made in those milliseconds can be miscounted.',
+        changedDuringScan: changed,
+      }
+    }
+    return {census: tally.census(), counters: counters!, exact: true, note: `Exact: ${changed.toLocaleString('en-US')} task keys changed during the scan and were re-read with the counters in one MULTI/EXEC.`, changedDuringScan: changed}
+  } finally {
+    for (const watch of watches.values()) await watch.stop()
+  }
+}
+
+/**
+ * Re-reads, on one node, the keys the watch saw change, until one MULTI/EXEC
+ * reads all keys that changed before it (the marker proves it), then corrects
+ * the tally: what the scan counted for those keys out, what the MULTI read in.
+ */
+async function settle(
+  node: Redis,
+  watch: KeyspaceWatch,
+  ledger: StateLedger,
+  tally: Tally,
+  withCounters: boolean,
+): Promise<{exact: true; counters?: StateCounts; changed: number} | {exact: false; note: string; changed: number}> {
+  const reader = new StateReader(node)
+  const latest = new Map<string, number>()
+  for (let round = 1; round <= MAX_ROUNDS; round++) {
+    if (watch.failure) return {exact: false, note: `Not exact: ${watch.failure}.`, changed: latest.size}
+    const stale = [...watch.takeStale()]
+    if (stale.length > FINAL_READ_LIMIT) {
+      // Too many to read at one instant without stalling the server: read them now, look again.
+      for (let i = 0; i < stale.length; i += READ_CHUNK) {
+        const keys = stale.slice(i, i + READ_CHUNK)
+        const readings = await reader.read(keys)
+        keys.forEach((key, j) => latest.set(key, codeOf(readings[j])))
+      }
+      continue
+    }
+    const marker = watch.marker()
+    const multi = node.multi()
+    for (const key of stale) multi.hget(key, 'state').exists(key)
+    if (withCounters) for (const state of TASK_STATES) multi.get(counterKey(state))
+    multi.publish(watch.channel, marker.id)
+    const replies = (await multi.exec()) ?? []
+    stale.forEach((key, j) => {
+      const [stateError, state] = replies[2 * j]
+      const [, exists] = replies[2 * j + 1]
+      latest.set(key, codeOf(!stateError && state !== null ? String(state) : exists ? null : GONE))
+    })
+    const counterReplies = replies.slice(2 * stale.length, 2 * stale.length + (withCounters ? TASK_STATES.length : 0))
+    const changedBefore = await marker.reached
+    const read = new Set(stale)
+    if (![...changedBefore].every((key) => read.has(key))) continue // a key changed between the last look and the MULTI
+    for (const [key, code] of latest) {
+      const counted = ledger.get(key)
+      if (counted !== undefined) tally.add(counted, -1)
+      tally.add(code)
+    }
+    const counters = withCounters ? (Object.fromEntries(TASK_STATES.map((s, i) => [s, Number(counterReplies[i][1] ?? 0)])) as StateCounts) : undefined
+    return {exact: true, counters, changed: latest.size}
+  }
+  return {exact: false, note: `Not exact: task keys kept changing faster than ${MAX_ROUNDS} re-reads could settle.`, changed: latest.size}
 }

@@ -1,4 +1,4 @@
-import {table} from 'ops-cli/base'
+import {count, table} from 'ops-cli/base'
 
 import {Census, readCounters, StateCounts} from './census.js'
 import type {RedisConnection} from './connection.js'
@@ -11,14 +11,13 @@ export interface CounterChange {
   change: number
 }
 
-/** The seed's State / Old / New / Change rows: counters read after the census. */
+/** The seed's State / Old / New / Change rows: counters and states of one measurement. */
 export function counterChanges(census: Census, counters: StateCounts): CounterChange[] {
   return TASK_STATES.map((state) => ({state, old: counters[state], new: census.states[state], change: census.states[state] - counters[state]}))
 }
 
 export function changeTable(changes: CounterChange[]): string[] {
-  const sign = (n: number) => (n > 0 ? `+${n}` : String(n))
-  return table(['State', 'Old', 'New', 'Change'], changes.map((c) => [c.state, c.old, c.new, c.change === 0 ? '0' : sign(c.change)]))
+  return table(['State', 'Old', 'New', 'Change'], changes.map((c) => [c.state, c.old, c.new, signed(c.change)]))
 }
 
 /**
@@ -42,3 +41,8 @@ export async function applyChanges(connection: RedisConnection, changes: Counter
 }
 
 export {readCounters}
+
+/** +1,234 / -5 / 0, as the change and drift columns show it. */
+export function signed(n: number): string {
+  return n > 0 ? `+${count(n)}` : n < 0 ? `-${count(-n)}` : '0'
+}

@@ -1,6 +1,7 @@
 import {count, table} from 'ops-cli/base'
 
 import {newCensus, readCounters, StateCounts, takeCensus} from './census.js'
+import {signed} from './counters.js'
 import type {RedisConnection} from './connection.js'
 import {CELERY_META_PATTERN, DLQ_TASK_KEY_PATTERN, HEARTBEAT_KEY_PATTERN, Queue, TASK_STATES} from './keyspace.js'
 import {countKeys, scanKeys} from './scan.js'
@@ -90,7 +91,7 @@ export function inspectionLines(inspection: TaskFlowInspection, masters = 1): st
     'States (counter against the task hashes):',
     ...table(
       ['State', 'Counter', 'Actual', 'Drift'],
-      TASK_STATES.map((s) => [s, count(inspection.counters[s]), count(inspection.states[s]), drift[s] === 0 ? '0' : `${drift[s] > 0 ? '+' : ''}${drift[s]}`]),
+      TASK_STATES.map((s) => [s, count(inspection.counters[s]), count(inspection.states[s]), signed(drift[s])]),
     ).map((l) => `  ${l}`),
     ...(inspection.unknownState ? [`  (${count(inspection.unknownState)} hashes have no valid state: see taskflow:defective:delete)`] : []),
     '',

@@ -102,6 +102,16 @@ export async function unlinkBatch(batch: KeyBatch, cluster?: boolean): Promise<n
   return sumReplies(await pipeline.exec())
 }
 
+/**
+ * Marks a promise that is awaited later as handled now: with several in
+ * flight, one failing before its turn would otherwise crash the process as
+ * an unhandled rejection. Awaiting it still throws.
+ */
+export function quiet<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => {})
+  return promise
+}
+
 /** Sum of integer replies of a pipeline; throws the first error. */
 export function sumReplies(replies: [Error | null, unknown][] | null): number {
   let total = 0
@@ -129,7 +139,7 @@ export async function* scanAndUnlink(
     const pending: Promise<number>[] = []
     for await (const batch of scanNode(node, pattern, options)) {
       if (options.signal?.aborted) break
-      pending.push(unlinkBatch(batch))
+      pending.push(quiet(unlinkBatch(batch)))
       if (pending.length >= inFlight) {
         removed += await pending.shift()!
         yield removed
@@ -200,7 +210,7 @@ export class MatchedKeys {
     let removed = 0
     for (const batch of this.held()) {
       if (options.signal?.aborted) break
-      pending.push(unlinkBatch(batch))
+      pending.push(quiet(unlinkBatch(batch)))
       if (pending.length >= inFlight) {
         removed += await pending.shift()!
         yield removed

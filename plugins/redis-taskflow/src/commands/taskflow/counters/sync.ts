@@ -1,16 +1,23 @@
 import {count, DestructiveCommand, Progress} from 'ops-cli/base'
 
-import {Census, newCensus, readCounters, takeCensus} from '../../../census.js'
+import {measureStates, StateMeasure} from '../../../census.js'
 import {connectRedis, RedisConnection, redisFlags, resolveRedisUrl} from '../../../connection.js'
-import {applyChanges, changeTable, CounterChange, counterChanges} from '../../../counters.js'
+import {applyChanges, changeTable, CounterChange, counterChanges, signed} from '../../../counters.js'
 
 export default class CountersSync extends DestructiveCommand {
   static override description = `Detect and fix drift between the state counters and the task hashes (the seed's fix_counter_sync).
 
-Scans every task:* hash (SCAN COUNT 1000, pipelined HGET state), compares with
-metrics:tasks:state:*, prints the State / Old / New / Change table, and applies the
-differences with INCRBY in one MULTI/EXEC — never SET, so counter moves made by
-workers while ops runs are kept.`
+Scans every task:* hash (SCAN COUNT 1000, states read 500 keys per read-only script
+call), compares with metrics:tasks:state:*, prints the State / Old / New / Change
+table, and applies the differences with INCRBY in one MULTI/EXEC — never SET, so
+counter moves made by workers while ops runs are kept.
+
+Exact while workers run: task keys are watched with keyspace notifications during
+the scan (notify-keyspace-events is extended for the run if needed and put back
+after), and the keys that changed are re-read with the counters in one MULTI/EXEC,
+so states and counters are compared at one instant. A --dry-run does not change
+server settings: unless notifications are already on, its figures are those of the
+scan and it says so. On a cluster there is no single instant (see the note printed).`
 
   static override examples = [
     '<%= config.bin %> taskflow:counters:sync --dry-run',
@@ -28,7 +35,7 @@ workers while ops runs are kept.`
     const resolved = resolveRedisUrl(flags['redis-url'])
     this.registerSecretsOf(resolved.url)
     let connection: RedisConnection | undefined
-    let census: Census = newCensus()
+    let measure: StateMeasure | undefined
     let changes: CounterChange[] = []
     return this.runDestructive(
       {
@@ -37,9 +44,9 @@ workers while ops runs are kept.`
         },
         plan: async () => {
           this.log(this.wording.analyzing)
-          census = newCensus()
-          for await (const _ of takeCensus(connection!, census));
-          changes = counterChanges(census, await readCounters(connection!))
+          measure = await measureStates(connection!, {configure: !flags['dry-run']})
+          const {census} = measure
+          changes = counterChanges(census, measure.counters)
           const off = changes.filter((c) => c.change !== 0)
           return {
             store: 'Redis',
@@ -48,13 +55,23 @@ workers while ops runs are kept.`
             count: off.length,
             filters: {},
             verb: {present: 'fix', past: 'fixed'},
-            details: ['', 'Analysis Results:', `   Total tasks found: ${count(census.tasks)}`, '', 'Counter Values:', ...changeTable(changes).map((l) => `   ${l}`), ''],
+            details: [
+              '',
+              'Analysis Results:',
+              `   Total tasks found: ${count(census.tasks)}`,
+              ...(census.unknownState ? [`   Tasks without a valid state: ${count(census.unknownState)} (see taskflow:defective:delete)`] : []),
+              `   ${measure.note}`,
+              '',
+              'Counter Values:',
+              ...changeTable(changes).map((l) => `   ${l}`),
+              '',
+            ],
             messages: {
               nothing: `All counters match the ${count(census.tasks)} task states: nothing to fix.`,
               dryRun: 'DRY RUN MODE - No counters will be changed',
-              success: `Fixed ${off.length} ${this.wording.noun}:\n${off.map((c) => `   - ${c.state}: ${c.change > 0 ? '+' : ''}${c.change}`).join('\n')}`,
+              success: `Fixed ${off.length} ${this.wording.noun}:\n${off.map((c) => `   - ${c.state}: ${signed(c.change)}`).join('\n')}`,
             },
-            data: {tasks: census.tasks, unknownState: census.unknownState, changes},
+            data: {tasks: census.tasks, unknownState: census.unknownState, exact: measure.exact, note: measure.note, changedDuringScan: measure.changedDuringScan, changes},
           }
         },
         steps: () => [

@@ -1,0 +1,175 @@
+/**
+ * counters:sync / counters:init while workers keep moving tasks: a real
+ * concurrent writer (two loops on their own connections, in this process)
+ * moves tasks between states, creates and deletes tasks, each time changing
+ * the hash and both counters in one MULTI/EXEC as AsyncTaskFlow does. Such
+ * traffic keeps `counter - true count` constant, so after a correct sync and
+ * after the writer stops, every counter equals the true count.
+ */
+import {expect} from 'chai'
+import {randomUUID} from 'node:crypto'
+import {Redis} from 'ioredis'
+
+import {parseJsonOutput, runOps} from '../../../test/helpers/cli.js'
+import {freshRedis} from '../../../test/helpers/servers.js'
+import {counterKey, TASK_STATES, taskKey, TaskState} from '../src/keyspace.js'
+import {StateLedger} from '../src/state-ledger.js'
+import {commandCalls, isoNow, readCounters, setCounters, taskHash, writeTasks} from './fixtures.js'
+
+const TASKS = 60_000
+
+/** Two worker loops moving, creating and deleting tasks the application's way until stopped. */
+function startWriter(url: string, ids: string[]) {
+  let running = true
+  let moves = 0
+  const loop = async () => {
+    const redis = new Redis(url)
+    try {
+      while (running) {
+        const roll = Math.random()
+        if (roll < 0.05) {
+          const id = randomUUID()
+          const hash = taskHash({task_id: id, state: 'PENDING'})
+          if (await redis.multi().hset(taskKey(id), hash).incr(counterKey('PENDING')).exec()) moves++
+          ids.push(id)
+          continue
+        }
+        const id = ids[Math.floor(Math.random() * ids.length)]
+        const key = taskKey(id)
+        await redis.watch(key)
+        const state = (await redis.hget(key, 'state')) as TaskState | null
+        if (!state) {
+          await redis.unwatch()
+          continue
+        }
+        const multi = redis.multi()
+        if (roll < 0.08) multi.del(key).decrby(counterKey(state), 1)
+        else {
+          const next = TASK_STATES[(TASK_STATES.indexOf(state) + 1 + Math.floor(Math.random() * 5)) % TASK_STATES.length]
+          multi.hset(key, 'state', next, 'updated_at', isoNow()).decrby(counterKey(state), 1).incrby(counterKey(next), 1)
+        }
+        if (await multi.exec()) moves++
+      }
+    } finally {
+      redis.disconnect()
+    }
+  }
+  const loops = [loop(), loop()]
+  return {
+    get moves() {
+      return moves
+    },
+    async stop() {
+      running = false
+      await Promise.all(loops)
+    },
+  }
+}
+
+/** The true number of hashes per state, read after the writer stopped. */
+async function trueCounts(redis: Redis): Promise<Record<TaskState, number>> {
+  const counts = Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as Record<TaskState, number>
+  let cursor = '0'
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', 'task:*', 'COUNT', 1000)
+    cursor = next
+    const pipeline = redis.pipeline()
+    for (const key of keys) pipeline.hget(key, 'state')
+    for (const [, state] of (await pipeline.exec()) ?? []) counts[state as TaskState]++
+  } while (cursor !== '0')
+  return counts
+}
+
+describe('counters under live traffic', function () {
+  let url: string
+  let redis: Redis
+  let ids: string[]
+  const ops = (args: string[]) => runOps(args, {env: {REDIS_URL: url}})
+
+  before(async () => {
+    url = (await freshRedis()).url
+    redis = new Redis(url)
+  })
+  after(() => redis?.disconnect())
+
+  beforeEach(async () => {
+    await redis.flushdb()
+    await redis.config('SET', 'notify-keyspace-events', '')
+    ids = await writeTasks(redis, TASKS, (i) => ({state: TASK_STATES[i % TASK_STATES.length]}))
+    const drifted = Object.fromEntries(TASK_STATES.map((s, i) => [s, TASKS / TASK_STATES.length + [7, -3, 0, 250, -1, 2][i]]))
+    await setCounters(redis, drifted) // lost updates of the past: what the sync must repair
+  })
+
+  it('counters:sync --force ends with every counter equal to the true count while a writer moves tasks', async () => {
+    const calls = await commandCalls(redis)
+    const writer = startWriter(url, ids)
+    const movesBefore = writer.moves
+    const result = await ops(['taskflow:counters:sync', '--force', '--json'])
+    const movesDuring = writer.moves - movesBefore
+    await new Promise((r) => setTimeout(r, 200)) // the writer keeps going after ops exits
+    await writer.stop()
+    expect(result.code, result.stderr).to.equal(0)
+    const doc = parseJsonOutput<{data: {exact: boolean; note: string; changedDuringScan: number}}>(result)
+    expect(doc.data.exact, doc.data.note).to.equal(true)
+    expect(movesDuring, 'the writer must interleave with the scan').to.be.greaterThan(200)
+    expect(doc.data.changedDuringScan).to.be.greaterThan(0)
+    expect(await readCounters(redis)).to.deep.equal(await trueCounts(redis))
+    // INCRBY only, and the server's notification setting is back as it was.
+    const after = await commandCalls(redis)
+    expect((after.set ?? 0) - (calls.set ?? 0)).to.equal(0)
+    expect(await redis.config('GET', 'notify-keyspace-events')).to.deep.equal(['notify-keyspace-events', ''])
+  })
+
+  it('counters:init does the same when workers already run', async () => {
+    const writer = startWriter(url, ids)
+    const result = await ops(['taskflow:counters:init', '--force', '--json'])
+    const moves = writer.moves
+    await writer.stop()
+    expect(result.code, result.stderr).to.equal(0)
+    expect(moves).to.be.greaterThan(200)
+    expect(await readCounters(redis)).to.deep.equal(await trueCounts(redis))
+  })
+
+  it('keeps notifications the server already had, and leaves them on', async () => {
+    await redis.config('SET', 'notify-keyspace-events', 'KEA')
+    const writer = startWriter(url, ids)
+    const result = await ops(['taskflow:counters:sync', '--force', '--json'])
+    await writer.stop()
+    expect(result.code, result.stderr).to.equal(0)
+    expect(await readCounters(redis)).to.deep.equal(await trueCounts(redis))
+    expect((await redis.config('GET', 'notify-keyspace-events'))[1]).to.equal('AKE')
+  })
+
+  it('a dry run changes no server setting and says its figures are those of the scan', async () => {
+    const result = await ops(['taskflow:counters:sync', '--dry-run'])
+    expect(result.code, result.stderr).to.equal(0)
+    expect(result.stdout).to.contain('Not exact under live traffic: keyspace notifications are off')
+    expect(await redis.config('GET', 'notify-keyspace-events')).to.deep.equal(['notify-keyspace-events', ''])
+  })
+
+  it('the naive sync (scan, then SET the counted values) loses the moves made during its scan: the test can fail', async () => {
+    const writer = startWriter(url, ids)
+    await new Promise((r) => setTimeout(r, 100))
+    const counted = await trueCounts(redis) // a scan while the writer runs, as fix_counter_sync did
+    for (const state of TASK_STATES) await redis.set(counterKey(state), counted[state])
+    const moves = writer.moves
+    await writer.stop()
+    expect(moves).to.be.greaterThan(200)
+    expect(await readCounters(redis)).to.not.deep.equal(await trueCounts(redis))
+  })
+})
+
+describe('StateLedger', () => {
+  it('remembers one code per key, uuid keys and any other key alike, through growth', () => {
+    const ledger = new StateLedger(8)
+    const keys = Array.from({length: 5000}, () => taskKey(randomUUID()))
+    keys.push('task:unknown_id', 'task:', 'task:ABCDEF00-0000-4000-8000-000000000000')
+    keys.forEach((key, i) => expect(ledger.set(key, i % 7)).to.equal(undefined))
+    expect(ledger.size).to.equal(keys.length)
+    keys.forEach((key, i) => expect(ledger.get(key)).to.equal(i % 7))
+    expect(ledger.set(keys[10], 5)).to.equal(10 % 7)
+    expect(ledger.get(keys[10])).to.equal(5)
+    expect(ledger.get(taskKey(randomUUID()))).to.equal(undefined)
+    expect(ledger.size).to.equal(keys.length)
+  })
+})
