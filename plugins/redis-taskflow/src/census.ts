@@ -119,7 +119,10 @@ const MAX_ROUNDS = 25
  * Where notifications cannot be used, says so: the counts are then those of
  * the scan and may be off by the transitions made while it ran.
  */
-export async function measureStates(connection: RedisConnection, options: {configure: boolean}): Promise<StateMeasure> {
+export async function measureStates(
+  connection: RedisConnection,
+  options: {configure: boolean; onProgress?: (scanned: number) => void},
+): Promise<StateMeasure> {
   const masters = connection.masters()
   const watches = new Map<Redis, KeyspaceWatch>()
   const unavailable: string[] = []
@@ -138,6 +141,7 @@ export async function measureStates(connection: RedisConnection, options: {confi
         if (previous !== undefined) tally.add(previous, -1)
         tally.add(code)
       }
+      options.onProgress?.(ledger.size)
     }
     if (unavailable.length > 0) {
       return {

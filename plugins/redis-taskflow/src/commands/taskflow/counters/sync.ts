@@ -44,7 +44,15 @@ scan and it says so. On a cluster there is no single instant (see the note print
         },
         plan: async () => {
           this.log(this.wording.analyzing)
-          measure = await measureStates(connection!, {configure: !flags['dry-run']})
+          const started = Date.now()
+          let shown = started
+          const onProgress = (scanned: number) => {
+            // The plan of a big keyspace takes seconds: a line every 2 s on stderr, none with --json.
+            if (flags.json || Date.now() - shown < 2000) return
+            shown = Date.now()
+            this.logToStderr(`   ... ${count(scanned)} task keys read (${count(Math.round(scanned / ((shown - started) / 1000)))}/s)`)
+          }
+          measure = await measureStates(connection!, {configure: !flags['dry-run'], onProgress})
           const {census} = measure
           changes = counterChanges(census, measure.counters)
           const off = changes.filter((c) => c.change !== 0)
