@@ -137,7 +137,7 @@ describe('counters under live traffic', function () {
     await writer.stop()
     expect(result.code, result.stderr).to.equal(0)
     expect(await readCounters(redis)).to.deep.equal(await trueCounts(redis))
-    expect((await redis.config('GET', 'notify-keyspace-events'))[1]).to.equal('AKE')
+    expect(((await redis.config('GET', 'notify-keyspace-events')) as string[])[1]).to.equal('AKE')
   })
 
   it('a dry run changes no server setting and says its figures are those of the scan', async () => {
