@@ -1,4 +1,5 @@
 import {Flags} from '@oclif/core'
+import calculateSlot from 'cluster-key-slot'
 import {Cluster, Redis, RedisOptions} from 'ioredis'
 import {connectionError, maskUrl, resolveUrl, ResolvedUrl} from 'ops-cli/base'
 
@@ -108,4 +109,18 @@ export async function connectRedis(resolved: ResolvedUrl, cluster?: boolean): Pr
     single.disconnect()
     throw connectionError('Redis', url, 6379, error)
   }
+}
+
+/**
+ * The master that holds `key`: WATCH, the reads and the MULTI/EXEC of a
+ * per-key transaction must go through this one connection. On a single node
+ * that is the node itself.
+ */
+export function masterOf(connection: RedisConnection, key: string): Redis {
+  if (!connection.isCluster) return connection.masters()[0]
+  const cluster = connection.client as Cluster
+  const nodeKey = cluster.slots[calculateSlot(key)]?.[0]
+  const master = connection.masters().find((node) => `${node.options.host}:${node.options.port}` === nodeKey)
+  if (!master) throw new Error(`No master of the cluster serves the slot of ${key} (${nodeKey ?? 'slot not mapped'}); retry once the cluster is stable.`)
+  return master
 }

@@ -1,6 +1,6 @@
 import type {Redis} from 'ioredis'
 
-import type {RedisConnection} from './connection.js'
+import {masterOf, RedisConnection} from './connection.js'
 import {counterKey, dlqTaskKey, idOfTaskKey, isTaskState, LIST_QUEUES, Queue, TASK_KEY_PATTERN} from './keyspace.js'
 import {scanKeys} from './scan.js'
 
@@ -75,30 +75,16 @@ export async function findDefectiveTasks(connection: RedisConnection): Promise<{
 
 /**
  * Removes one defective task: its hash, dlq:task:{id}, its id from every queue,
- * and one from the counter of its state when it has a valid one. On a single
- * node this is one MULTI/EXEC under WATCH of the hash, after re-checking the
- * task is still defective, so a worker repairing it meanwhile wins. Returns
- * whether it was removed.
+ * and one from the counter of its state when it has a valid one. The hash is
+ * removed in a MULTI/EXEC under WATCH of the hash, after re-checking the task
+ * is still defective, so a worker repairing or moving it meanwhile wins (and a
+ * moved task is looked at again). On a single node everything else is in that
+ * MULTI/EXEC too. Returns whether it was removed.
  */
 export async function deleteDefectiveTask(connection: RedisConnection, task: DefectiveTask): Promise<boolean> {
   const id = task.fields.task_id && task.fields.task_id !== 'unknown_id' ? task.fields.task_id : idOfTaskKey(task.key)
   const ids = [...new Set([id, idOfTaskKey(task.key)])]
-  if (connection.isCluster) {
-    // Keys of one task span slots: no transaction across them; each command is atomic.
-    const c = connection.client
-    const [current] = await readFieldsCluster(c, task.key)
-    if (!current || defectsOf(current).length === 0) return false
-    const removed = await c.unlink(task.key)
-    if (!removed) return false
-    for (const x of ids) {
-      await c.unlink(dlqTaskKey(x))
-      for (const queue of LIST_QUEUES) await c.lrem(queue, 0, x)
-      await c.zrem(Queue.scheduled, x)
-    }
-    if (isTaskState(current.state)) await c.decrby(counterKey(current.state), 1)
-    return true
-  }
-  const node = connection.masters()[0]
+  const node = masterOf(connection, task.key)
   for (let attempt = 0; attempt < 5; attempt++) {
     await node.watch(task.key)
     const [current] = await readFields(node, [task.key])
@@ -107,19 +93,34 @@ export async function deleteDefectiveTask(connection: RedisConnection, task: Def
       return false
     }
     const multi = node.multi().unlink(task.key)
-    for (const x of ids) {
-      multi.unlink(dlqTaskKey(x))
-      for (const queue of LIST_QUEUES) multi.lrem(queue, 0, x)
-      multi.zrem(Queue.scheduled, x)
+    if (!connection.isCluster) {
+      for (const x of ids) {
+        multi.unlink(dlqTaskKey(x))
+        for (const queue of LIST_QUEUES) multi.lrem(queue, 0, x)
+        multi.zrem(Queue.scheduled, x)
+      }
+      if (isTaskState(current.state)) multi.decrby(counterKey(current.state), 1)
     }
-    if (isTaskState(current.state)) multi.decrby(counterKey(current.state), 1)
-    if (await multi.exec()) return true // null: the hash changed under WATCH; look again
+    const replies = await multi.exec()
+    if (!replies) continue // the hash changed under WATCH; look again
+    for (const [error] of replies) if (error) throw error
+    if (connection.isCluster) await removeReferences(connection.client, ids, current.state)
+    return true
   }
   return false
 }
 
-async function readFieldsCluster(client: RedisConnection['client'], key: string): Promise<(TaskFields | undefined)[]> {
-  if (!(await client.exists(key))) return [undefined]
-  const values = await client.hmget(key, ...LISTED_FIELDS)
-  return [Object.fromEntries(LISTED_FIELDS.map((f, i) => [f, values[i]])) as TaskFields]
+/**
+ * Cluster: the copies, queues and counter live in other slots than the hash, so
+ * they follow its removal non-atomically, one atomic command each (an
+ * interruption here leaves at most this task's counter off: counters:sync repairs it).
+ */
+async function removeReferences(client: RedisConnection['client'], ids: string[], state: string | null): Promise<void> {
+  const commands: Promise<unknown>[] = []
+  for (const x of ids) {
+    commands.push(client.unlink(dlqTaskKey(x)), client.zrem(Queue.scheduled, x))
+    for (const queue of LIST_QUEUES) commands.push(client.lrem(queue, 0, x))
+  }
+  if (isTaskState(state)) commands.push(client.decrby(counterKey(state), 1))
+  await Promise.all(commands)
 }

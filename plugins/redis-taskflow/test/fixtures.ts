@@ -267,3 +267,78 @@ export async function connectTestCluster(nodes: {host: string; port: number}[]):
   await client.connect()
   return client
 }
+
+/** The masters of a cluster client, or the single node itself. */
+export function mastersOf(client: Client): Redis[] {
+  return client instanceof Cluster ? client.nodes('master') : [client]
+}
+
+/** How many keys match `pattern` on each master (one entry for a single node). */
+export async function keysPerMaster(client: Client, pattern: string): Promise<number[]> {
+  const out: number[] = []
+  for (const node of mastersOf(client)) {
+    let n = 0
+    let cursor = '0'
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
+      cursor = next
+      n += keys.length
+    } while (cursor !== '0')
+    out.push(n)
+  }
+  return out
+}
+
+/** The true number of task hashes per state (every master), for "counters equal the states" checks. */
+export async function trueStateCounts(client: Client): Promise<Record<TaskState, number>> {
+  const counts = Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as Record<TaskState, number>
+  for (const node of mastersOf(client)) {
+    let cursor = '0'
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', 'task:*', 'COUNT', 1000)
+      cursor = next
+      const pipeline = node.pipeline()
+      for (const key of keys) pipeline.hget(key, 'state')
+      for (const [error, state] of (await pipeline.exec()) ?? []) {
+        if (error) throw error
+        if (TASK_STATES.includes(state as TaskState)) counts[state as TaskState]++
+      }
+    } while (cursor !== '0')
+  }
+  return counts
+}
+
+/** Every queue's ids, by queue key (the scheduled sorted set by member). */
+export async function queueContents(client: Client): Promise<Record<(typeof Queue)[keyof typeof Queue], string[]>> {
+  return {
+    [Queue.primary]: await client.lrange(Queue.primary, 0, -1),
+    [Queue.retry]: await client.lrange(Queue.retry, 0, -1),
+    [Queue.scheduled]: await client.zrange(Queue.scheduled, 0, -1),
+    [Queue.dlq]: await client.lrange(Queue.dlq, 0, -1),
+  } as Record<(typeof Queue)[keyof typeof Queue], string[]>
+}
+
+/** FLUSHDB on every master: a clean database (or cluster) between tests. */
+export async function flushAll(client: Client): Promise<void> {
+  for (const node of mastersOf(client)) await node.flushdb()
+}
+
+/**
+ * One task per defective-task rule (SPEC §4), as [what is wrong, overrides]:
+ * every rule of delete_defective_tasks, in several states.
+ */
+export const DEFECTIVE_CASES: [string, TaskOverrides][] = [
+  ['task_id missing', {task_id: null, state: 'PENDING'}],
+  ['task_id empty', {task_id: '', state: 'COMPLETED'}],
+  ['task_id "unknown_id"', {task_id: 'unknown_id', state: 'DLQ'}],
+  ['state missing', {state: null}],
+  ['state empty', {state: ''}],
+  ['created_at missing', {created_at: null, state: 'FAILED'}],
+  ['created_at empty', {created_at: '', state: 'PENDING'}],
+  ['created_at in year 1', {created_at: '0001-01-01T00:00:00', state: 'COMPLETED'}],
+  ['created_at unparseable', {created_at: 'not a date', state: 'ACTIVE'}],
+  ['updated_at unparseable', {updated_at: 'yesterday', state: 'ACTIVE'}],
+  ['updated_at in year 1, scheduled', {updated_at: '0001-01-01T00:00:00.000000', state: 'SCHEDULED'}],
+  ['completed_at not a date', {completed_at: '2025-13-45T99:00:00', state: 'COMPLETED'}],
+  ['completed_at in year 1', {completed_at: '0001-01-01T00:00:00', state: 'DLQ'}],
+]

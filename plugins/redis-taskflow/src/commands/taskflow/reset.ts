@@ -11,8 +11,10 @@ export default class Reset extends DestructiveCommand {
 Shows what it would remove per key pattern, then asks. The seed ran FLUSHALL, wiping
 every database on the server; ops removes only task:*, dlq:task:*, tasks:*,
 dlq:tasks, metrics:tasks:state:*, worker:heartbeat:* and celery-task-meta-* keys of
-the selected database (SCAN + UNLINK). --all-keys empties the whole selected
-database (FLUSHDB ASYNC) and never touches other database indexes.`
+the selected database (SCAN + UNLINK; on a Redis Cluster, every master).
+--all-keys empties the whole selected database (FLUSHDB ASYNC) and never touches
+other database indexes; a Redis Cluster has only database 0, so there it runs
+FLUSHDB ASYNC on every master and empties the whole cluster.`
 
   static override examples = [
     '<%= config.bin %> taskflow:reset --dry-run',
@@ -23,7 +25,7 @@ database (FLUSHDB ASYNC) and never touches other database indexes.`
 
   static override flags = {
     ...redisFlags,
-    'all-keys': Flags.boolean({description: 'Empty the whole selected database (FLUSHDB ASYNC), not just the task-flow keys.', default: false}),
+    'all-keys': Flags.boolean({description: 'Empty the whole selected database (FLUSHDB ASYNC), not just the task-flow keys; on a cluster, every master.', default: false}),
   }
 
   async run() {
@@ -45,7 +47,7 @@ database (FLUSHDB ASYNC) and never touches other database indexes.`
           return {
             store: 'Redis',
             target: connection!.maskedUrl,
-            noun: flags['all-keys'] ? 'keys (the whole selected database)' : 'task-flow keys',
+            noun: flags['all-keys'] ? (connection!.isCluster ? 'keys (the whole cluster, every master)' : 'keys (the whole selected database)') : 'task-flow keys',
             count: total,
             filters: {allKeys: flags['all-keys'], patterns: flags['all-keys'] ? ['*'] : [...TASK_FLOW_PATTERNS]},
             details: [`Redis URL: ${connection!.maskedUrl}`, ...Object.entries(perPattern).map(([p, n]) => `  ${p.padEnd(22)} ${count(n)}`)],
@@ -56,7 +58,7 @@ database (FLUSHDB ASYNC) and never touches other database indexes.`
         steps: (plan) => [
           flags['all-keys']
             ? {
-                title: 'FLUSHDB ASYNC of the selected database',
+                title: connection!.isCluster ? 'FLUSHDB ASYNC on every master' : 'FLUSHDB ASYNC of the selected database',
                 async *run(): AsyncGenerator<Progress> {
                   for (const master of connection!.masters()) await master.flushdb('ASYNC')
                   yield {done: plan.count}

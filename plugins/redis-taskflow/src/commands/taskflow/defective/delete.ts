@@ -11,7 +11,14 @@ Defective: task_id missing, empty or "unknown_id"; state or created_at missing o
 empty; a non-empty created_at, updated_at or completed_at that does not parse as
 ISO-8601 or is in year 1. Each is removed with its dlq:task:{id} copy, its id in
 tasks:pending:primary, tasks:pending:retry, tasks:scheduled and dlq:tasks, and one
-off the counter of its state, in one MULTI/EXEC.`
+off the counter of its state, in one MULTI/EXEC under WATCH of the hash (a task a
+worker moves meanwhile is looked at again; one it repairs is kept).
+
+On a Redis Cluster those keys live in different slots: the hash is removed in a
+MULTI/EXEC under WATCH on its node, and the copy, queue and counter updates
+follow as separate commands, each atomic but not together (an interruption
+between them leaves at most one task's counter off, which taskflow:counters:sync
+repairs).`
 
   static override examples = [
     '<%= config.bin %> taskflow:defective:delete --dry-run',

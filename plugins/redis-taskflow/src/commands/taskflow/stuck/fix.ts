@@ -14,7 +14,13 @@ re-queued on the primary queue. ACTIVE tasks older than --older-than (started_at
 else updated_at) or whose worker:heartbeat:{worker_id} is gone become FAILED with
 error_type StuckTask, an error_history and a state_history entry, counters moved
 (ACTIVE -1, FAILED +1), and are pushed to tasks:pending:retry — each in one
-MULTI/EXEC under WATCH, so a worker that finishes the task meanwhile wins.`
+MULTI/EXEC under WATCH, so a worker that finishes the task meanwhile wins.
+
+On a Redis Cluster the task, queue and counter keys live in different slots: the
+hash change is still a MULTI/EXEC under WATCH on the task's node, and the counter
+and queue updates follow it as separate commands, each atomic but not together
+(an interruption between them leaves at most one task's counters off, which
+taskflow:counters:sync repairs).`
 
   static override examples = [
     '<%= config.bin %> taskflow:stuck:fix --dry-run',
@@ -39,7 +45,6 @@ MULTI/EXEC under WATCH, so a worker that finishes the task meanwhile wins.`
       {
         connect: async () => {
           connection = await connectRedis(resolved, flags.cluster)
-          if (connection.isCluster) throw new UsageError('taskflow:stuck:fix needs a single node: its per-task MULTI/EXEC spans the task, queue and counter keys.')
         },
         plan: async () => {
           findings = await findStuckTasks(connection!, olderThanMs)
@@ -69,7 +74,7 @@ MULTI/EXEC under WATCH, so a worker that finishes the task meanwhile wins.`
               let done = 0
               for (const id of findings.orphanedPending) {
                 if (signal.aborted) return
-                if (await requeuePending(connection!.masters()[0], id)) done++
+                if (await requeuePending(connection!, id)) done++
                 yield {done}
               }
             },
@@ -81,7 +86,7 @@ MULTI/EXEC under WATCH, so a worker that finishes the task meanwhile wins.`
               let done = 0
               for (const task of findings.stuckActive) {
                 if (signal.aborted) return
-                if (await failStuckTask(connection!.masters()[0], task.id, task.reason)) done++
+                if (await failStuckTask(connection!, task.id, task.reason, task.since)) done++
                 yield {done}
               }
             },
