@@ -10,23 +10,28 @@
  * bash-completion's _get_comp_words_by_ref / __ltrim_colon_completions, which
  * users have from the bash-completion package (sourced by Debian's and
  * Ubuntu's default ~/.bashrc).
+ *
+ * The plugin's scripts complete no flag values; the host's postrun hook
+ * (src/hooks/completion.ts) adds them to the bash script and writes the zsh
+ * function, from the loaded config, each time the cache is rebuilt.
  */
 import {expect} from 'chai'
 import {execFileSync, spawnSync} from 'node:child_process'
-import {existsSync, mkdtempSync, readFileSync, rmSync} from 'node:fs'
+import {existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
+import {bashCompletion, MARKER} from '../src/completion.js'
 import {ROOT, runOps} from './helpers/cli.js'
 
 const BASH_COMPLETION = '/usr/share/bash-completion/bash_completion'
 const STATUSES = ['PENDING', 'DONE', 'CANCELLED', 'REVERSED', 'PAUSED', 'ABORTED', 'ERROR', 'SCHEDULED', 'ALL']
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
 
-/** How readline splits a line into COMP_WORDS with the default COMP_WORDBREAKS: spaces end words, ":" is a word of its own. */
+/** How readline splits a line into COMP_WORDS with the default COMP_WORDBREAKS: spaces end words, ":" and "=" are words of their own. */
 function compWords(line: string): string[] {
-  const words = line.split(' ').flatMap((w) => w.split(/(:)/)).filter((w, i, all) => w !== '' || i === all.length - 1)
+  const words = line.split(' ').flatMap((w) => w.split(/([:=])/)).filter((w, i, all) => w !== '' || i === all.length - 1)
   return line.endsWith(' ') ? words : words.filter((w) => w !== '')
 }
 
@@ -49,11 +54,11 @@ describe('shell completion (ops autocomplete)', function () {
    * Loads the completion into `bash --norc` exactly as ~/.bashrc would, then
    * calls the function `complete -p ops` names, with COMP_* set for `line`.
    */
-  function complete(line: string, options: {bashCompletion?: boolean} = {}): {reply: string[]; stderr: string} {
+  function complete(line: string, options: {bashCompletion?: boolean; setup?: string} = {}): {reply: string[]; stderr: string} {
     const words = compWords(line)
     const script = [
       options.bashCompletion === false ? '' : `source ${BASH_COMPLETION}`,
-      bashrcLine,
+      options.setup ?? bashrcLine,
       'spec=$(complete -p ops) || exit 3',
       'fn=$(sed -E "s/.*-F ([^ ]+).*/\\1/" <<<"$spec")',
       `COMP_WORDS=(${words.map(quote).join(' ')})`,
@@ -83,34 +88,39 @@ describe('shell completion (ops autocomplete)', function () {
       expect(bashrcLine).to.equal(`OPS_AC_BASH_SETUP_PATH=${join(cache, 'bash_setup')} && test -f $OPS_AC_BASH_SETUP_PATH && source $OPS_AC_BASH_SETUP_PATH; # ops autocomplete setup`)
     })
 
-    it('`ops autocomplete zsh` prints its instructions and writes _ops, completing flags but not --status values', async () => {
+    it('`ops autocomplete zsh` prints its instructions and writes _ops, with the values of option flags', async () => {
       const zsh = await ops(['autocomplete', 'zsh'])
       expect(zsh.code, zsh.stderr).to.equal(0)
       expect(zsh.stdout).to.contain('printf "$(ops autocomplete:script zsh)" >> ~/.zshrc; source ~/.zshrc')
       expect(readFileSync(join(cache, 'zsh_setup'), 'utf8')).to.contain(join(cache, 'functions', 'zsh'))
       const compdef = readFileSync(join(cache, 'functions', 'zsh', '_ops'), 'utf8')
-      expect(compdef).to.contain('#compdef ops')
-      expect(compdef).to.contain('"--status=-[Status to clear (ALL: no status filter).]:"')
-      // Known limitation, kept visible: with topicSeparator ":" plugin-autocomplete 3.2 uses its legacy
-      // zsh generator, which leaves every value action empty. With topicSeparator " " its other
-      // generator writes `status options:(PENDING ... ALL)` (checked by hand).
-      expect(compdef).not.to.contain('options:(')
+      expect(compdef).to.match(/^#compdef ops\n/)
+      expect(compdef).to.contain(`'--status=[Status to clear (ALL\\: no status filter).]:status:(${STATUSES.join(' ')})'`)
       expect((await ops(['autocomplete:script', 'zsh'])).stdout).to.contain(join(cache, 'zsh_setup'))
     })
 
-    it('`ops autocomplete --refresh-cache` rebuilds the scripts, picking up a linked plugin\'s commands', async function () {
+    it('`ops autocomplete --refresh-cache` rebuilds the scripts, picking up a linked plugin\'s commands, values included', async function () {
       const template = join(ROOT, 'examples', 'plugin-template')
       execFileSync(process.execPath, [createRequire(import.meta.url).resolve('typescript/bin/tsc'), '-p', template], {stdio: 'inherit'})
       const link = await ops(['plugins:link', template, '--no-install'])
       expect(link.code, link.stderr).to.equal(0)
+      const bashScript = () => readFileSync(join(cache, 'functions', 'bash', 'ops.bash'), 'utf8')
       try {
         rmSync(join(cache, 'functions'), {recursive: true})
         const refresh = await ops(['autocomplete', '--refresh-cache'])
         expect(refresh.code, refresh.stderr).to.equal(0)
-        expect(readFileSync(join(cache, 'functions', 'bash', 'ops.bash'), 'utf8')).to.match(/^widgets:clear .*--older-than/m)
+        expect(bashScript()).to.match(/^widgets:clear .*--older-than/m)
         expect(complete('ops wid').reply).to.deep.equal(['widgets:clear'])
+        expect(complete('ops widgets:clear --ta').reply).to.deep.equal(['--table'])
+        expect(complete('ops taskmanager:clear --status ').reply).to.deep.equal(STATUSES)
+        expect(readFileSync(join(cache, 'functions', 'zsh', '_ops'), 'utf8')).to.contain("'widgets:clear') flags=(")
       } finally {
-        await ops(['plugins:uninstall', '@acme/ops-plugin-widgets'])
+        // plugins:uninstall rebuilds the cache too, through plugin-autocomplete's hook (autocomplete:create).
+        const uninstall = await ops(['plugins:uninstall', '@acme/ops-plugin-widgets'])
+        expect(uninstall.code, uninstall.stderr).to.equal(0)
+        expect(bashScript()).not.to.contain('widgets:clear')
+        expect(bashScript().split(MARKER)).to.have.length(2)
+        expect(complete('ops taskmanager:clear --status ').reply).to.deep.equal(STATUSES)
         await ops(['autocomplete', '--refresh-cache'])
       }
     })
@@ -123,7 +133,8 @@ describe('shell completion (ops autocomplete)', function () {
 
     it('registers a completion function for ops', () => {
       const result = spawnSync('bash', ['--norc', '-c', `${bashrcLine}\ncomplete -p ops`], {encoding: 'utf8'})
-      expect(result.stdout.trim()).to.equal('complete -o default -F _ops_autocomplete ops')
+      // The host's function, which hands the command id to plugin-autocomplete's _ops_autocomplete.
+      expect(result.stdout.trim()).to.equal('complete -o default -F _ops_autocomplete_values ops')
     })
 
     it('`ops taskm<TAB>` completes to the taskmanager topic', () => {
@@ -146,20 +157,90 @@ describe('shell completion (ops autocomplete)', function () {
       expect(complete('ops taskmanager:clear --status DONE --ta').reply).to.have.members(['--table', '--task-module', '--task-name', '--target-batch-ms'])
     })
 
-    it('cannot offer the --status values: plugin-autocomplete 3.2 writes only flag names into the bash script', () => {
-      // Known limitation, kept visible: the bash script's command list is "id --flag --flag ...",
-      // with no values, so after `--status ` it falls back to listing commands (zsh: see above).
-      const script = readFileSync(join(cache, 'functions', 'bash', 'ops.bash'), 'utf8')
-      expect(script).to.match(/^taskmanager:clear .*--status /m)
-      expect(script).not.to.contain('PAUSED')
-      const {reply} = complete('ops taskmanager:clear --status ')
-      expect(reply.some((r) => STATUSES.includes(r))).to.equal(false)
+    it('`ops taskmanager:clear --status <TAB>` offers the nine statuses, `--status D<TAB>` completes DONE', () => {
+      expect(complete('ops taskmanager:clear --status ').reply).to.deep.equal(STATUSES)
+      expect(complete('ops taskmanager:clear --status D').reply).to.deep.equal(['DONE'])
+      expect(complete('ops taskmanager:clear --status P').reply).to.deep.equal(['PENDING', 'PAUSED'])
+      expect(complete('ops taskmanager:clear --dry-run --status S').reply).to.deep.equal(['SCHEDULED'])
+      expect(complete('ops taskmanager:clear --status X').reply).to.deep.equal([])
+    })
+
+    it('`--status=<TAB>` and `--status=D<TAB>` offer the values after the "="', () => {
+      // "=" breaks words, so readline replaces only the text after it: the replies are the bare values.
+      expect(complete('ops taskmanager:clear --status=').reply).to.deep.equal(STATUSES)
+      expect(complete('ops taskmanager:clear --status=D').reply).to.deep.equal(['DONE'])
+    })
+
+    it('an option flag without listed values offers nothing, so bash falls back to file names (-o default)', () => {
+      expect(complete('ops taskmanager:clear --task-module ').reply).to.deep.equal([])
+      expect(complete('ops taskmanager:clear --archive=').reply).to.deep.equal([])
+    })
+
+    it('flags complete for commands with two colons too (the plugin\'s own bash list misses them)', () => {
+      expect(complete('ops taskflow:counters:sync --dr').reply).to.deep.equal(['--dry-run'])
+      expect(complete('ops taskflow:stuck:fix --ol').reply).to.deep.equal(['--older-than'])
+    })
+
+    it('a positional word still gets plugin-autocomplete\'s command ids (`ops help taskm<TAB>`)', () => {
+      expect(complete('ops help taskm').reply).to.have.members(['taskmanager:clear', 'taskmanager:stuck', 'taskmanager:summary'])
+    })
+
+    it('the values survive `ops autocomplete --refresh-cache`, written once', async () => {
+      const refresh = await ops(['autocomplete', '--refresh-cache'])
+      expect(refresh.code, refresh.stderr).to.equal(0)
+      expect(readFileSync(join(cache, 'functions', 'bash', 'ops.bash'), 'utf8').split(MARKER)).to.have.length(2)
+      expect(complete('ops taskmanager:clear --status ').reply).to.deep.equal(STATUSES)
+    })
+
+    it('bashCompletion() keeps values literal (quotes, spaces, "$") and completes short flags', () => {
+      const file = join(home, 'values.bash')
+      const values = [`it's`, 'a b', '$HOME', 'x:y']
+      writeFileSync(file, `_ops_autocomplete() { COMPREPLY=(fallback); }\n${bashCompletion([{id: 't:run', flags: [{name: 'mode', char: 'm', takesValue: true, options: values}]}], 'ops')}`)
+      const setup = `source ${file}`
+      expect(complete('ops t:run --mode ', {setup}).reply).to.deep.equal(values)
+      expect(complete('ops t:run -m a', {setup}).reply).to.deep.equal(['a b'])
+      expect(complete('ops t:run --mode x:', {setup}).reply).to.deep.equal(['y'])
     })
 
     it('without the bash-completion package, a colon in the command breaks completion', () => {
       const {reply, stderr} = complete('ops taskmanager:cl', {bashCompletion: false})
       expect(reply).to.deep.equal([])
       expect(stderr).to.contain('_get_comp_words_by_ref: command not found')
+    })
+  })
+
+  describe('in a real zsh', () => {
+    let zshrcLine: string
+    const zdotdir = join(home, 'zdotdir')
+
+    before(async function () {
+      if (spawnSync('zsh', ['-c', 'true']).error) throw new Error('zsh is missing: apt-get install zsh')
+      zshrcLine = (await ops(['autocomplete:script', 'zsh'])).stdout.trim()
+      execFileSync('mkdir', ['-p', zdotdir])
+    })
+
+    /** Types `line` and <TAB> into an interactive zsh set up as ~/.zshrc would, and returns the candidates offered. */
+    function zshComplete(line: string): string[] {
+      const driver = join(ROOT, 'test', 'fixtures', 'zsh-complete.zsh')
+      // ZDOTDIR/HOME: compinit writes its dump there, not in the user's home.
+      const result = spawnSync('zsh', ['-f', driver, zshrcLine, line], {env: {...process.env, ...dirs, HOME: zdotdir, ZDOTDIR: zdotdir}, encoding: 'utf8', timeout: 30_000})
+      expect(result.status, result.stderr).to.equal(0)
+      return result.stdout.split('\n').filter((l) => l.startsWith('HIT:')).map((l) => l.slice(4))
+    }
+
+    it('`ops taskm<TAB>` offers the taskmanager commands', () => {
+      expect(zshComplete('ops taskm')).to.have.members(['taskmanager:clear', 'taskmanager:stuck', 'taskmanager:summary'])
+    })
+
+    it('flags complete, for commands with two colons too', () => {
+      expect(zshComplete('ops taskmanager:clear --st')).to.have.members(['--status', '--statement-timeout'])
+      expect(zshComplete('ops taskflow:counters:sync --dr')).to.deep.equal(['--dry-run'])
+    })
+
+    it('`--status <TAB>`, `--status D<TAB>` and `--status=P<TAB>` offer the statuses', () => {
+      expect(zshComplete('ops taskmanager:clear --status ')).to.deep.equal(STATUSES)
+      expect(zshComplete('ops taskmanager:clear --status D')).to.deep.equal(['DONE'])
+      expect(zshComplete('ops taskmanager:clear --status=P')).to.deep.equal(['--status=PENDING', '--status=PAUSED'])
     })
   })
 })
