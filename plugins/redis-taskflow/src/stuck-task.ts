@@ -104,15 +104,22 @@ export async function requeuePending(store: TaskStore, id: string): Promise<bool
     return true
   }
   const node = nodeOf(store, taskKey(id))
-  await node.watch(taskKey(id), Queue.primary, Queue.retry)
-  const state = await node.hget(taskKey(id), 'state')
-  const inQueue = (await node.lpos(Queue.primary, id)) !== null || (await node.lpos(Queue.retry, id)) !== null
-  if (state !== 'PENDING' || inQueue) {
-    await node.unwatch()
-    return false
+  // Workers pop other ids from the watched queues all the time: an aborted EXEC means "look again", not "leave it".
+  for (let attempt = 0; attempt < REQUEUE_ATTEMPTS; attempt++) {
+    await node.watch(taskKey(id), Queue.primary, Queue.retry)
+    const state = await node.hget(taskKey(id), 'state')
+    const inQueue = (await node.lpos(Queue.primary, id)) !== null || (await node.lpos(Queue.retry, id)) !== null
+    if (state !== 'PENDING' || inQueue) {
+      await node.unwatch()
+      return false
+    }
+    if ((await node.multi().lpush(Queue.primary, id).exec()) !== null) return true
   }
-  return (await node.multi().lpush(Queue.primary, id).exec()) !== null
+  return false
 }
+
+/** Looks at one orphan at most this often while the queues keep changing under WATCH. */
+const REQUEUE_ATTEMPTS = 20
 
 /**
  * Marks a stuck ACTIVE task FAILED (error_type StuckTask, histories appended),
