@@ -3,9 +3,9 @@ import type {Redis} from 'ioredis'
 import type {RedisConnection} from './connection.js'
 import {COUNTER_KEY_PATTERN, counterKey, TASK_KEY_PATTERN, TASK_STATES, TaskState} from './keyspace.js'
 import {KeyspaceWatch} from './keyspace-watch.js'
-import {quiet, scanKeys, scanNode} from './scan.js'
+import {scanKeys} from './scan.js'
 import {StateLedger} from './state-ledger.js'
-import {GONE, READ_CHUNK, StateReader, StateReading} from './state-reader.js'
+import {GONE, READ_CHUNK, StateBatch, StateReader, StateReading} from './state-reader.js'
 
 /** How many task hashes are in each state: six numbers, never a list of keys. */
 export type StateCounts = Record<TaskState, number>
@@ -45,24 +45,13 @@ class Tally {
 }
 
 /**
- * The state of every task key, batch by batch: SCAN COUNT 1000 on
- * every master, then one read-only script call per 500 keys, four in flight
- * while the next SCAN is on the wire. Memory holds a few batches.
+ * The state of every task key, batch by batch, master after master: one
+ * read-only SCAN-and-HGET call per step (StateReader.scan). Memory holds a
+ * batch or two whatever the number of keys.
  */
-export async function* readTaskStates(connection: RedisConnection): AsyncGenerator<{keys: string[]; readings: StateReading[]}> {
-  for (const node of connection.masters()) {
-    const reader = new StateReader(node)
-    const inFlight: Promise<{keys: string[]; readings: StateReading[]}>[] = []
-    // No SCAN TYPE filter: it costs the server a third more per call; a task:* key that is not a hash reads as having no state.
-    for await (const batch of scanNode(node, TASK_KEY_PATTERN)) {
-      for (let i = 0; i < batch.keys.length; i += READ_CHUNK) {
-        const keys = batch.keys.slice(i, i + READ_CHUNK)
-        inFlight.push(quiet(reader.read(keys).then((readings) => ({keys, readings}))))
-      }
-      while (inFlight.length > 4) yield await inFlight.shift()!
-    }
-    while (inFlight.length > 0) yield await inFlight.shift()!
-  }
+export async function* readTaskStates(connection: RedisConnection): AsyncGenerator<StateBatch> {
+  // No SCAN TYPE filter: it costs the server a third more per call; a task:* key that is not a hash reads as having no state.
+  for (const node of connection.masters()) yield* new StateReader(node).scan(TASK_KEY_PATTERN)
 }
 
 /**
@@ -132,7 +121,8 @@ export async function measureStates(
       if ('watch' in started) watches.set(node, started.watch)
       else unavailable.push(started.unavailable)
     }
-    const ledger = new StateLedger()
+    // DBSIZE counts every key, not just tasks: an upper bound, and O(1).
+    const ledger = StateLedger.sizedFor((await Promise.all(masters.map((node) => node.dbsize()))).reduce((a, b) => a + b, 0))
     const tally = new Tally()
     for await (const {keys, readings} of readTaskStates(connection)) {
       for (let i = 0; i < keys.length; i++) {

@@ -17,6 +17,16 @@ export class StateLedger {
     this.codes = new Uint8Array(capacity)
   }
 
+  /**
+   * A ledger sized up front for about `keys` keys (capped at 2^21 slots, 36 MB):
+   * growing a million-key table copies it while the scan waits.
+   */
+  static sizedFor(keys: number): StateLedger {
+    let capacity = 1 << 16
+    while (capacity < 1 << 21 && keys * 10 > capacity * 7) capacity *= 2
+    return new StateLedger(capacity)
+  }
+
   get size(): number {
     return this.used + this.others.size
   }

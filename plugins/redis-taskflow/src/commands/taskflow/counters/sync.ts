@@ -7,8 +7,8 @@ import {applyChanges, changeTable, CounterChange, counterChanges, signed} from '
 export default class CountersSync extends DestructiveCommand {
   static override description = `Detect and fix drift between the state counters and the task hashes (the seed's fix_counter_sync).
 
-Scans every task:* hash (SCAN COUNT 1000, states read 500 keys per read-only script
-call), compares with metrics:tasks:state:*, prints the State / Old / New / Change
+Scans every task:* hash (one read-only script call per SCAN COUNT 1000 step reads
+the states of the keys it returned, about 3 ms of server time each), compares with metrics:tasks:state:*, prints the State / Old / New / Change
 table, and applies the differences with INCRBY in one MULTI/EXEC — never SET, so
 counter moves made by workers while ops runs are kept.
 

@@ -1,0 +1,88 @@
+/** StateReader.scan: one read-only SCAN-and-HGET call per step, and the plain paths it falls back to. */
+import {expect} from 'chai'
+import {Redis} from 'ioredis'
+
+import {freshRedis} from '../../../test/helpers/servers.js'
+import {TASK_KEY_PATTERN} from '../src/keyspace.js'
+import {NO_STATE, StateReader, StateReading} from '../src/state-reader.js'
+import {commandCalls, writesBetween, writeTask, writeTasks, writeUnrelatedKeys} from './fixtures.js'
+
+/** Every key the reader returned, with what it read; fails on a key returned twice with different readings. */
+async function readAll(node: Redis): Promise<Map<string, StateReading>> {
+  const seen = new Map<string, StateReading>()
+  for await (const {keys, readings} of new StateReader(node).scan(TASK_KEY_PATTERN)) {
+    expect(readings).to.have.length(keys.length)
+    keys.forEach((key, i) => {
+      if (seen.has(key)) expect(seen.get(key), key).to.equal(readings[i])
+      seen.set(key, readings[i])
+    })
+  }
+  return seen
+}
+
+/** The truth, read key by key with plain commands. */
+async function truth(node: Redis): Promise<Map<string, StateReading>> {
+  const out = new Map<string, StateReading>()
+  for (const key of await node.keys(TASK_KEY_PATTERN)) {
+    out.set(key, (await node.type(key)) === 'hash' ? ((await node.hget(key, 'state')) ?? NO_STATE) : NO_STATE)
+  }
+  return out
+}
+
+describe('StateReader.scan on a real Redis', function () {
+  this.timeout(60_000)
+  let url: string
+  let redis: Redis
+
+  before(async () => {
+    url = (await freshRedis()).url
+    redis = new Redis(url)
+  })
+  after(() => redis?.disconnect())
+
+  beforeEach(async () => {
+    await redis.flushdb()
+    await writeTasks(redis, 5000, (i) => ({state: ['COMPLETED', 'PENDING', 'ACTIVE', 'FAILED', 'SCHEDULED', 'DLQ'][i % 6]}))
+    await writeUnrelatedKeys(redis)
+  })
+
+  it('reads the state of every task key exactly as HGET does, and writes nothing', async () => {
+    await writeTask(redis, {state: null}) // a hash without a state field
+    await writeTask(redis, {state: ''})
+    const before = await commandCalls(redis)
+    const read = await readAll(redis)
+    expect(writesBetween(before, await commandCalls(redis))).to.deep.equal({})
+    expect(read.size).to.equal(5002)
+    expect(read).to.deep.equal(await truth(redis))
+    const calls = await commandCalls(redis)
+    // the scripted path: one call per SCAN step of COUNT 1000, not one per key
+    expect((calls.evalsha_ro ?? 0) + (calls.eval_ro ?? 0) - (before.evalsha_ro ?? 0) - (before.eval_ro ?? 0)).to.be.within(1, 20)
+  })
+
+  it('a task:* key that is not a hash, and a state or key name holding a newline, are read the plain way, nothing lost', async () => {
+    await redis.set('task:not-a-hash', 'x')
+    await redis.rpush('task:a-list', 'y')
+    await redis.hset('task:multi\nline', 'state', 'PENDING')
+    const odd = await writeTask(redis, {state: 'PENDING\nACTIVE'})
+    const read = await readAll(redis)
+    expect(read).to.deep.equal(await truth(redis))
+    expect(read.get('task:not-a-hash')).to.equal(NO_STATE)
+    expect(read.get('task:multi\nline')).to.equal('PENDING')
+    expect(read.get(`task:${odd}`)).to.equal('PENDING\nACTIVE')
+  })
+
+  it('where the ACL forbids scripts, it scans and reads with plain commands and gets the same answer', async () => {
+    await redis.call('ACL', 'SETUSER', 'noscripts', 'on', '>secret', '~*', '&*', '+@all', '-@scripting')
+    const limited = new Redis(url, {username: 'noscripts', password: 'secret'})
+    try {
+      const before = await commandCalls(redis)
+      const read = await readAll(limited)
+      const after = await commandCalls(redis)
+      expect(read).to.deep.equal(await truth(redis))
+      expect((after.hget ?? 0) - (before.hget ?? 0)).to.be.at.least(5000)
+    } finally {
+      limited.disconnect()
+      await redis.call('ACL', 'DELUSER', 'noscripts')
+    }
+  })
+})
