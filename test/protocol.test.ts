@@ -4,10 +4,11 @@
  */
 import {expect} from 'chai'
 import {Redis} from 'ioredis'
+import {readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import pg from 'pg'
 
-import {collect, parseJsonOutput, ROOT, runOps, runOpsInTty, spawnOps, waitForOutput} from './helpers/cli.js'
+import {collect, OPS_HOME, parseJsonOutput, ROOT, runOps, runOpsInTty, spawnOps, waitForOutput} from './helpers/cli.js'
 import {freshDatabase, freshRedis} from './helpers/servers.js'
 
 const entry = join(ROOT, 'test', 'fixtures', 'protocol-cli.ts')
@@ -140,6 +141,9 @@ describe('the destructive-command protocol', function () {
       expect(reported).to.be.greaterThan(0).and.lessThan(1500)
       expect(left).to.equal(1500 - reported)
       expect((await snapshot()).filter((r) => r.kind === 'keep')).to.deep.equal(kept)
+      // The audit log records the interrupted run with what it did.
+      const audit = readFileSync(join(OPS_HOME, 'data', 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+      expect(audit.at(-1)).to.include({command: 'widgets:clear', outcome: 'interrupted', planned: 1500, done: reported})
 
       const rerun = await runOps(clear('--force'), fixture)
       expect(rerun.code).to.equal(0)
