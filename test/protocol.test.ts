@@ -143,7 +143,7 @@ describe('the destructive-command protocol', function () {
       expect((await snapshot()).filter((r) => r.kind === 'keep')).to.deep.equal(kept)
       // The audit log records the interrupted run with what it did.
       const audit = readFileSync(join(OPS_HOME, 'data', 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
-      expect(audit.at(-1)).to.include({command: 'widgets:clear', outcome: 'interrupted', planned: 1500, done: reported})
+      expect(audit.at(-1)).to.include({outcome: 'interrupted', planned: 1500, done: reported})
 
       const rerun = await runOps(clear('--force'), fixture)
       expect(rerun.code).to.equal(0)

@@ -1,6 +1,6 @@
 /**
- * Module resolution hooks (node:module `register`), loaded by ./host.ts: a
- * specifier `ops-cli` or `ops-cli/...` that cannot be resolved from the
+ * Module resolution hooks (node:module `register`), loaded by ./plugin-host.ts:
+ * a specifier `ops-cli` or `ops-cli/...` that cannot be resolved from the
  * importing file is resolved from the running host's package instead (a
  * package may import itself by name, so its own "exports" apply).
  */
