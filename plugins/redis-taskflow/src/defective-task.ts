@@ -2,7 +2,7 @@ import type {Redis} from 'ioredis'
 
 import {masterOf, RedisConnection} from './connection.js'
 import {counterKey, dlqTaskKey, idOfTaskKey, isTaskState, LIST_QUEUES, Queue, TASK_KEY_PATTERN} from './keyspace.js'
-import {scanKeys} from './scan.js'
+import {HashScanner} from './hash-scan.js'
 
 /** The fields the rules and the seed's listing read. */
 export const LISTED_FIELDS = ['task_id', 'state', 'created_at', 'updated_at', 'completed_at', 'task_type', 'content'] as const
@@ -58,17 +58,37 @@ async function readFields(node: Redis, keys: string[]): Promise<TaskFields[]> {
   })
 }
 
-/** Scans task hashes (SCAN COUNT 1000, pipelined HMGET); keeps only the defective ones. */
+/** The fields the rules look at: read for every task, so they are few and short. */
+const RULE_FIELDS = ['task_id', 'state', 'created_at', 'updated_at', 'completed_at'] as const
+
+/**
+ * Scans task hashes on every master (SCAN COUNT 1000, the rules' fields read
+ * with pipelined HMGET: HashScanner), then reads the listed fields of those
+ * that break a rule and keeps the ones still defective. A task:* key that is not a hash is not a task and
+ * is left alone.
+ */
 export async function findDefectiveTasks(connection: RedisConnection): Promise<{scanned: number; defective: DefectiveTask[]}> {
   let scanned = 0
   const defective: DefectiveTask[] = []
-  for await (const batch of scanKeys(connection, TASK_KEY_PATTERN, {type: 'hash'})) {
-    const fields = await readFields(batch.node, batch.keys)
-    scanned += batch.keys.length
-    fields.forEach((f, i) => {
-      const reasons = defectsOf(f)
-      if (reasons.length) defective.push({key: batch.keys[i], fields: f, reasons})
-    })
+  for (const node of connection.masters()) {
+    for await (const batch of new HashScanner(node, RULE_FIELDS).scan(TASK_KEY_PATTERN)) {
+      const suspects: string[] = []
+      batch.rows.forEach((row, i) => {
+        if (!Array.isArray(row)) return
+        scanned++
+        const task = Object.fromEntries(RULE_FIELDS.map((f, j) => [f, row[j]])) as TaskFields
+        if (defectsOf(task).length > 0) suspects.push(batch.keys[i])
+      })
+      if (suspects.length === 0) continue
+      // The listing wants task_type and content too; a task repaired or deleted since the scan is dropped here.
+      const rows = await new HashScanner(node, LISTED_FIELDS).read(suspects)
+      rows.forEach((row, i) => {
+        if (!Array.isArray(row)) return
+        const fields = Object.fromEntries(LISTED_FIELDS.map((f, j) => [f, row[j]])) as TaskFields
+        const reasons = defectsOf(fields)
+        if (reasons.length) defective.push({key: suspects[i], fields, reasons})
+      })
+    }
   }
   return {scanned, defective}
 }

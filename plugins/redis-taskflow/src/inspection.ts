@@ -28,8 +28,7 @@ const HEARTBEAT_PREFIX = 'worker:heartbeat:'
 
 /**
  * Reads the task flow without writing: queue lengths, key counts, the state of
- * every task hash (SCAN COUNT 1000, HGET state pipelined per batch, every
- * master), the counters. The scan takes time while workers move tasks, so under
+ * every task hash (read in each SCAN COUNT 1000 step, every master), the counters. The scan takes time while workers move tasks, so under
  * live traffic the drift is approximate by the transitions made meanwhile
  * (`taskflow:counters:sync` measures it at one instant).
  */
@@ -42,19 +41,26 @@ export async function inspectTaskFlow(connection: RedisConnection): Promise<Task
     [Queue.dlq]: await c.llen(Queue.dlq),
   }
   const census = newCensus()
-  for await (const _ of takeCensus(connection, census));
   const workers: string[] = []
-  let workerHeartbeats = 0
-  for await (const batch of scanKeys(connection, HEARTBEAT_KEY_PATTERN)) {
-    workerHeartbeats += batch.keys.length
-    for (const key of batch.keys) if (workers.length < WORKERS_LISTED) workers.push(key.slice(HEARTBEAT_PREFIX.length))
+  const heartbeats = async () => {
+    let n = 0
+    for await (const batch of scanKeys(connection, HEARTBEAT_KEY_PATTERN)) {
+      n += batch.keys.length
+      for (const key of batch.keys) if (workers.length < WORKERS_LISTED) workers.push(key.slice(HEARTBEAT_PREFIX.length))
+    }
+    return n
   }
-  const keys = {
-    tasks: census.tasks,
-    dlqTasks: await countKeys(connection, DLQ_TASK_KEY_PATTERN),
-    celeryMeta: await countKeys(connection, CELERY_META_PATTERN),
-    workerHeartbeats,
+  const states = async () => {
+    for await (const _ of takeCensus(connection, census));
   }
+  // Four scans side by side: each walks the whole keyspace, so in turn they would wait on each other's round trips.
+  const [, workerHeartbeats, dlqTasks, celeryMeta] = await Promise.all([
+    states(),
+    heartbeats(),
+    countKeys(connection, DLQ_TASK_KEY_PATTERN),
+    countKeys(connection, CELERY_META_PATTERN),
+  ])
+  const keys = {tasks: census.tasks, dlqTasks, celeryMeta, workerHeartbeats}
   const counters = await readCounters(connection)
   const drift = Object.fromEntries(TASK_STATES.map((s) => [s, counters[s] - census.states[s]])) as StateCounts
   return {

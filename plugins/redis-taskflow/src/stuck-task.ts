@@ -2,7 +2,8 @@ import type {Cluster, Redis} from 'ioredis'
 
 import {masterOf, RedisConnection} from './connection.js'
 import {counterKey, heartbeatKey, idOfTaskKey, Queue, TASK_KEY_PATTERN, taskKey} from './keyspace.js'
-import {scanKeys} from './scan.js'
+import {HashScanner} from './hash-scan.js'
+import {StateLedger} from './state-ledger.js'
 
 /** `datetime.utcnow().isoformat()`: the application's naive timestamps. */
 export const utcIsoNow = (): string => new Date().toISOString().replace('Z', '000')
@@ -24,14 +25,34 @@ export interface StuckActiveTask {
   since: string | null
 }
 
-/** The ids in the two pending queues (memory grows with the queue length, not with the number of tasks). */
-async function queuedIds(connection: RedisConnection): Promise<Set<string>> {
-  const c = connection.client
-  return new Set([...(await c.lrange(Queue.primary, 0, -1)), ...(await c.lrange(Queue.retry, 0, -1))])
-}
+/** Ids per LRANGE page when reading a queue: a page is a short command, the whole list one long one. */
+const QUEUE_PAGE = 10_000
 
 /**
- * Reads the two pending queues, scans task hashes in pipelined batches, then
+ * The ids in the two pending queues, kept compactly (~17 bytes an id, in a
+ * StateLedger). Paged by index from the head: the application LPUSHes new ids
+ * at the head and workers pop from the tail, so a push only makes a page read
+ * an id twice and a pop never moves an unread id into a page already read.
+ */
+async function queuedIds(connection: RedisConnection): Promise<{has(id: string): boolean}> {
+  const c = connection.client
+  const ids = new StateLedger()
+  for (const queue of [Queue.primary, Queue.retry]) {
+    for (let start = 0; ; start += QUEUE_PAGE) {
+      const page = await c.lrange(queue, start, start + QUEUE_PAGE - 1)
+      for (const id of page) ids.set(taskKey(id), 0)
+      if (page.length < QUEUE_PAGE) break
+    }
+  }
+  return {has: (id) => ids.get(taskKey(id)) !== undefined}
+}
+
+/** What stuck:fix reads of an ACTIVE task besides its state. */
+const ACTIVE_FIELDS = ['started_at', 'updated_at', 'worker_id'] as const
+
+/**
+ * Reads the two pending queues, scans task hashes (the state read in each
+ * SCAN COUNT 1000 step, then start times and worker of the ACTIVE ones), then
  * reads the queues again: a PENDING task counts as orphaned only when its id
  * was in neither reading, so a task created (and queued) during the scan is
  * not mistaken for one.
@@ -42,27 +63,30 @@ export async function findStuckTasks(connection: RedisConnection, olderThanMs: n
   const findings: StuckFindings = {scanned: 0, orphanedPending: [], stuckActive: []}
   const heartbeats = new Map<string, boolean>()
   const now = Date.now()
-  for await (const batch of scanKeys(connection, TASK_KEY_PATTERN, {type: 'hash'})) {
-    const pipeline = batch.node.pipeline()
-    for (const key of batch.keys) pipeline.hmget(key, 'state', 'started_at', 'updated_at', 'worker_id')
-    const replies = (await pipeline.exec()) ?? []
-    const active: {id: string; since: string | null; started: number; worker: string | null}[] = []
-    replies.forEach(([error, values], i) => {
-      if (error) throw error
-      const [state, startedAt, updatedAt, worker] = values as (string | null)[]
-      const id = idOfTaskKey(batch.keys[i])
-      findings.scanned++
-      if (state === 'PENDING' && !queued.has(id)) findings.orphanedPending.push(id)
-      const since = startedAt ?? updatedAt
-      if (state === 'ACTIVE') active.push({id, since, started: parseNaive(since), worker})
-    })
-    for (const task of active) {
-      const age = now - task.started
-      if (Number.isNaN(task.started) || age > olderThanMs) {
-        findings.stuckActive.push({id: task.id, since: task.since, reason: Number.isNaN(task.started) ? 'no start time' : `active for ${Math.round(age / 60_000)} min`})
-      } else if (task.worker) {
-        if (!heartbeats.has(task.worker)) heartbeats.set(task.worker, (await c.exists(heartbeatKey(task.worker))) === 1)
-        if (!heartbeats.get(task.worker)) findings.stuckActive.push({id: task.id, since: task.since, reason: `worker ${task.worker} has no heartbeat`})
+  for (const node of connection.masters()) {
+    const details = new HashScanner(node, ACTIVE_FIELDS)
+    for await (const batch of new HashScanner(node, ['state']).scan(TASK_KEY_PATTERN)) {
+      const activeKeys: string[] = []
+      batch.rows.forEach((row, i) => {
+        if (!Array.isArray(row)) return // not a hash, or gone: not a task
+        findings.scanned++
+        if (row[0] === 'PENDING' && !queued.has(idOfTaskKey(batch.keys[i]))) findings.orphanedPending.push(idOfTaskKey(batch.keys[i]))
+        if (row[0] === 'ACTIVE') activeKeys.push(batch.keys[i])
+      })
+      const rows = await details.read(activeKeys)
+      for (const [i, row] of rows.entries()) {
+        if (!Array.isArray(row)) continue
+        const [startedAt, updatedAt, worker] = row
+        const id = idOfTaskKey(activeKeys[i])
+        const since = startedAt ?? updatedAt
+        const started = parseNaive(since)
+        const age = now - started
+        if (Number.isNaN(started) || age > olderThanMs) {
+          findings.stuckActive.push({id, since, reason: Number.isNaN(started) ? 'no start time' : `active for ${Math.round(age / 60_000)} min`})
+        } else if (worker) {
+          if (!heartbeats.has(worker)) heartbeats.set(worker, (await c.exists(heartbeatKey(worker))) === 1)
+          if (!heartbeats.get(worker)) findings.stuckActive.push({id, since, reason: `worker ${worker} has no heartbeat`})
+        }
       }
     }
   }

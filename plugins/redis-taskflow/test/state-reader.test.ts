@@ -1,9 +1,10 @@
-/** StateReader.scan: one read-only SCAN-and-HGET call per step, and the plain paths it falls back to. */
+/** StateReader and HashScanner: read-only scripts per SCAN step or per chunk of keys, and the plain paths they fall back to. */
 import {expect} from 'chai'
 import {Redis} from 'ioredis'
 
 import {freshRedis} from '../../../test/helpers/servers.js'
 import {TASK_KEY_PATTERN} from '../src/keyspace.js'
+import {FieldRow, HashScanner, NOT_A_HASH, ROW_GONE} from '../src/hash-scan.js'
 import {NO_STATE, StateReader, StateReading} from '../src/state-reader.js'
 import {commandCalls, writesBetween, writeTask, writeTasks, writeUnrelatedKeys} from './fixtures.js'
 
@@ -79,10 +80,61 @@ describe('StateReader.scan on a real Redis', function () {
       const read = await readAll(limited)
       const after = await commandCalls(redis)
       expect(read).to.deep.equal(await truth(redis))
-      expect((after.hget ?? 0) - (before.hget ?? 0)).to.be.at.least(5000)
+      const reads = (calls: Record<string, number>) => (calls.hget ?? 0) + (calls.hmget ?? 0)
+      expect(reads(after) - reads(before)).to.be.at.least(5000)
+      expect((after.evalsha_ro ?? 0) + (after.eval_ro ?? 0)).to.equal((before.evalsha_ro ?? 0) + (before.eval_ro ?? 0))
     } finally {
       limited.disconnect()
       await redis.call('ACL', 'DELUSER', 'noscripts')
     }
+  })
+})
+
+describe('HashScanner reading several fields', function () {
+  this.timeout(60_000)
+  const FIELDS = ['task_id', 'state', 'created_at'] as const
+  let redis: Redis
+
+  before(async () => {
+    redis = new Redis((await freshRedis()).url)
+  })
+  after(() => redis?.disconnect())
+
+  /** The truth for one key, with plain commands. */
+  async function rowOf(key: string): Promise<FieldRow> {
+    const type = await redis.type(key)
+    if (type === 'none') return ROW_GONE
+    if (type !== 'hash') return NOT_A_HASH
+    return redis.hmget(key, ...FIELDS)
+  }
+
+  beforeEach(async () => {
+    await redis.flushdb()
+    await writeTasks(redis, 2500)
+  })
+
+  it('reads by chunks of keys exactly what HMGET reads: a deleted key, an empty row, a non-hash and a newline included', async () => {
+    const keys = (await redis.keys('task:*')).slice(0, 700)
+    await redis.hset('task:no-fields', 'other', 'x')
+    await redis.set('task:a-string', 'x')
+    await redis.hset('task:newline', {task_id: 'a\nb', state: 'PENDING'})
+    const asked = [...keys, 'task:no-fields', 'task:deleted', 'task:a-string', 'task:newline']
+    const before = await commandCalls(redis)
+    const rows = await new HashScanner(redis, FIELDS).read(asked)
+    expect(writesBetween(before, await commandCalls(redis))).to.deep.equal({})
+    expect(rows).to.deep.equal(await Promise.all(asked.map(rowOf)))
+    expect(rows.slice(-4)).to.deep.equal([[null, null, null], ROW_GONE, NOT_A_HASH, ['a\nb', 'PENDING', null]])
+  })
+
+  it('scans every key once with its fields, in bounded batches', async () => {
+    await writeUnrelatedKeys(redis)
+    const seen = new Map<string, FieldRow>()
+    for await (const {keys, rows} of new HashScanner(redis, FIELDS).scan(TASK_KEY_PATTERN)) {
+      expect(keys.length).to.be.at.most(1500).and.equal(rows.length)
+      keys.forEach((key, i) => seen.set(key, rows[i]))
+    }
+    const all = await redis.keys(TASK_KEY_PATTERN)
+    expect(seen.size).to.equal(all.length).and.equal(2500)
+    for (const key of all.slice(0, 200)) expect(seen.get(key)).to.deep.equal(await rowOf(key))
   })
 })

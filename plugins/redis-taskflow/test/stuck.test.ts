@@ -2,10 +2,10 @@
 import {expect} from 'chai'
 import {Redis} from 'ioredis'
 
-import {runOps} from '../../../test/helpers/cli.js'
+import {parseJsonOutput, runOps} from '../../../test/helpers/cli.js'
 import {freshRedis} from '../../../test/helpers/servers.js'
 import {Queue, taskKey} from '../src/keyspace.js'
-import {commandCalls, isoNow, readCounters, writeHeartbeat, writeTask, writesBetween} from './fixtures.js'
+import {commandCalls, isoNow, readCounters, writeHeartbeat, writeTask, writeTasks, writesBetween} from './fixtures.js'
 
 describe('taskflow:stuck:fix', function () {
   let url: string
@@ -63,6 +63,17 @@ describe('taskflow:stuck:fix', function () {
     expect((await redis.lrange(Queue.retry, 0, -1)).sort()).to.deep.equal([ids.oldActive, ids.deadWorker].sort())
     expect(await readCounters(redis)).to.include({PENDING: 2, ACTIVE: 1, FAILED: 2, COMPLETED: 1})
     expect(await hashes()).to.deep.equal(untouched)
+  })
+
+  it('finds the orphans among queues longer than one page of ids (25,000 queued on primary, 12,000 on retry)', async () => {
+    await writeTasks(redis, 25_000, {state: 'PENDING'})
+    await writeTasks(redis, 12_000, {state: 'PENDING'}, {queue: 'retry'})
+    const orphans = await writeTasks(redis, 3, {state: 'PENDING'}, {queue: 'none'})
+    const result = await ops(['taskflow:stuck:fix', '--dry-run', '--json'])
+    expect(result.code, result.stderr).to.equal(0)
+    const doc = parseJsonOutput<{data: {scanned: number; orphanedPending: string[]}}>(result)
+    expect(doc.data.scanned).to.equal(6 + 37_003)
+    expect(doc.data.orphanedPending.sort()).to.deep.equal([ids.orphanPending, ...orphans].sort())
   })
 
   it('leaves a task alone when a worker completed it after the scan', async () => {
