@@ -153,6 +153,49 @@ export async function* scanAndUnlink(
   }
 }
 
+/**
+ * Tells which of a few glob patterns a key name matches, client-side, so one
+ * SCAN pass can sort every key instead of one pass per pattern (each pass
+ * walks the whole keyspace: SCAN copies every key it visits before MATCH
+ * filters). Takes the glob subset the task flow uses, `*` and `?` and
+ * literals; a pattern with `[` or `\` is refused rather than half-understood.
+ */
+export class PatternSorter {
+  private readonly expressions: RegExp[]
+
+  constructor(readonly patterns: readonly string[]) {
+    this.expressions = patterns.map((pattern) => {
+      if (/[[\\]/.test(pattern)) throw new Error(`PatternSorter takes only * and ? globs, not ${pattern}`)
+      const body = pattern.replace(/[.+^${}()|]/g, '\\$&').replace(/\*/g, '[\\s\\S]*').replace(/\?/g, '[\\s\\S]')
+      return new RegExp(`^${body}$`)
+    })
+  }
+
+  /** The index of the first pattern `key` matches, or -1. */
+  indexOf(key: string): number {
+    return this.expressions.findIndex((expression) => expression.test(key))
+  }
+}
+
+/**
+ * One SCAN pass over every master (SCAN COUNT 1000, no MATCH) sorting keys by
+ * the first of `patterns` they match; keys matching none are dropped at once.
+ * Yields per batch the matching keys, grouped by pattern index.
+ */
+export async function* scanSorted(connection: RedisConnection, patterns: readonly string[]): AsyncGenerator<{node: Redis; byPattern: string[][]}> {
+  const sorter = new PatternSorter(patterns)
+  for (const node of connection.masters()) {
+    for await (const batch of scanNode(node, '*')) {
+      const byPattern: string[][] = patterns.map(() => [])
+      for (const key of batch.keys) {
+        const i = sorter.indexOf(key)
+        if (i >= 0) byPattern[i].push(key)
+      }
+      yield {node, byPattern}
+    }
+  }
+}
+
 /** Key names the plan keeps for the execute step, at most this many bytes of them. */
 export const HELD_KEY_BYTES = 64 * 1024 * 1024
 

@@ -3,7 +3,7 @@ import {count, DestructiveCommand, Progress} from 'ops-cli/base'
 
 import {connectRedis, RedisConnection, redisFlags, resolveRedisUrl} from '../../connection.js'
 import {TASK_FLOW_PATTERNS} from '../../keyspace.js'
-import {countKeys, scanKeys, unlinkBatch} from '../../scan.js'
+import {scanSorted, unlinkBatch} from '../../scan.js'
 
 export default class Reset extends DestructiveCommand {
   static override description = `Remove the task-flow keys, and only those (the seed's reset_redis).
@@ -11,7 +11,8 @@ export default class Reset extends DestructiveCommand {
 Shows what it would remove per key pattern, then asks. The seed ran FLUSHALL, wiping
 every database on the server; ops removes only task:*, dlq:task:*, tasks:*,
 dlq:tasks, metrics:tasks:state:*, worker:heartbeat:* and celery-task-meta-* keys of
-the selected database (SCAN + UNLINK; on a Redis Cluster, every master).
+the selected database (one SCAN pass sorting keys by pattern, UNLINK in pipelines;
+on a Redis Cluster, every master).
 --all-keys empties the whole selected database (FLUSHDB ASYNC) and never touches
 other database indexes; a Redis Cluster has only database 0, so there it runs
 FLUSHDB ASYNC on every master and empties the whole cluster.`
@@ -39,8 +40,11 @@ FLUSHDB ASYNC on every master and empties the whole cluster.`
           connection = await connectRedis(resolved, flags.cluster)
         },
         plan: async () => {
-          const perPattern: Record<string, number> = {}
-          for (const pattern of TASK_FLOW_PATTERNS) perPattern[pattern] = await countKeys(connection!, pattern)
+          // One SCAN pass sorts every key by pattern: seven MATCH passes would each walk the whole keyspace.
+          const perPattern: Record<string, number> = Object.fromEntries(TASK_FLOW_PATTERNS.map((p) => [p, 0]))
+          for await (const {byPattern} of scanSorted(connection!, TASK_FLOW_PATTERNS)) {
+            byPattern.forEach((keys, i) => (perPattern[TASK_FLOW_PATTERNS[i]] += keys.length))
+          }
           const total = flags['all-keys']
             ? (await Promise.all(connection!.masters().map((m) => m.dbsize()))).reduce((a, b) => a + b, 0)
             : Object.values(perPattern).reduce((a, b) => a + b, 0)
@@ -69,12 +73,12 @@ FLUSHDB ASYNC on every master and empties the whole cluster.`
                 total: plan.count,
                 async *run(signal): AsyncGenerator<Progress> {
                   let done = 0
-                  for (const pattern of TASK_FLOW_PATTERNS) {
-                    for await (const batch of scanKeys(connection!, pattern)) {
-                      done += await unlinkBatch(batch, connection!.isCluster)
-                      yield {done}
-                      if (signal.aborted) return
-                    }
+                  // What matches now goes, also keys created since the plan: a reset empties the task flow.
+                  for await (const {node, byPattern} of scanSorted(connection!, TASK_FLOW_PATTERNS)) {
+                    const keys = byPattern.flat()
+                    if (keys.length > 0) done += await unlinkBatch({node, keys}, connection!.isCluster)
+                    yield {done}
+                    if (signal.aborted) return
                   }
                 },
               },
