@@ -11,7 +11,7 @@
  */
 import {ChildProcess, execFileSync, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {chownSync, existsSync, mkdtempSync, readFileSync, rmSync} from 'node:fs'
+import {chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {createServer} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -292,6 +292,40 @@ async function startRedisContainer(): Promise<RedisServer | undefined> {
   const host = container.getHost()
   const port = container.getMappedPort(6379)
   return {url: `redis://${host}:${port}/0`, host, port, how: 'container'}
+}
+
+export interface TlsRedisServer extends RedisServer {
+  /** rediss:// URL of the same server's TLS port (its certificate names 127.0.0.1). */
+  tlsUrl: string
+  /** The CA that signed the server's certificate: give it to clients as NODE_EXTRA_CA_CERTS. */
+  caFile: string
+}
+
+/**
+ * A throwaway redis-server with a TLS port next to its plain one (the plain one
+ * is for the tests' fixtures), with a certificate made here by openssl for
+ * 127.0.0.1. Undefined when openssl or a TLS-capable redis-server is missing.
+ */
+export async function freshRedisWithTls(): Promise<TlsRedisServer | undefined> {
+  const binary = which('redis-server')
+  if (!binary || !which('openssl')) return undefined
+  const dir = mkdtempSync(join(tmpdir(), 'ops-test-redis-tls-'))
+  const openssl = (...args: string[]) => execFileSync('openssl', args, {cwd: dir, stdio: 'ignore'})
+  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=ops test CA')
+  openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1')
+  writeFileSync(join(dir, 'san.cnf'), 'subjectAltName=IP:127.0.0.1\n')
+  openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.cnf')
+  const tlsPort = await freePort()
+  const file = (name: string) => join(dir, name)
+  const tls = ['--tls-port', String(tlsPort), '--tls-cert-file', file('server.pem'), '--tls-key-file', file('server.key'), '--tls-ca-cert-file', file('ca.pem'), '--tls-auth-clients', 'no']
+  try {
+    const server = await startRedisFromBinary(binary, tls, dir)
+    stops.push(async () => rmSync(dir, {recursive: true, force: true}))
+    return {...server, tlsUrl: `rediss://127.0.0.1:${tlsPort}/0`, caFile: join(dir, 'ca.pem')}
+  } catch {
+    rmSync(dir, {recursive: true, force: true})
+    return undefined // a redis-server built without TLS refuses --tls-port
+  }
 }
 
 export interface RedisCluster {

@@ -1,3 +1,4 @@
+import {isIP} from 'node:net'
 import {Flags} from '@oclif/core'
 import calculateSlot from 'cluster-key-slot'
 import {Cluster, Redis, RedisOptions} from 'ioredis'
@@ -41,7 +42,8 @@ function optionsOf(url: string): {host: string; port: number; options: RedisOpti
     username: parsed.username ? decodeURIComponent(parsed.username) : undefined,
     password: parsed.password ? decodeURIComponent(parsed.password) : undefined,
     db: parsed.pathname.length > 1 ? Number(parsed.pathname.slice(1)) : 0,
-    tls: parsed.protocol === 'rediss:' ? {servername: parsed.hostname} : undefined,
+    // SNI takes a host name only (RFC 6066); for an IP address the certificate's IP SAN is checked without it.
+    tls: parsed.protocol === 'rediss:' ? (isIP(parsed.hostname) ? {} : {servername: parsed.hostname}) : undefined,
     lazyConnect: true,
     connectTimeout: 5000,
     // Fail fast and clearly instead of retrying forever against a dead server.
@@ -65,9 +67,14 @@ export async function connectRedis(resolved: ResolvedUrl, cluster?: boolean): Pr
     throw connectionError('Redis', url, 6379, error)
   }
   const single = new Redis(port, host, options)
-  single.on('error', () => {}) // reported by the awaited command below
+  // ioredis rejects connect() with a bare "Connection is closed" after a refused TLS handshake or
+  // AUTH; the error event carries the reason (certificate, WRONGPASS), so keep it for the message.
+  let reason: unknown
+  single.on('error', (error) => (reason ??= error))
   try {
-    await single.connect()
+    await single.connect().catch((error) => {
+      throw reason ?? error
+    })
     const clusterEnabled = cluster ?? /cluster_enabled:1/.test(await single.info('cluster'))
     if (!clusterEnabled) {
       return {

@@ -1,0 +1,67 @@
+/** rediss://, ACL users and passwords through the real CLI, against a real redis-server with a TLS port. */
+import {expect} from 'chai'
+import {Redis} from 'ioredis'
+
+import {parseJsonOutput, runOps} from '../../../test/helpers/cli.js'
+import {freshRedisWithTls, TlsRedisServer} from '../../../test/helpers/servers.js'
+import {readCounters, setCounters, trueStateCounts, writeTasks} from './fixtures.js'
+
+describe('taskflow connections: TLS, ACL users, passwords', function () {
+  let server: TlsRedisServer
+  let redis: Redis
+  const password = 'p@ss word:1'
+  const userUrl = (user: string, secret = password) => server.tlsUrl.replace('rediss://', `rediss://${user}:${encodeURIComponent(secret)}@`)
+  const ops = (args: string[], url: string, trusted = true) =>
+    runOps(args, {env: {REDIS_URL: url, NODE_EXTRA_CA_CERTS: trusted ? server.caFile : undefined}})
+
+  before(async function () {
+    const started = await freshRedisWithTls()
+    if (!started) this.skip() // no openssl, or a redis-server built without TLS: said in the test report as pending
+    server = started
+    redis = new Redis(server.url)
+    await redis.call('ACL', 'SETUSER', 'ops', 'on', `>${password}`, '~*', '&*', '+@all')
+    // A managed-Redis-like user: no CONFIG, so no keyspace notifications can be enabled for the run.
+    await redis.call('ACL', 'SETUSER', 'noconfig', 'on', `>${password}`, '~*', '&*', '+@all', '-config')
+  })
+  after(() => redis?.disconnect())
+
+  beforeEach(async () => {
+    await redis.flushdb()
+    await writeTasks(redis, 600, (i) => ({state: ['COMPLETED', 'PENDING', 'FAILED'][i % 3]}))
+    await setCounters(redis, {COMPLETED: 150, PENDING: 200, FAILED: 250})
+  })
+
+  it('counters:sync over rediss:// as an ACL user whose password needs URL-encoding', async () => {
+    const result = await ops(['taskflow:counters:sync', '--force', '--json'], userUrl('ops'))
+    expect(result.code, result.stderr).to.equal(0)
+    expect(result.stdout + result.stderr).not.to.contain(password)
+    const doc = parseJsonOutput<{target: string; data: {exact: boolean}}>(result)
+    expect(doc.target).to.match(/^rediss:\/\/ops:\*\*\*\*@127\.0\.0\.1:\d+\/0$/)
+    expect(doc.data.exact).to.equal(true)
+    expect(await readCounters(redis)).to.deep.equal(await trueStateCounts(redis))
+  })
+
+  it('names the certificate problem when the server\'s CA is not trusted, and writes nothing', async () => {
+    const result = await ops(['taskflow:counters:sync', '--force'], userUrl('ops'), false)
+    expect(result.code).to.equal(1)
+    expect(result.stderr).to.match(/Could not connect to Redis at 127\.0\.0\.1:\d+ .*(certificate|CERT)/)
+    expect(result.stderr).not.to.contain(password)
+    expect(await readCounters(redis)).to.include({COMPLETED: 150, PENDING: 200, FAILED: 250})
+  })
+
+  it('says WRONGPASS for a wrong password, masked', async () => {
+    const result = await ops(['taskflow:inspect'], userUrl('ops', 'not-it'))
+    expect(result.code).to.equal(1)
+    expect(result.stderr).to.match(/WRONGPASS/)
+    expect(result.stderr).to.contain('ops:****@').and.not.contain('not-it')
+  })
+
+  it('without CONFIG rights, counters:sync still fixes the counters and says it could not be exact under live traffic', async () => {
+    const result = await ops(['taskflow:counters:sync', '--force', '--json'], userUrl('noconfig'))
+    expect(result.code, result.stderr).to.equal(0)
+    const doc = parseJsonOutput<{data: {exact: boolean; note: string}}>(result)
+    expect(doc.data.exact).to.equal(false)
+    expect(doc.data.note).to.match(/Not exact under live traffic: CONFIG GET notify-keyspace-events is not allowed/)
+    expect(await readCounters(redis)).to.deep.equal(await trueStateCounts(redis))
+  })
+})
