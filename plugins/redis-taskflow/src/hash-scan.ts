@@ -26,9 +26,9 @@ export interface FieldBatch {
  * atomic), so no row is GONE here. The values come back packed in one string,
  * "\1" for a missing field. A key that is not a hash fails the call
  * (redis.call: cheaper than pcall) and the step is redone the plain way.
- * One field only: at 1,000 keys a step that is ~3 ms of server time; several
+ * One field only: at 1,000 keys a step is ~3 ms of server time; several
  * fields per key (HMGET, a Lua table each) took 7 ms, too long to hold the
- * server, so those are read with pipelined HMGET instead.
+ * server, so those are read after the step by FIELDS_SCRIPT, 500 values a call.
  */
 const SCAN_FIELD_SCRIPT = `
 local scanned = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
