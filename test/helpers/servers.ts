@@ -92,10 +92,13 @@ function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): P
   })
 }
 
+const children = new Set<ChildProcess>()
+
 function registerExitKill(child: ChildProcess): void {
-  // Never leave servers running, even when mocha is killed.
-  const kill = () => child.kill('SIGKILL')
-  process.once('exit', kill)
+  // Never leave servers running, even when mocha is killed: one exit listener for them all.
+  if (children.size === 0) process.once('exit', () => children.forEach((c) => c.kill('SIGKILL')))
+  children.add(child)
+  child.once('exit', () => children.delete(child))
 }
 
 /* ------------------------------------------------------------------ PostgreSQL */

@@ -110,11 +110,12 @@ const MAX_ROUNDS = 25
  */
 export async function measureStates(
   connection: RedisConnection,
-  options: {configure: boolean; onProgress?: (scanned: number) => void},
+  options: {configure: boolean; onProgress?: (scanned: number) => void; maxLedgerSlots?: number},
 ): Promise<StateMeasure> {
   const masters = connection.masters()
   const watches = new Map<Redis, KeyspaceWatch>()
   const unavailable: string[] = []
+  const ledgers: StateLedger[] = []
   try {
     for (const node of masters) {
       const started = await KeyspaceWatch.start(node, TASK_KEY_PATTERN, options)
@@ -122,7 +123,8 @@ export async function measureStates(
       else unavailable.push(started.unavailable)
     }
     // DBSIZE counts every key, not just tasks: an upper bound, and O(1).
-    const ledger = StateLedger.sizedFor((await Promise.all(masters.map((node) => node.dbsize()))).reduce((a, b) => a + b, 0))
+    const ledger = StateLedger.sizedFor((await Promise.all(masters.map((node) => node.dbsize()))).reduce((a, b) => a + b, 0), options.maxLedgerSlots)
+    ledgers.push(ledger)
     const tally = new Tally()
     for await (const {keys, readings} of readTaskStates(connection)) {
       for (let i = 0; i < keys.length; i++) {
@@ -133,9 +135,15 @@ export async function measureStates(
       }
       options.onProgress?.(ledger.size)
     }
+    /** What the scan counted for `changed` keys out (and keys it counted twice), what they hold now in. */
+    const correct = (latest: Map<string, number>) => {
+      ledger.resolve(latest.keys()).forEach((n, code) => n && tally.add(code, -n))
+      for (const code of latest.values()) tally.add(code)
+      return tally.census()
+    }
     if (unavailable.length > 0) {
       return {
-        census: tally.census(),
+        census: correct(new Map()),
         counters: await readCounters(connection),
         exact: false,
         note: `Not exact under live traffic: ${unavailable[0]}; states are those seen by the scan, so tasks moved while it ran may be miscounted.`,
@@ -143,44 +151,65 @@ export async function measureStates(
       }
     }
     let counters: StateCounts | undefined
-    let changed = 0
+    const latest = new Map<string, number>()
     for (const node of masters) {
-      const settled = await settle(node, watches.get(node)!, ledger, tally, !connection.isCluster)
+      const settled = await settle(node, watches.get(node)!, !connection.isCluster)
       if (!settled.exact) {
-        return {census: tally.census(), counters: await readCounters(connection), exact: false, note: settled.note, changedDuringScan: changed + settled.changed}
+        return {census: correct(latest), counters: await readCounters(connection), exact: false, note: settled.note, changedDuringScan: latest.size + settled.changed}
       }
-      changed += settled.changed
+      for (const [key, code] of settled.latest) latest.set(key, code)
       counters ??= settled.counters
     }
+    const census = correct(latest)
     if (connection.isCluster) {
       return {
-        census: tally.census(),
+        census,
         counters: await readCounters(connection),
         exact: false,
         note: 'On a cluster the counters and the task hashes live on different nodes, so no single instant holds them all: each node was read at its own instant; a transition made in those milliseconds can be miscounted.',
-        changedDuringScan: changed,
+        changedDuringScan: latest.size,
       }
     }
-    return {census: tally.census(), counters: counters!, exact: true, note: `Exact: ${changed.toLocaleString('en-US')} task keys changed during the scan and were re-read with the counters in one MULTI/EXEC.`, changedDuringScan: changed}
+    return {census, counters: counters!, exact: true, note: `Exact: ${latest.size.toLocaleString('en-US')} task keys changed during the scan and were re-read with the counters in one MULTI/EXEC.`, changedDuringScan: latest.size}
   } finally {
     for (const watch of watches.values()) await watch.stop()
+    for (const ledger of ledgers) ledger.dispose()
   }
 }
 
 /**
- * Re-reads, on one node, the keys the watch saw change, until one MULTI/EXEC
- * reads all keys that changed before it (the marker proves it), then corrects
- * the tally: what the scan counted for those keys out, what the MULTI read in.
+ * Re-reads, on one node, the keys the watch saw change, in one MULTI/EXEC with
+ * the counters (the instant) and a marker PUBLISHed in it, whose arrival tells
+ * which keys changed before the instant. A key that changed after the look
+ * but before the instant (the notification was still on its way) is read just
+ * after; if no notification for it came between the two markers, it held then
+ * what it holds now, and the instant stands. Otherwise a new round, with a new
+ * instant. Returns what each changed key held at the instant.
  */
 async function settle(
   node: Redis,
   watch: KeyspaceWatch,
-  ledger: StateLedger,
-  tally: Tally,
   withCounters: boolean,
-): Promise<{exact: true; counters?: StateCounts; changed: number} | {exact: false; note: string; changed: number}> {
+): Promise<{exact: true; counters?: StateCounts; latest: Map<string, number>} | {exact: false; note: string; changed: number}> {
   const reader = new StateReader(node)
   const latest = new Map<string, number>()
+  const readAtInstant = async (keys: string[], counters: boolean) => {
+    const marker = watch.marker()
+    const multi = node.multi()
+    for (const key of keys) multi.hget(key, 'state').exists(key)
+    if (counters) for (const state of TASK_STATES) multi.get(counterKey(state))
+    multi.publish(watch.channel, marker.id)
+    const replies = (await multi.exec()) ?? []
+    const codes = new Map<string, number>()
+    keys.forEach((key, j) => {
+      const [stateError, state] = replies[2 * j]
+      const [, exists] = replies[2 * j + 1]
+      codes.set(key, codeOf(!stateError && state !== null ? String(state) : exists ? null : GONE))
+    })
+    const counterReplies = replies.slice(2 * keys.length, 2 * keys.length + (counters ? TASK_STATES.length : 0))
+    const values = counters ? (Object.fromEntries(TASK_STATES.map((s, i) => [s, Number(counterReplies[i][1] ?? 0)])) as StateCounts) : undefined
+    return {codes, counters: values, seen: await marker.reached}
+  }
   for (let round = 1; round <= MAX_ROUNDS; round++) {
     if (watch.failure) return {exact: false, note: `Not exact: ${watch.failure}.`, changed: latest.size}
     const stale = [...watch.takeStale()]
@@ -193,28 +222,15 @@ async function settle(
       }
       continue
     }
-    const marker = watch.marker()
-    const multi = node.multi()
-    for (const key of stale) multi.hget(key, 'state').exists(key)
-    if (withCounters) for (const state of TASK_STATES) multi.get(counterKey(state))
-    multi.publish(watch.channel, marker.id)
-    const replies = (await multi.exec()) ?? []
-    stale.forEach((key, j) => {
-      const [stateError, state] = replies[2 * j]
-      const [, exists] = replies[2 * j + 1]
-      latest.set(key, codeOf(!stateError && state !== null ? String(state) : exists ? null : GONE))
-    })
-    const counterReplies = replies.slice(2 * stale.length, 2 * stale.length + (withCounters ? TASK_STATES.length : 0))
-    const changedBefore = await marker.reached
-    const read = new Set(stale)
-    if (![...changedBefore].every((key) => read.has(key))) continue // a key changed between the last look and the MULTI
-    for (const [key, code] of latest) {
-      const counted = ledger.get(key)
-      if (counted !== undefined) tally.add(counted, -1)
-      tally.add(code)
-    }
-    const counters = withCounters ? (Object.fromEntries(TASK_STATES.map((s, i) => [s, Number(counterReplies[i][1] ?? 0)])) as StateCounts) : undefined
-    return {exact: true, counters, changed: latest.size}
+    const instant = await readAtInstant(stale, withCounters)
+    for (const [key, code] of instant.codes) latest.set(key, code)
+    const missed = [...instant.seen.stale].filter((key) => !instant.codes.has(key))
+    if (missed.length === 0) return {exact: true, counters: instant.counters, latest}
+    if (missed.length > FINAL_READ_LIMIT) continue
+    const after = await readAtInstant(missed, false)
+    if (missed.some((key) => after.seen.sincePreviousMarker.has(key))) continue // changed again since the instant: a new round
+    for (const [key, code] of after.codes) latest.set(key, code)
+    return {exact: true, counters: instant.counters, latest}
   }
   return {exact: false, note: `Not exact: task keys kept changing faster than ${MAX_ROUNDS} re-reads could settle.`, changed: latest.size}
 }

@@ -12,6 +12,14 @@ const covers = (flags: string, flag: string) => flags.includes(flag) || (flag !=
 
 export type WatchStart = {watch: KeyspaceWatch} | {unavailable: string}
 
+/** What the notification stream had delivered when a marker came through. */
+export interface MarkerSeen {
+  /** Keys changed between the last takeStale() and the marker. */
+  stale: Set<string>
+  /** Keys changed between the previous marker and this one. */
+  sincePreviousMarker: Set<string>
+}
+
 /**
  * Learns which task keys change while a scan runs, through keyspace
  * notifications on a subscriber connection of one node. The notification
@@ -23,7 +31,9 @@ export class KeyspaceWatch {
   readonly changed = new Set<string>()
   /** Keys that changed since the last takeStale(). */
   private stale = new Set<string>()
-  private readonly markers = new Map<string, (staleAtMarker: Set<string>) => void>()
+  /** Keys that changed since the last marker was seen. */
+  private sinceMarker = new Set<string>()
+  private readonly markers = new Map<string, (seen: MarkerSeen) => void>()
   private broken: string | undefined
   readonly channel = `ops:census-marker:${randomUUID()}`
 
@@ -67,8 +77,9 @@ export class KeyspaceWatch {
     subscriber.on('pmessage', (_pattern: string, channel: string) => watch.record(channel.slice(watch.prefix.length)))
     subscriber.on('message', (channel: string, marker: string) => {
       if (channel !== watch.channel) return
-      watch.markers.get(marker)?.(new Set(watch.stale))
+      watch.markers.get(marker)?.({stale: new Set(watch.stale), sincePreviousMarker: watch.sinceMarker})
       watch.markers.delete(marker)
+      watch.sinceMarker = new Set()
     })
     try {
       await subscriber.psubscribe(`${watch.prefix}${pattern}`)
@@ -95,15 +106,16 @@ export class KeyspaceWatch {
   /**
    * A marker to PUBLISH on `channel` inside the MULTI that reads an instant;
    * `reached` resolves, when the subscriber sees it, with the keys that changed
-   * between the last takeStale() and that instant.
+   * between the last takeStale() and that instant, and those that changed
+   * between the previous marker and this one.
    */
-  marker(): {id: string; reached: Promise<Set<string>>} {
+  marker(): {id: string; reached: Promise<MarkerSeen>} {
     const id = randomUUID()
-    const reached = new Promise<Set<string>>((resolve, reject) => {
+    const reached = new Promise<MarkerSeen>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('the notification connection did not deliver the census marker within 10 s')), 10_000)
-      this.markers.set(id, (stale) => {
+      this.markers.set(id, (seen) => {
         clearTimeout(timer)
-        resolve(stale)
+        resolve(seen)
       })
     })
     return {id, reached}
@@ -117,5 +129,6 @@ export class KeyspaceWatch {
   private record(key: string): void {
     this.changed.add(key)
     this.stale.add(key)
+    this.sinceMarker.add(key)
   }
 }

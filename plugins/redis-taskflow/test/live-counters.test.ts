@@ -13,6 +13,14 @@ import {Redis} from 'ioredis'
 import {parseJsonOutput, runOps} from '../../../test/helpers/cli.js'
 import {freshRedis} from '../../../test/helpers/servers.js'
 import {counterKey, TASK_STATES, taskKey, TaskState} from '../src/keyspace.js'
+import {readdirSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+
+import type {ResolvedUrl} from 'ops-cli/base'
+
+import {measureStates} from '../src/census.js'
+import {connectRedis} from '../src/connection.js'
+import {applyChanges, counterChanges} from '../src/counters.js'
 import {StateLedger} from '../src/state-ledger.js'
 import {commandCalls, isoNow, readCounters, setCounters, taskHash, writeTasks} from './fixtures.js'
 
@@ -159,7 +167,60 @@ describe('counters under live traffic', function () {
   })
 })
 
+describe('counters under live traffic, with a ledger that spills to disk', function () {
+  let url: string
+  let redis: Redis
+  let ids: string[]
+
+  before(async () => {
+    url = (await freshRedis()).url
+    redis = new Redis(url)
+    ids = await writeTasks(redis, 18_000, (i) => ({state: TASK_STATES[i % TASK_STATES.length]}))
+    await setCounters(redis, Object.fromEntries(TASK_STATES.map((s, i) => [s, 18_000 / 6 + [5, 0, -9, 0, 0, 3][i]])))
+  })
+  after(() => redis?.disconnect())
+
+  it('measures exactly with memory for 1,024 keys: the rest goes to partition files, read back and removed', async () => {
+    const connection = await connectRedis({url, source: 'flag'} as ResolvedUrl)
+    const writer = startWriter(url, ids)
+    try {
+      const before = readdirSync(tmpdir()).filter((f) => f.startsWith('ops-ledger-')).length
+      const measure = await measureStates(connection, {configure: true, maxLedgerSlots: 1024})
+      await applyChanges(connection, counterChanges(measure.census, measure.counters))
+      await writer.stop()
+      expect(measure.exact, measure.note).to.equal(true)
+      expect(measure.changedDuringScan).to.be.greaterThan(0)
+      expect(await readCounters(redis)).to.deep.equal(await trueCounts(redis))
+      expect(readdirSync(tmpdir()).filter((f) => f.startsWith('ops-ledger-')).length).to.equal(before)
+    } finally {
+      await writer.stop()
+      await connection.close()
+    }
+  })
+})
+
 describe('StateLedger', () => {
+  it('spills past its slots and still finds every key: twice-counted keys and changed keys come back out', () => {
+    const ledger = new StateLedger(64, 64)
+    const keys = Array.from({length: 3000}, () => taskKey(randomUUID()))
+    keys.forEach((key, i) => ledger.set(key, i % 6))
+    // SCAN returning keys again after a spill (a rehash): recorded twice, once in a file and once in the table.
+    const repeated = keys.slice(0, 100)
+    repeated.forEach((key) => ledger.set(key, keys.indexOf(key) % 6))
+    expect(ledger.size).to.equal(3100)
+    const changed = [keys[0], keys[500], keys[2999], 'task:not-a-uuid']
+    ledger.set('task:not-a-uuid', 7)
+    const out = ledger.resolve(changed)
+    const expected = new Array<number>(8).fill(0)
+    for (const key of repeated) expected[keys.indexOf(key) % 6]++ // one of each pair
+    expected[0 % 6]++ // keys[0] changed: its second record too
+    expected[500 % 6]++
+    expected[2999 % 6]++
+    expected[7]++
+    expect(out.slice(0, 8)).to.deep.equal(expected)
+  })
+
+
   it('remembers one code per key, uuid keys and any other key alike, through growth', () => {
     const ledger = new StateLedger(8)
     const keys = Array.from({length: 5000}, () => taskKey(randomUUID()))
