@@ -93,10 +93,12 @@ function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): P
 }
 
 const children = new Set<ChildProcess>()
+let exitHooked = false
 
 function registerExitKill(child: ChildProcess): void {
   // Never leave servers running, even when mocha is killed: one exit listener for them all.
-  if (children.size === 0) process.once('exit', () => children.forEach((c) => c.kill('SIGKILL')))
+  if (!exitHooked) process.once('exit', () => children.forEach((c) => c.kill('SIGKILL')))
+  exitHooked = true
   children.add(child)
   child.once('exit', () => children.delete(child))
 }
