@@ -33,13 +33,7 @@ const HEARTBEAT_PREFIX = 'worker:heartbeat:'
  * (`taskflow:counters:sync` measures it at one instant).
  */
 export async function inspectTaskFlow(connection: RedisConnection): Promise<TaskFlowInspection> {
-  const c = connection.client
-  const queues = {
-    [Queue.primary]: await c.llen(Queue.primary),
-    [Queue.retry]: await c.llen(Queue.retry),
-    [Queue.scheduled]: await c.zcard(Queue.scheduled),
-    [Queue.dlq]: await c.llen(Queue.dlq),
-  }
+  const queues = await queueLengths(connection)
   const census = newCensus()
   const workers: string[] = []
   const heartbeats = async () => {
@@ -73,6 +67,17 @@ export async function inspectTaskFlow(connection: RedisConnection): Promise<Task
     unknownState: census.unknownState,
     counters,
     drift,
+  }
+}
+
+/** Length of each of the four queues, by key name. */
+export async function queueLengths(connection: RedisConnection): Promise<Record<string, number>> {
+  const c = connection.client
+  return {
+    [Queue.primary]: await c.llen(Queue.primary),
+    [Queue.retry]: await c.llen(Queue.retry),
+    [Queue.scheduled]: await c.zcard(Queue.scheduled),
+    [Queue.dlq]: await c.llen(Queue.dlq),
   }
 }
 

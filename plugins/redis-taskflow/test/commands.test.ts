@@ -2,7 +2,7 @@
 import {expect} from 'chai'
 import {Redis} from 'ioredis'
 
-import {parseJsonOutput, runOps} from '../../../test/helpers/cli.js'
+import {parseJsonOutput, runOps, runOpsInTty} from '../../../test/helpers/cli.js'
 import {freshRedis} from '../../../test/helpers/servers.js'
 import {commandCalls, readCounters, setCounters, snapshot, writeCeleryMeta, writeHeartbeat, writeTasks, writesBetween, writeUnrelatedKeys} from './fixtures.js'
 
@@ -110,6 +110,32 @@ describe('taskflow commands on a real Redis', function () {
       await other.flushdb()
       other.disconnect()
     }
+  })
+
+  it('reset inspects by default, as the seed did, and resets with --confirm after a "yes"', async () => {
+    const before = await commandCalls(redis)
+    const look = await ops(['taskflow:reset'])
+    expect(look.code, look.stderr).to.equal(0)
+    expect(look.stdout).to.match(/task:\*\s+3,000/).and.match(/tasks:pending:primary\s+1,000/).and.contain('Inspection only, nothing was deleted')
+    const noTty = await ops(['taskflow:reset', '--confirm'])
+    expect(noTty.code).to.equal(2)
+    expect(writesBetween(before, await commandCalls(redis))).to.deep.equal({})
+    expect(await redis.exists('tasks:pending:primary')).to.equal(1)
+    const no = await runOpsInTty(['taskflow:reset', '--confirm'], 'no', {env: {REDIS_URL: url}})
+    expect(no.code, no.stderr).to.equal(0)
+    expect(await redis.keys('task:*')).to.have.length(3000)
+    const yes = await runOpsInTty(['taskflow:reset', '--confirm'], 'yes', {env: {REDIS_URL: url}})
+    expect(yes.code, yes.stderr).to.equal(0)
+    expect(await redis.keys('task:*')).to.have.length(0)
+    expect(await redis.get('taskboard:1')).to.equal('x')
+  })
+
+  it('tells the seed\'s bare --confirm from a production --confirm NAME', async () => {
+    const {seedConfirmSwitch} = await import('../src/commands/taskflow/reset.js')
+    expect(seedConfirmSwitch(['--confirm'])).to.deep.equal({argv: [], confirmSwitch: true})
+    expect(seedConfirmSwitch(['--confirm', '--force'])).to.deep.equal({argv: ['--force'], confirmSwitch: true})
+    expect(seedConfirmSwitch(['--confirm', 'cache:6379', '--profile', 'prod'])).to.deep.equal({argv: ['--confirm', 'cache:6379', '--profile', 'prod'], confirmSwitch: false})
+    expect(seedConfirmSwitch(['--confirm=cache:6379'])).to.deep.equal({argv: ['--confirm=cache:6379'], confirmSwitch: false})
   })
 
   it('names host and port and masks the password when Redis is unreachable', async () => {

@@ -2,13 +2,17 @@ import {Flags} from '@oclif/core'
 import {count, DestructiveCommand, Progress} from 'ops-cli/base'
 
 import {connectRedis, RedisConnection, redisFlags, resolveRedisUrl} from '../../connection.js'
+import {queueLengths} from '../../inspection.js'
 import {TASK_FLOW_PATTERNS} from '../../keyspace.js'
 import {scanSorted, unlinkBatch} from '../../scan.js'
 
 export default class Reset extends DestructiveCommand {
   static override description = `Remove the task-flow keys, and only those (the seed's reset_redis).
 
-Shows what it would remove per key pattern, then asks. The seed ran FLUSHALL, wiping
+As the seed: without --confirm it only inspects (what it would remove, per key
+pattern, and the queue lengths) and exits 0; with --confirm it asks, then removes
+(--force: no question, for scripts). A bare --confirm is the seed's switch;
+--confirm NAME is still the base's production-profile confirmation. The seed ran FLUSHALL, wiping
 every database on the server; ops removes only task:*, dlq:task:*, tasks:*,
 dlq:tasks, metrics:tasks:state:*, worker:heartbeat:* and celery-task-meta-* keys of
 the selected database (one SCAN pass sorting keys by pattern, UNLINK in pipelines;
@@ -18,8 +22,8 @@ other database indexes; a Redis Cluster has only database 0, so there it runs
 FLUSHDB ASYNC on every master and empties the whole cluster.`
 
   static override examples = [
-    '<%= config.bin %> taskflow:reset --dry-run',
     '<%= config.bin %> taskflow:reset',
+    '<%= config.bin %> taskflow:reset --confirm',
     '<%= config.bin %> taskflow:reset --force --redis-url redis://localhost:6379/1',
     '<%= config.bin %> taskflow:reset --all-keys --dry-run',
   ]
@@ -30,7 +34,10 @@ FLUSHDB ASYNC on every master and empties the whole cluster.`
   }
 
   async run() {
-    const {flags} = await this.parse(Reset)
+    const {argv, confirmSwitch} = seedConfirmSwitch(this.argv)
+    const {flags} = await this.parse(Reset, argv)
+    // The seed's reset_redis.py inspects unless given --confirm: so does this, as a dry run.
+    const inspectOnly = !confirmSwitch && !flags.force && !flags['dry-run'] && flags.confirm === undefined
     const resolved = resolveRedisUrl(flags['redis-url'])
     this.registerSecretsOf(resolved.url)
     let connection: RedisConnection | undefined
@@ -54,8 +61,17 @@ FLUSHDB ASYNC on every master and empties the whole cluster.`
             noun: flags['all-keys'] ? (connection!.isCluster ? 'keys (the whole cluster, every master)' : 'keys (the whole selected database)') : 'task-flow keys',
             count: total,
             filters: {allKeys: flags['all-keys'], patterns: flags['all-keys'] ? ['*'] : [...TASK_FLOW_PATTERNS]},
-            details: [`Redis URL: ${connection!.maskedUrl}`, ...Object.entries(perPattern).map(([p, n]) => `  ${p.padEnd(22)} ${count(n)}`)],
-            messages: {dryRun: 'DRY RUN MODE - No keys will be deleted'},
+            details: [
+              `Redis URL: ${connection!.maskedUrl}`,
+              ...Object.entries(perPattern).map(([p, n]) => `  ${p.padEnd(22)} ${count(n)}`),
+              'Queues:',
+              ...Object.entries(await queueLengths(connection!)).map(([q, n]) => `  ${q.padEnd(22)} ${count(n)}`),
+            ],
+            messages: {
+              dryRun: inspectOnly
+                ? 'Inspection only, nothing was deleted: run with --confirm to reset (it asks first), or --force for scripts.'
+                : 'DRY RUN MODE - No keys will be deleted',
+            },
             data: {perPattern},
           }
         },
@@ -85,7 +101,18 @@ FLUSHDB ASYNC on every master and empties the whole cluster.`
         ],
         disconnect: async () => connection?.close(),
       },
-      flags,
+      inspectOnly ? {...flags, 'dry-run': true} : flags,
     )
   }
+}
+
+/**
+ * `reset_redis.py --confirm` is a switch; the base's --confirm takes a
+ * production resource name. A --confirm with no value after it (last, or
+ * followed by another flag) is the seed's switch, and is taken out of argv.
+ */
+export function seedConfirmSwitch(argv: string[]): {argv: string[]; confirmSwitch: boolean} {
+  const at = argv.findIndex((arg, i) => arg === '--confirm' && (i === argv.length - 1 || argv[i + 1].startsWith('-')))
+  if (at === -1) return {argv, confirmSwitch: false}
+  return {argv: [...argv.slice(0, at), ...argv.slice(at + 1)], confirmSwitch: true}
 }
