@@ -37,7 +37,7 @@ const isolated = {
   OPS_CACHE_DIR: join(OPS_HOME, 'cache'),
 }
 
-function childEnv(extra: RunOptions['env'] = {}): NodeJS.ProcessEnv {
+export function childEnv(extra: RunOptions['env'] = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {...process.env, ...isolated, NO_COLOR: '1', FORCE_COLOR: '0', OPS_PROFILE: undefined, ...extra}
   for (const key of ['DATABASE_URL', 'REDIS_URL']) if (!(key in extra)) delete env[key]
   for (const [key, value] of Object.entries(extra)) if (value === undefined) delete env[key]

@@ -71,6 +71,15 @@ describe('taskflow commands on a real Redis', function () {
     expect(await readCounters(redis)).to.include({COMPLETED: 1000, PENDING: 1000, ACTIVE: 1000, FAILED: 0})
   })
 
+  it('counters:sync takes the Redis URL as an argument too, as fix_counter_sync.py did', async () => {
+    const result = await runOps(['taskflow:counters:sync', url, '--force'])
+    expect(result.code, result.stderr).to.equal(0)
+    expect(result.stdout).to.contain('Fixed 2 counter discrepancies')
+    expect(await readCounters(redis)).to.include({COMPLETED: 1000, PENDING: 1000, ACTIVE: 1000})
+    const twice = await runOps(['taskflow:counters:sync', url, '--redis-url', 'redis://127.0.0.1:1/0', '--dry-run'])
+    expect(twice.code).to.equal(2)
+  })
+
   it('counters:init creates missing counters from the task states', async () => {
     await redis.del(...(await redis.keys('metrics:tasks:state:*')))
     const run = await ops(['taskflow:counters:init', '--force'])

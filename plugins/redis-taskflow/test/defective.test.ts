@@ -1,8 +1,9 @@
 /** taskflow:defective:delete: every rule, queues and counters kept right, dry-run writes nothing. */
 import {expect} from 'chai'
+import {execFileSync} from 'node:child_process'
 import {Redis} from 'ioredis'
 
-import {runOps} from '../../../test/helpers/cli.js'
+import {childEnv, OPS_BIN, runOps} from '../../../test/helpers/cli.js'
 import {freshRedis} from '../../../test/helpers/servers.js'
 import {defectsOf, TaskFields} from '../src/defective-task.js'
 import {Queue, taskKey} from '../src/keyspace.js'
@@ -65,6 +66,14 @@ describe('taskflow:defective:delete', function () {
       }
       for (const key of defectiveKeys) expect(result.stdout).to.contain(`Redis Key: ${key}`)
       expect(writesBetween(before, await commandCalls(redis))).to.deep.equal({})
+    })
+
+    it('feeds the seed\'s monitoring one-liner a plain integer, also past 1,000 defective tasks', async () => {
+      await writeTasks(redis, 1200, {created_at: '0001-01-01T00:00:00'})
+      const script = `DEFECTIVE_COUNT=$("${process.execPath}" "${OPS_BIN}" taskflow:defective:delete --dry-run | grep "Found.*defective tasks" | awk '{print $2}')
+if [ "$DEFECTIVE_COUNT" -gt 0 ]; then echo "WARNING: $DEFECTIVE_COUNT defective tasks found in Redis"; fi`
+      const out = execFileSync('bash', ['-c', script], {env: childEnv({REDIS_URL: url}), encoding: 'utf8'})
+      expect(out.trim()).to.equal(`WARNING: ${1200 + DEFECTS.length} defective tasks found in Redis`)
     })
 
     it('removes exactly the defective hashes, their queue entries and DLQ copies, and keeps counters equal to the states', async () => {

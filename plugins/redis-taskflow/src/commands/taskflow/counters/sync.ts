@@ -1,4 +1,5 @@
-import {count, DestructiveCommand, Progress} from 'ops-cli/base'
+import {Args} from '@oclif/core'
+import {count, DestructiveCommand, Progress, UsageError} from 'ops-cli/base'
 
 import {measureStates, StateMeasure} from '../../../census.js'
 import {connectRedis, RedisConnection, redisFlags, resolveRedisUrl} from '../../../connection.js'
@@ -22,17 +23,23 @@ scan and it says so. On a cluster there is no single instant (see the note print
   static override examples = [
     '<%= config.bin %> taskflow:counters:sync --dry-run',
     '<%= config.bin %> taskflow:counters:sync --force',
+    '<%= config.bin %> taskflow:counters:sync redis://localhost:6379/1 --force',
     '<%= config.bin %> taskflow:counters:sync --force | grep "Fixed.*discrepancies" && echo "Counter sync issues detected and fixed"',
   ]
 
   static override flags = {...redisFlags}
 
+  static override args = {
+    url: Args.string({description: 'Redis URL, as fix_counter_sync.py took it (the same as --redis-url).', required: false}),
+  }
+
   /** What the command is called in its messages; counters:init words it differently. */
   protected readonly wording = {analyzing: 'Analyzing Redis task state counters...', noun: 'counter discrepancies'}
 
   async run() {
-    const {flags} = await this.parse(this.ctor as typeof CountersSync)
-    const resolved = resolveRedisUrl(flags['redis-url'])
+    const {args, flags} = await this.parse(this.ctor as typeof CountersSync)
+    if (args.url && flags['redis-url'] && args.url !== flags['redis-url']) throw new UsageError('Give the Redis URL once: as an argument or with --redis-url, not two different ones.')
+    const resolved = resolveRedisUrl(flags['redis-url'] ?? args.url)
     this.registerSecretsOf(resolved.url)
     let connection: RedisConnection | undefined
     let measure: StateMeasure | undefined

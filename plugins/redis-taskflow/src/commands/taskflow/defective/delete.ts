@@ -71,9 +71,10 @@ repairs).`
             filters: {},
             details: ['', 'Defective tasks found:', '-'.repeat(80), ...listing, ...more, ''],
             messages: {
-              found: `Found ${count(defective.length)} defective tasks`,
+              // A plain integer, as the seed printed it: monitoring scripts read it with awk '{print $2}' and test it with -gt.
+              found: `Found ${defective.length} defective tasks`,
               nothing: 'Found 0 defective tasks',
-              dryRun: `DRY RUN: Would delete ${count(defective.length)} defective tasks`,
+              dryRun: `DRY RUN: Would delete ${defective.length} defective tasks`,
             },
             data: {scanned: found.scanned, defective: defective.map((t) => ({key: t.key, reasons: t.reasons}))},
           }
