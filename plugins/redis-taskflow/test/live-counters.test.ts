@@ -13,8 +13,9 @@ import {Redis} from 'ioredis'
 import {parseJsonOutput, runOps} from '../../../test/helpers/cli.js'
 import {freshRedis} from '../../../test/helpers/servers.js'
 import {counterKey, TASK_STATES, taskKey, TaskState} from '../src/keyspace.js'
-import {readdirSync} from 'node:fs'
+import {mkdtempSync, readdirSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
+import {join} from 'node:path'
 
 import type {ResolvedUrl} from 'ops-cli/base'
 
@@ -183,16 +184,26 @@ describe('counters under live traffic, with a ledger that spills to disk', funct
   it('measures exactly with memory for 1,024 keys: the rest goes to partition files, read back and removed', async () => {
     const connection = await connectRedis({url, source: 'flag'} as ResolvedUrl)
     const writer = startWriter(url, ids)
+    // A temporary directory of this test's own, so the spill files it sees are this ledger's.
+    const ownTmp = mkdtempSync(join(tmpdir(), 'ops-test-spill-'))
+    const previousTmp = process.env.TMPDIR
+    process.env.TMPDIR = ownTmp
+    let spilled = false
+    const watcher = setInterval(() => (spilled ||= readdirSync(ownTmp).some((f) => f.startsWith('ops-ledger-'))), 5)
     try {
-      const before = readdirSync(tmpdir()).filter((f) => f.startsWith('ops-ledger-')).length
       const measure = await measureStates(connection, {configure: true, maxLedgerSlots: 1024})
       await applyChanges(connection, counterChanges(measure.census, measure.counters))
       await writer.stop()
+      expect(spilled, 'the ledger spilled to disk').to.equal(true)
       expect(measure.exact, measure.note).to.equal(true)
       expect(measure.changedDuringScan).to.be.greaterThan(0)
       expect(await readCounters(redis)).to.deep.equal(await trueCounts(redis))
-      expect(readdirSync(tmpdir()).filter((f) => f.startsWith('ops-ledger-')).length).to.equal(before)
+      expect(readdirSync(ownTmp)).to.deep.equal([])
     } finally {
+      clearInterval(watcher)
+      if (previousTmp === undefined) delete process.env.TMPDIR
+      else process.env.TMPDIR = previousTmp
+      rmSync(ownTmp, {recursive: true, force: true})
       await writer.stop()
       await connection.close()
     }
