@@ -2,7 +2,8 @@ import {Flags} from '@oclif/core'
 import {count, DestructiveCommand, Progress, UsageError} from 'ops-cli/base'
 
 import {connectRedis, RedisConnection, redisFlags, resolveRedisUrl} from '../../../connection.js'
-import {failStuckTask, findStuckTasks, requeuePending, StuckFindings} from '../../../stuck-task.js'
+import {failStuckTask, findStuckTasks, requeuePending, StuckActiveTask, StuckFindings, TaskStore} from '../../../stuck-task.js'
+import {fixAll} from '../../../task-workers.js'
 
 const UNITS: Record<string, number> = {s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000}
 
@@ -20,7 +21,10 @@ On a Redis Cluster the task, queue and counter keys live in different slots: the
 hash change is still a MULTI/EXEC under WATCH on the task's node, and the counter
 and queue updates follow it as separate commands, each atomic but not together
 (an interruption between them leaves at most one task's counters off, which
-taskflow:counters:sync repairs).`
+taskflow:counters:sync repairs).
+
+Stuck ACTIVE tasks are failed 8 at a time on a single node, each worker on its own
+connection; orphans are re-queued one at a time (each WATCHes the queues).`
 
   static override examples = [
     '<%= config.bin %> taskflow:stuck:fix --dry-run',
@@ -71,24 +75,16 @@ taskflow:counters:sync repairs).`
             title: 'Re-queueing orphaned PENDING tasks',
             total: findings.orphanedPending.length,
             async *run(signal): AsyncGenerator<Progress> {
-              let done = 0
-              for (const id of findings.orphanedPending) {
-                if (signal.aborted) return
-                if (await requeuePending(connection!, id)) done++
-                yield {done}
-              }
+              // One at a time: each re-queue WATCHes the two queues, which parallel workers would keep invalidating.
+              for await (const done of fixAll(connection!, findings.orphanedPending, requeuePending, signal, 1)) yield {done}
             },
           },
           {
             title: 'Failing stuck ACTIVE tasks',
             total: findings.stuckActive.length,
             async *run(signal): AsyncGenerator<Progress> {
-              let done = 0
-              for (const task of findings.stuckActive) {
-                if (signal.aborted) return
-                if (await failStuckTask(connection!, task.id, task.reason, task.since)) done++
-                yield {done}
-              }
+              const fail = (store: TaskStore, task: StuckActiveTask) => failStuckTask(store, task.id, task.reason, task.since)
+              for await (const done of fixAll(connection!, findings.stuckActive, fail, signal)) yield {done}
             },
           },
         ],
