@@ -5,7 +5,7 @@ import {COUNTER_KEY_PATTERN, counterKey, TASK_KEY_PATTERN, TASK_STATES, TaskStat
 import {KeyspaceWatch} from './keyspace-watch.js'
 import {scanKeys} from './scan.js'
 import {StateLedger} from './state-ledger.js'
-import {GONE, READ_CHUNK, StateBatch, StateReader, StateReading} from './state-reader.js'
+import {GONE, StateBatch, StateReader, StateReading} from './state-reader.js'
 
 /** How many task hashes are in each state: six numbers, never a list of keys. */
 export type StateCounts = Record<TaskState, number>
@@ -214,12 +214,9 @@ async function settle(
     if (watch.failure) return {exact: false, note: `Not exact: ${watch.failure}.`, changed: latest.size}
     const stale = [...watch.takeStale()]
     if (stale.length > FINAL_READ_LIMIT) {
-      // Too many to read at one instant without stalling the server: read them now, look again.
-      for (let i = 0; i < stale.length; i += READ_CHUNK) {
-        const keys = stale.slice(i, i + READ_CHUNK)
-        const readings = await reader.read(keys)
-        keys.forEach((key, j) => latest.set(key, codeOf(readings[j])))
-      }
+      // Too many to read at one instant without stalling the server: read them now (in short script calls), look again.
+      const readings = await reader.read(stale)
+      stale.forEach((key, j) => latest.set(key, codeOf(readings[j])))
       continue
     }
     const instant = await readAtInstant(stale, withCounters)

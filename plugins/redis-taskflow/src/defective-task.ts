@@ -54,9 +54,13 @@ async function readFields(node: Redis, keys: string[]): Promise<TaskFields[]> {
   const replies = (await pipeline.exec()) ?? []
   return replies.map(([error, values]) => {
     if (error) throw error
-    return Object.fromEntries(LISTED_FIELDS.map((f, i) => [f, (values as (string | null)[])[i]])) as TaskFields
+    return taskFields(LISTED_FIELDS, values as (string | null)[])
   })
 }
+
+/** The values of an HMGET of `names` as TaskFields (fields not read stay undefined). */
+const taskFields = (names: readonly string[], values: (string | null)[]): TaskFields =>
+  Object.fromEntries(names.map((name, i) => [name, values[i]])) as TaskFields
 
 /** The fields the rules look at: read for every task, so they are few and short. */
 const RULE_FIELDS = ['task_id', 'state', 'created_at', 'updated_at', 'completed_at'] as const
@@ -76,15 +80,14 @@ export async function findDefectiveTasks(connection: RedisConnection): Promise<{
       batch.rows.forEach((row, i) => {
         if (!Array.isArray(row)) return
         scanned++
-        const task = Object.fromEntries(RULE_FIELDS.map((f, j) => [f, row[j]])) as TaskFields
-        if (defectsOf(task).length > 0) suspects.push(batch.keys[i])
+        if (defectsOf(taskFields(RULE_FIELDS, row)).length > 0) suspects.push(batch.keys[i])
       })
       if (suspects.length === 0) continue
       // The listing wants task_type and content too; a task repaired or deleted since the scan is dropped here.
       const rows = await new HashScanner(node, LISTED_FIELDS).read(suspects)
       rows.forEach((row, i) => {
         if (!Array.isArray(row)) return
-        const fields = Object.fromEntries(LISTED_FIELDS.map((f, j) => [f, row[j]])) as TaskFields
+        const fields = taskFields(LISTED_FIELDS, row)
         const reasons = defectsOf(fields)
         if (reasons.length) defective.push({key: suspects[i], fields, reasons})
       })

@@ -15,8 +15,6 @@ export interface KeyBatch {
   keys: string[]
 }
 
-export type KeyType = 'hash' | 'list' | 'string' | 'zset' | 'set'
-
 /**
  * Bounded SCAN batches over every master (one for a single node). Memory holds
  * one batch at a time whatever the number of keys. SCAN may return a key twice
@@ -25,19 +23,15 @@ export type KeyType = 'hash' | 'list' | 'string' | 'zset' | 'set'
 export async function* scanKeys(
   connection: RedisConnection,
   pattern: string,
-  options: {count?: number; type?: KeyType} = {},
+  options: {count?: number} = {},
 ): AsyncGenerator<KeyBatch> {
   for (const node of connection.masters()) yield* scanNode(node, pattern, options)
 }
 
 /** The SCAN loop of one node; the next SCAN is already on the wire while the caller works on a batch. */
-export async function* scanNode(node: Redis, pattern: string, options: {count?: number; type?: KeyType} = {}): AsyncGenerator<KeyBatch> {
+export async function* scanNode(node: Redis, pattern: string, options: {count?: number} = {}): AsyncGenerator<KeyBatch> {
   const count = Math.max(options.count ?? SCAN_COUNT, 10)
-  const scan = (cursor: string) => {
-    const args: (string | number)[] = [cursor, 'MATCH', pattern, 'COUNT', count]
-    if (options.type) args.push('TYPE', options.type)
-    return node.call('SCAN', ...args) as Promise<[string, string[]]>
-  }
+  const scan = (cursor: string) => node.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', count) as Promise<[string, string[]]>
   let pending = scan('0')
   for (;;) {
     const [next, keys] = await pending
@@ -48,7 +42,7 @@ export async function* scanNode(node: Redis, pattern: string, options: {count?: 
 }
 
 /** Number of keys matching `pattern` on every master (a full scan, nothing held). */
-export async function countKeys(connection: RedisConnection, pattern: string, options: {type?: KeyType; count?: number} = {}): Promise<number> {
+export async function countKeys(connection: RedisConnection, pattern: string, options: {count?: number} = {}): Promise<number> {
   let total = 0
   for await (const batch of scanKeys(connection, pattern, options)) total += batch.keys.length
   return total
@@ -131,7 +125,7 @@ export function sumReplies(replies: [Error | null, unknown][] | null): number {
 export async function* scanAndUnlink(
   connection: RedisConnection,
   pattern: string,
-  options: {signal?: AbortSignal; count?: number; type?: KeyType; inFlight?: number} = {},
+  options: {signal?: AbortSignal; count?: number; inFlight?: number} = {},
 ): AsyncGenerator<number> {
   const inFlight = options.inFlight ?? 4
   let removed = 0
@@ -218,7 +212,7 @@ export class MatchedKeys {
   ) {}
 
   /** Scans `pattern` on every master, counting and keeping keys. */
-  static async collect(connection: RedisConnection, pattern: string, options: {maxBytes?: number; type?: KeyType; count?: number} = {}): Promise<MatchedKeys> {
+  static async collect(connection: RedisConnection, pattern: string, options: {maxBytes?: number; count?: number} = {}): Promise<MatchedKeys> {
     const matched = new MatchedKeys(pattern, options.maxBytes)
     for await (const batch of scanKeys(connection, pattern, options)) matched.add(batch)
     return matched

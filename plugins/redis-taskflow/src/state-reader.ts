@@ -8,12 +8,6 @@ export type StateReading = string | typeof NO_STATE | typeof GONE
 export const NO_STATE = null
 export const GONE = undefined
 
-/** Keys per script call: about a millisecond of server time on a 2-core machine, so the server never stalls. */
-export const READ_CHUNK = 500
-
-/** SCAN COUNT of one scan-and-read call: about 1,000 keys, 2-3 ms of server time on a 2-core machine. */
-export const STATE_SCAN_COUNT = SCAN_COUNT
-
 /** Keys returned by one SCAN step, with what each one held. */
 export interface StateBatch {
   keys: string[]
@@ -39,7 +33,7 @@ export class StateReader {
   }
 
   /** Every key of this node matching `pattern`, batch by batch, with its state read in the SCAN step itself. */
-  async *scan(pattern: string, count = STATE_SCAN_COUNT): AsyncGenerator<StateBatch> {
+  async *scan(pattern: string, count = SCAN_COUNT): AsyncGenerator<StateBatch> {
     for await (const {keys, rows} of this.scanner.scan(pattern, count)) yield {keys, readings: rows.map(readingOf)}
   }
 }
