@@ -3,19 +3,17 @@ import {expect} from 'chai'
 import {Redis} from 'ioredis'
 
 import {parseJsonOutput, runOps, runOpsInTty} from '../../../test/helpers/cli.js'
-import {freshRedis} from '../../../test/helpers/servers.js'
-import {commandCalls, readCounters, setCounters, snapshot, writeCeleryMeta, writeHeartbeat, writeTasks, writesBetween, writeUnrelatedKeys} from './fixtures.js'
+import {commandCalls, readCounters, setCounters, snapshot, withFreshRedis, writeCeleryMeta, writeHeartbeat, writesBetween, writeTasks, writeUnrelatedKeys} from './fixtures.js'
 
 describe('taskflow commands on a real Redis', function () {
   let url: string
   let redis: Redis
   const ops = (args: string[]) => runOps(args, {env: {REDIS_URL: url}})
 
-  before(async () => {
-    url = (await freshRedis()).url
-    redis = new Redis(url)
+  withFreshRedis((u, r) => {
+    url = u
+    redis = r
   })
-  after(() => redis?.disconnect())
 
   beforeEach(async () => {
     await redis.flushdb()

@@ -4,10 +4,9 @@ import {execFileSync} from 'node:child_process'
 import {Redis} from 'ioredis'
 
 import {childEnv, OPS_BIN, runOps} from '../../../test/helpers/cli.js'
-import {freshRedis} from '../../../test/helpers/servers.js'
 import {defectsOf, TaskFields} from '../src/defective-task.js'
 import {Queue, taskKey} from '../src/keyspace.js'
-import {commandCalls, readCounters, snapshot, TaskOverrides, writeTask, writeTasks, writesBetween} from './fixtures.js'
+import {commandCalls, readCounters, snapshot, TaskOverrides, withFreshRedis, writesBetween, writeTask, writeTasks} from './fixtures.js'
 
 const DEFECTS: [string, TaskOverrides][] = [
   ['task_id missing', {task_id: null, state: 'PENDING'}],
@@ -27,11 +26,10 @@ describe('taskflow:defective:delete', function () {
   let redis: Redis
   const ops = (args: string[]) => runOps(args, {env: {REDIS_URL: url}})
 
-  before(async () => {
-    url = (await freshRedis()).url
-    redis = new Redis(url)
+  withFreshRedis((u, r) => {
+    url = u
+    redis = r
   })
-  after(() => redis?.disconnect())
 
   it('knows every rule, and a healthy task (empty completed_at included) is not defective', () => {
     const healthy: TaskFields = {task_id: 'a', state: 'PENDING', created_at: '2025-07-20T19:16:09.875503', updated_at: '2025-07-20T19:16:09', completed_at: '', task_type: 'summarize', content: 'x'}

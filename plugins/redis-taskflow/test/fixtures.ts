@@ -13,9 +13,24 @@ import {randomUUID} from 'node:crypto'
 
 import {Cluster, Redis} from 'ioredis'
 
+import {freshRedis} from '../../../test/helpers/servers.js'
 import {counterKey, dlqTaskKey, heartbeatKey, Queue, TASK_STATES, taskKey, TaskState} from '../src/keyspace.js'
 
 export type Client = Redis | Cluster
+
+/**
+ * A throwaway Redis for one describe block (the harness' freshRedis):
+ * `onReady(url, client)` runs before its tests, the client is disconnected after.
+ */
+export function withFreshRedis(onReady: (url: string, redis: Redis) => void | Promise<void>): void {
+  let client: Redis | undefined
+  before(async () => {
+    const {url} = await freshRedis()
+    client = new Redis(url)
+    await onReady(url, client)
+  })
+  after(() => client?.disconnect())
+}
 
 /** A task hash as AsyncTaskFlow stores it; every value is a string. */
 export type TaskHash = Record<string, string>

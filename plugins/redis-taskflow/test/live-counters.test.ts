@@ -11,7 +11,6 @@ import {randomUUID} from 'node:crypto'
 import {Redis} from 'ioredis'
 
 import {parseJsonOutput, runOps} from '../../../test/helpers/cli.js'
-import {freshRedis} from '../../../test/helpers/servers.js'
 import {counterKey, TASK_STATES, taskKey, TaskState} from '../src/keyspace.js'
 import {mkdtempSync, readdirSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
@@ -23,7 +22,7 @@ import {measureStates} from '../src/census.js'
 import {connectRedis} from '../src/connection.js'
 import {applyChanges, counterChanges} from '../src/counters.js'
 import {StateLedger} from '../src/state-ledger.js'
-import {commandCalls, isoNow, readCounters, setCounters, taskHash, writeTasks} from './fixtures.js'
+import {commandCalls, isoNow, readCounters, setCounters, taskHash, withFreshRedis, writeTasks} from './fixtures.js'
 
 const TASKS = 60_000
 
@@ -95,11 +94,10 @@ describe('counters under live traffic', function () {
   let ids: string[]
   const ops = (args: string[]) => runOps(args, {env: {REDIS_URL: url}})
 
-  before(async () => {
-    url = (await freshRedis()).url
-    redis = new Redis(url)
+  withFreshRedis((u, r) => {
+    url = u
+    redis = r
   })
-  after(() => redis?.disconnect())
 
   beforeEach(async () => {
     await redis.flushdb()
@@ -173,13 +171,12 @@ describe('counters under live traffic, with a ledger that spills to disk', funct
   let redis: Redis
   let ids: string[]
 
-  before(async () => {
-    url = (await freshRedis()).url
-    redis = new Redis(url)
+  withFreshRedis(async (u, r) => {
+    url = u
+    redis = r
     ids = await writeTasks(redis, 18_000, (i) => ({state: TASK_STATES[i % TASK_STATES.length]}))
     await setCounters(redis, Object.fromEntries(TASK_STATES.map((s, i) => [s, 18_000 / 6 + [5, 0, -9, 0, 0, 3][i]])))
   })
-  after(() => redis?.disconnect())
 
   it('measures exactly with memory for 1,024 keys: the rest goes to partition files, read back and removed', async () => {
     const connection = await connectRedis({url, source: 'flag'} as ResolvedUrl)

@@ -12,9 +12,8 @@ import {expect} from 'chai'
 import {Redis} from 'ioredis'
 
 import {collect, spawnOps} from '../../../test/helpers/cli.js'
-import {freshRedis} from '../../../test/helpers/servers.js'
 import {counterKey, dlqTaskKey, idOfTaskKey, isTaskState, Queue, TASK_STATES, taskKey, TaskState} from '../src/keyspace.js'
-import {DEFECTIVE_CASES, isoNow, queueContents, readCounters, trueStateCounts, writeHeartbeat, writeTasks} from './fixtures.js'
+import {DEFECTIVE_CASES, isoNow, queueContents, readCounters, trueStateCounts, withFreshRedis, writeHeartbeat, writeTasks} from './fixtures.js'
 
 const WORKER_LOOPS = 3
 
@@ -218,11 +217,10 @@ describe('stuck:fix and defective:delete race a real worker', function () {
   let url: string
   let redis: Redis
 
-  before(async () => {
-    url = (await freshRedis()).url
-    redis = new Redis(url)
+  withFreshRedis((u, r) => {
+    url = u
+    redis = r
   })
-  after(() => redis?.disconnect())
   beforeEach(async () => {
     await redis.flushdb()
     await writeHeartbeat(redis, 'worker-1')

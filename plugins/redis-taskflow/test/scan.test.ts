@@ -2,18 +2,16 @@
 import {expect} from 'chai'
 import {Redis} from 'ioredis'
 
-import {freshRedis} from '../../../test/helpers/servers.js'
 import {TASK_FLOW_PATTERNS} from '../src/keyspace.js'
 import {PatternSorter} from '../src/scan.js'
-import {writeCeleryMeta, writeHeartbeat, writeTasks, writeUnrelatedKeys} from './fixtures.js'
+import {withFreshRedis, writeCeleryMeta, writeHeartbeat, writeTasks, writeUnrelatedKeys} from './fixtures.js'
 
 describe('PatternSorter', function () {
   let redis: Redis
 
-  before(async () => {
-    redis = new Redis((await freshRedis()).url)
+  withFreshRedis((_, r) => {
+    redis = r
   })
-  after(() => redis?.disconnect())
 
   it('sorts every key as SCAN MATCH does for the task-flow patterns, near misses included', async () => {
     await redis.flushdb()

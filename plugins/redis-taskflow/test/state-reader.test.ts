@@ -2,11 +2,10 @@
 import {expect} from 'chai'
 import {Redis} from 'ioredis'
 
-import {freshRedis} from '../../../test/helpers/servers.js'
 import {TASK_KEY_PATTERN} from '../src/keyspace.js'
 import {FieldRow, HashScanner, NOT_A_HASH, ROW_GONE} from '../src/hash-scan.js'
 import {NO_STATE, StateReader, StateReading} from '../src/state-reader.js'
-import {commandCalls, writesBetween, writeTask, writeTasks, writeUnrelatedKeys} from './fixtures.js'
+import {commandCalls, withFreshRedis, writesBetween, writeTask, writeTasks, writeUnrelatedKeys} from './fixtures.js'
 
 /** Every key the reader returned, with what it read; fails on a key returned twice with different readings. */
 async function readAll(node: Redis): Promise<Map<string, StateReading>> {
@@ -35,11 +34,10 @@ describe('StateReader.scan on a real Redis', function () {
   let url: string
   let redis: Redis
 
-  before(async () => {
-    url = (await freshRedis()).url
-    redis = new Redis(url)
+  withFreshRedis((u, r) => {
+    url = u
+    redis = r
   })
-  after(() => redis?.disconnect())
 
   beforeEach(async () => {
     await redis.flushdb()
@@ -95,10 +93,9 @@ describe('HashScanner reading several fields', function () {
   const FIELDS = ['task_id', 'state', 'created_at'] as const
   let redis: Redis
 
-  before(async () => {
-    redis = new Redis((await freshRedis()).url)
+  withFreshRedis((_, r) => {
+    redis = r
   })
-  after(() => redis?.disconnect())
 
   /** The truth for one key, with plain commands. */
   async function rowOf(key: string): Promise<FieldRow> {

@@ -3,9 +3,8 @@ import {expect} from 'chai'
 import {Redis} from 'ioredis'
 
 import {parseJsonOutput, runOps} from '../../../test/helpers/cli.js'
-import {freshRedis} from '../../../test/helpers/servers.js'
 import {Queue, taskKey} from '../src/keyspace.js'
-import {commandCalls, isoNow, readCounters, writeHeartbeat, writeTask, writeTasks, writesBetween} from './fixtures.js'
+import {commandCalls, isoNow, readCounters, withFreshRedis, writeHeartbeat, writesBetween, writeTask, writeTasks} from './fixtures.js'
 
 describe('taskflow:stuck:fix', function () {
   let url: string
@@ -13,11 +12,10 @@ describe('taskflow:stuck:fix', function () {
   const ops = (args: string[]) => runOps(args, {env: {REDIS_URL: url}})
   let ids: Record<string, string>
 
-  before(async () => {
-    url = (await freshRedis()).url
-    redis = new Redis(url)
+  withFreshRedis((u, r) => {
+    url = u
+    redis = r
   })
-  after(() => redis?.disconnect())
 
   beforeEach(async () => {
     await redis.flushdb()
