@@ -20,4 +20,5 @@ for (let k = words === -1 ? Math.min(4, argv.length) : words; k >= 2; k--) {
 
 await run(argv, config)
   .then(() => flush())
-  .catch(handle)
+  // @oclif/plugin-not-found exits 127 for an unknown command; ops' contract is exit 2 for every usage error.
+  .catch((error) => handle(error?.oclif?.exit === 127 ? Object.assign(error, {oclif: {...error.oclif, exit: 2}}) : error))
