@@ -20,10 +20,10 @@ const require = createRequire(import.meta.url)
 export const NPM = join(dirname(require.resolve('npm/package.json')), 'bin', 'npm-cli.js')
 const VERDACCIO = join(dirname(require.resolve('verdaccio/package.json')), 'bin', 'verdaccio')
 
-/** Runs the tests' npm with `env` as its whole environment; rejects with npm's output on failure. */
+/** Runs the tests' npm with `env` as its whole environment; rejects with npm's output on failure (or after 8 minutes). */
 export async function npm(args: string[], options: {cwd?: string; env: NodeJS.ProcessEnv}): Promise<string> {
   try {
-    const {stdout} = await run(process.execPath, [NPM, ...args], {cwd: options.cwd ?? tmpdir(), env: options.env, maxBuffer: 64 << 20})
+    const {stdout} = await run(process.execPath, [NPM, ...args], {cwd: options.cwd ?? tmpdir(), env: options.env, maxBuffer: 64 << 20, timeout: 480_000})
     return stdout
   } catch (error) {
     const {stdout, stderr} = error as {stdout?: string; stderr?: string}
