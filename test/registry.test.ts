@@ -35,6 +35,7 @@ describe('installed from a registry: `npm install -g ops-cli`, team plugins by n
   let databaseUrl: string
   let db: pg.Client
   let redisUrl: string
+  let template: string
 
   /** Publishes a tarball or an unpacked package directory as the maintainers do. */
   const publish = (what: string, ...flags: string[]) => npm(['publish', what, '--registry', registry.url, '--ignore-scripts', ...flags], {env: publisherEnv})
@@ -47,11 +48,26 @@ describe('installed from a registry: `npm install -g ops-cli`, team plugins by n
     const packed = JSON.parse(await npm(['pack', '--workspaces', '--include-workspace-root', '--pack-destination', work, '--json'], {cwd: ROOT, env: process.env})) as {name: string; filename: string}[]
     for (const {name, filename} of packed) tarballs[name] = join(work, filename)
     expect(Object.keys(tarballs)).to.have.members(['ops-cli', '@ops-cli/plugin-postgres-taskmanager', '@ops-cli/plugin-redis-taskflow'])
-    for (const tarball of Object.values(tarballs)) await publish(tarball)
+    await Promise.all(Object.values(tarballs).map((tarball) => publish(tarball)))
 
     user = new UserMachine((await npm(['config', 'get', 'cache'], {env: process.env})).trim())
-    await npm(['install', '--global', '--prefix', user.prefix, 'ops-cli', '--no-audit', '--no-fund'], {env: {...user.env, npm_config_registry: registry.url}})
+    // The global install is most of this hook's time: the team plugin is built and the stores filled meanwhile.
+    await Promise.all([
+      npm(['install', '--global', '--prefix', user.prefix, 'ops-cli', '--no-audit', '--no-fund'], {env: {...user.env, npm_config_registry: registry.url}}),
+      packTemplate(),
+      fillStores(),
+    ])
+  })
 
+  /** The template, packed (its prepack builds it and writes its manifest): the team's plugin. */
+  async function packTemplate() {
+    const dir = join(ROOT, 'examples', 'plugin-template')
+    await npm(['pack', '--pack-destination', work], {cwd: dir, env: process.env})
+    const {name, version} = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'))
+    template = join(work, `${name.replace('@', '').replace('/', '-')}-${version}.tgz`)
+  }
+
+  async function fillStores() {
     databaseUrl = await freshDatabase('ops_registry')
     db = new pg.Client({connectionString: databaseUrl})
     await db.connect()
@@ -61,7 +77,7 @@ describe('installed from a registry: `npm install -g ops-cli`, team plugins by n
     const redis = new Redis(redisUrl)
     await writeTasks(redis, 30, (i) => ({state: ['COMPLETED', 'PENDING', 'ACTIVE'][i % 3]}))
     redis.disconnect()
-  })
+  }
 
   after(async function () {
     await db?.end()
@@ -122,14 +138,8 @@ describe('installed from a registry: `npm install -g ops-cli`, team plugins by n
 
   describe('a team plugin from the company registry, by name', () => {
     const clear = (...args: string[]) => ['widgets:clear', '--database-url', databaseUrl, '--table', 'widgets', '--older-than', '7d', ...args]
-    let template: string
 
     before(async function () {
-      // The template, packed (its prepack builds it and writes its manifest), is the team's plugin.
-      const dir = join(ROOT, 'examples', 'plugin-template')
-      await npm(['pack', '--pack-destination', work], {cwd: dir, env: process.env})
-      const {name, version} = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'))
-      template = join(work, `${name.replace('@', '').replace('/', '-')}-${version}.tgz`)
       await publish(await repackaged(template, work, {name: TEAM_PLUGIN, version: '0.1.0'}))
       // What a company puts in its developers' ~/.npmrc: where @team packages come from, and the read token.
       user.npmrc([`@team:registry=${registry.url}`, registry.authLine])
