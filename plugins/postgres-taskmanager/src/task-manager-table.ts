@@ -36,8 +36,8 @@ export interface StuckGroup {
 
 /** Per-batch settings: SET LOCAL values, so they end with the transaction. */
 export interface BatchLimits {
-  statementTimeout: string
-  lockTimeout: string
+  statementTimeoutMs: number
+  lockTimeoutMs: number
 }
 
 export interface BatchRequest {
@@ -54,10 +54,16 @@ export interface BatchRequest {
 }
 
 export interface BatchOutcome {
+  /** Matching rows the batch picked from its snapshot, in id order. */
+  candidates: number
   deleted: number
+  /** Candidates not deleted: changed so they no longer match, deleted by someone else, or locked. */
+  skipped: number
   links: number
-  /** The greatest id deleted; undefined when the batch was empty (the walk is over). */
-  lastId?: string
+  /** Candidates that another session updated after the batch's snapshot, found again by id (raw SQL path). */
+  rechecked?: number
+  /** The greatest candidate id: the next batch starts after it. Undefined when no row matched: the range is done. */
+  scannedTo?: string
 }
 
 const ACTIONS: Record<string, string> = {a: 'NO ACTION', r: 'RESTRICT', c: 'CASCADE', n: 'SET NULL', d: 'SET DEFAULT'}
@@ -66,9 +72,9 @@ const ACTIONS: Record<string, string> = {a: 'NO ACTION', r: 'RESTRICT', c: 'CASC
 const isWatcherLink = (table: string, columns: string[]) => /taskwatcher_tasks$/.test(table) && columns.length === 1 && columns[0] === 'taskmanager_id'
 
 /**
- * All SQL for the Django TaskManager table (SPEC §3): it has no index but the
- * primary key, so every batch walks the PK (keyset on id), never re-scanning
- * from the start.
+ * All SQL for the Django TaskManager table (docs/taskmanager-table.md): it has no
+ * index but the primary key, so every batch walks the PK (keyset on id), never
+ * re-scanning from the start.
  */
 export class TaskManagerTable {
   private watcherLinks: ReferencingForeignKey[] = []
@@ -107,15 +113,18 @@ export class TaskManagerTable {
     return `${this.table.schema}.${this.table.name}`
   }
 
-  /** The server's now() minus an interval, fixed once so every batch uses the same cutoff. */
-  async cutoff(interval: string): Promise<Date> {
-    const {rows} = await this.client.query('SELECT now() - $1::interval AS cutoff', [interval])
+  /** The server's now() minus an age, fixed once so every batch uses the same cutoff. */
+  async cutoff(ageMs: number): Promise<Date> {
+    const {rows} = await this.client.query('SELECT now() - make_interval(secs => $1) AS cutoff', [ageMs / 1000])
     return rows[0].cutoff as Date
   }
 
-  async countMatching(filter: TaskFilter): Promise<number> {
-    const where = whereClause(filter)
-    const {rows} = await this.client.query(`SELECT count(*)::bigint AS n FROM ${this.sql} WHERE ${where.sql}`, where.params)
+  /** Rows matching now; with `upToId`, only those the plan covers. */
+  async countMatching(filter: TaskFilter, upToId?: string): Promise<number> {
+    const where = whereClause(filter, upToId === undefined ? 1 : 2)
+    const range = upToId === undefined ? 'TRUE' : 'id <= $1'
+    const params = upToId === undefined ? where.params : [upToId, ...where.params]
+    const {rows} = await this.client.query(`SELECT count(*)::bigint AS n FROM ${this.sql} WHERE ${range} AND ${where.sql}`, params)
     return Number(rows[0].n)
   }
 
@@ -133,10 +142,10 @@ export class TaskManagerTable {
     return total
   }
 
-  /** The greatest id now: the walk stops there, so rows inserted after the plan are never touched. */
-  async maxId(): Promise<string> {
-    const {rows} = await this.client.query(`SELECT coalesce(max(id), 0)::text AS id FROM ${this.sql}`)
-    return rows[0].id as string
+  /** The least and greatest ids now: the walk stops at the greatest, so rows inserted after the plan are never touched. */
+  async idRange(): Promise<{min: string; max: string}> {
+    const {rows} = await this.client.query(`SELECT coalesce(min(id), 0)::text AS min, coalesce(max(id), 0)::text AS max FROM ${this.sql}`)
+    return {min: rows[0].min as string, max: rows[0].max as string}
   }
 
   async referencingForeignKeys(): Promise<ReferencingForeignKey[]> {
@@ -163,48 +172,70 @@ export class TaskManagerTable {
   }
 
   /**
-   * One short transaction: find the next `limit` matching rows in id order,
-   * delete them by physical address (ctid, no second index lookup), delete
-   * their watcher link rows, COMMIT. The link table's deferred foreign key is
-   * checked at that COMMIT. No FOR UPDATE pass: it would write every tuple twice.
+   * The batch's DELETE, built in this one place: the rows `target` picks that
+   * still match the filter (re-checked on the newest row version), then their
+   * watcher link rows; `gone` holds the deleted ids (and rows, for the archive).
    */
-  async deleteBatch(request: BatchRequest): Promise<BatchOutcome> {
-    const where = whereClause(request.filter, 4)
-    const deletedIds = 'ARRAY(SELECT id FROM gone)'
+  private deleteCtes(target: string, filter: TaskFilter, firstParam: number, withRows: boolean): {sql: string; params: (string | Date)[]; linkCount: string} {
+    const where = whereClause(filter, firstParam, 't')
+    const returning = withRows ? 't.id, row_to_json(t)::text AS row' : 't.id'
     const links = this.watcherLinks.map(
-      (fk, i) => `, links${i} AS (DELETE FROM ${qualified(fk.table)} WHERE ${quoteIdent(fk.columns[0])} = ANY(${deletedIds}) RETURNING 1)`,
+      (fk, i) => `, links${i} AS (DELETE FROM ${qualified(fk.table)} WHERE ${quoteIdent(fk.columns[0])} = ANY(ARRAY(SELECT id FROM gone)) RETURNING 1)`,
     )
     const linkCount = this.watcherLinks.length ? this.watcherLinks.map((_, i) => `(SELECT count(*) FROM links${i})`).join(' + ') : '0'
-    const returning = request.withRows ? 't.id, row_to_json(t)::text AS row' : 't.id'
-    // The DELETE repeats the filter: a row changed by someone else since the snapshot is re-checked
-    // (EvalPlanQual) and left alone if it no longer matches; only the link rows of deleted rows go.
-    const where2 = whereClause(request.filter, 4, 't')
+    return {sql: `gone AS (DELETE FROM ${this.sql} AS t WHERE ${target} AND ${where.sql} RETURNING ${returning})${links.join('')}`, params: where.params, linkCount}
+  }
+
+  /**
+   * One short transaction. First statement: pick the next `limit` matching rows
+   * in id order from its snapshot and delete them by physical address (ctid, no
+   * second index lookup). A row another session updated since that snapshot has
+   * a new ctid, so the ctid DELETE passes over it; the second statement (fresh
+   * snapshot) deletes those by id if they still match and are not locked
+   * (SKIP LOCKED). Whatever is left is reported as skipped. The link table's
+   * deferred foreign key is checked at COMMIT.
+   */
+  async deleteBatch(request: BatchRequest): Promise<BatchOutcome> {
+    const rowsColumn = (withRows: boolean) => (withRows ? 'ARRAY(SELECT row FROM gone ORDER BY id)' : 'ARRAY[]::text[]')
+    const first = this.deleteCtes('t.ctid = ANY(ARRAY(SELECT ctid FROM batch))', request.filter, 4, request.withRows)
+    const pick = whereClause(request.filter, 4)
     const statement = `WITH batch AS (
-        SELECT ctid FROM ${this.sql} WHERE id > $1 AND id <= $2 AND ${where.sql} ORDER BY id LIMIT $3
-      ), gone AS (
-        DELETE FROM ${this.sql} AS t WHERE t.ctid = ANY(ARRAY(SELECT ctid FROM batch)) AND ${where2.sql} RETURNING ${returning}
-      )${links.join('')}
-      ${
-        request.withRows
-          ? `SELECT id::text AS id, row, (${linkCount})::int AS links FROM gone ORDER BY gone.id`
-          : `SELECT (SELECT count(*) FROM gone)::int AS deleted, (SELECT max(id) FROM gone)::text AS id, (${linkCount})::int AS links`
-      }`
+        SELECT id, ctid FROM ${this.sql} WHERE id > $1 AND id <= $2 AND ${pick.sql} ORDER BY id LIMIT $3
+      ), ${first.sql}
+      SELECT (SELECT count(*) FROM batch)::int AS candidates, (SELECT max(id) FROM batch)::text AS scanned_to,
+             (SELECT count(*) FROM gone)::int AS deleted, (${first.linkCount})::int AS links,
+             ARRAY(SELECT id FROM batch WHERE id NOT IN (SELECT id FROM gone) ORDER BY id)::text[] AS missed,
+             ${rowsColumn(request.withRows)} AS rows`
     await this.client.query('BEGIN')
     try {
       await this.client.query(
         // Walk the primary key: a sequential scan per batch would re-read the whole table every time.
         `SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), set_config('enable_seqscan', 'off', true)`,
-        [request.limits.statementTimeout, request.limits.lockTimeout],
+        [String(request.limits.statementTimeoutMs), String(request.limits.lockTimeoutMs)],
       )
-      const {rows} = await this.client.query(statement, [request.afterId, request.upToId, request.limit, ...where.params])
-      let outcome: BatchOutcome
-      if (request.withRows) {
-        outcome = {deleted: rows.length, links: rows[0]?.links ?? 0, lastId: rows.at(-1)?.id}
-        await request.beforeCommit?.(rows.map((r) => r.row as string))
-      } else {
-        outcome = {deleted: rows[0].deleted, links: rows[0].links, lastId: rows[0].id ?? undefined}
-        await request.beforeCommit?.([])
+      const {rows} = await this.client.query(statement, [request.afterId, request.upToId, request.limit, ...first.params])
+      const head = rows[0]
+      const outcome: BatchOutcome = {candidates: head.candidates, deleted: head.deleted, skipped: 0, links: head.links, scannedTo: head.scanned_to ?? undefined}
+      const archived: string[] = head.rows
+      const missed: string[] = head.missed
+      if (missed.length > 0) {
+        const retry = this.deleteCtes(
+          `t.id IN (SELECT id FROM ${this.sql} WHERE id = ANY($1::bigint[]) FOR UPDATE SKIP LOCKED)`,
+          request.filter,
+          2,
+          request.withRows,
+        )
+        const {rows: again} = await this.client.query(
+          `WITH ${retry.sql} SELECT (SELECT count(*) FROM gone)::int AS deleted, (${retry.linkCount})::int AS links, ${rowsColumn(request.withRows)} AS rows`,
+          [missed, ...retry.params],
+        )
+        outcome.deleted += again[0].deleted
+        outcome.rechecked = again[0].deleted
+        outcome.links += again[0].links
+        archived.push(...again[0].rows)
       }
+      outcome.skipped = outcome.candidates - outcome.deleted
+      await request.beforeCommit?.(archived)
       await this.client.query('COMMIT')
       return outcome
     } catch (error) {

@@ -1,12 +1,14 @@
 /**
  * The one fixture builder for the TaskManager table: the schema exactly as
- * Django's migrations create it for celery-task-manager (SPEC §3), a row
+ * Django's migrations create it for celery-task-manager (docs/taskmanager-table.md), a row
  * factory with realistic values, and a bulk generator for big tables.
  */
 import {randomUUID} from 'node:crypto'
 import pg from 'pg'
 
-export const STATUSES = ['PENDING', 'DONE', 'CANCELLED', 'REVERSED', 'PAUSED', 'ABORTED', 'ERROR', 'SCHEDULED'] as const
+import {STATUSES} from '../../src/filter.js'
+
+export {STATUSES}
 export const MODULES = ['breathecode.notify.tasks', 'breathecode.assignments.tasks', 'breathecode.marketing.tasks', 'breathecode.payments.tasks']
 export const NAMES = ['async_deliver_hook', 'persist_single_lead', 'process_file', 'renew_consumables', 'build_service_stock_scheduler']
 
