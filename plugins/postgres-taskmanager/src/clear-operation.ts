@@ -9,7 +9,7 @@ import {PrimaryHealth, ReplicaProbe} from './server-health.js'
 import {summaryLines} from './summary-format.js'
 import {qualified, TableName} from './table-name.js'
 import type {BatchLimits, ReferencingForeignKey} from './task-manager-table.js'
-import {Throttle} from './throttle.js'
+import {lagText, Throttle} from './throttle.js'
 
 /** clear_task_manager_queue's threshold: below it the ORM path, at or above it raw SQL. */
 export const ORM_THRESHOLD = 50_000
@@ -152,7 +152,7 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
     const lines: string[] = []
     if (maxReplicaLagMs !== undefined) {
       const where = ['pg_stat_replication on the primary', ...(replicaUrls.length ? [`${replicaUrls.length} --replica-url`] : [])].join(' and ')
-      lines.push(`Pausing between batches while a replica lags more than ${duration(maxReplicaLagMs)} (measured from ${where})`)
+      lines.push(`Pausing between batches while a replica lags more than ${lagText(maxReplicaLagMs)} (measured from ${where})`)
     }
     if (pauseOnAutovacuum) lines.push('Pausing between batches while autovacuum (or VACUUM) works on the table')
     if (maxRuntimeMs !== undefined) lines.push(`Starting no batch after ${duration(maxRuntimeMs)}; what is left is reported and a re-run finishes it`)

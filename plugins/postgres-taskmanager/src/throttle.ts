@@ -16,6 +16,14 @@ export interface ThrottleOptions {
   freshMs?: number
 }
 
+/** 850ms, 2.5s, 12s, then the base's 4m 05s: short enough for a progress line. */
+export function lagText(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)}ms`
+  if (ms < 10_000) return `${(ms / 1000).toFixed(1).replace(/\.0$/, '')}s`
+  if (ms < 60_000) return `${Math.round(ms / 1000)}s`
+  return duration(ms)
+}
+
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     const timer = setTimeout(done, ms)
@@ -80,7 +88,7 @@ export class Throttle {
     if (maxReplicaLagMs !== undefined) {
       const lags = [...(await primary.replicaLags()), ...(await Promise.all(replicas.map((r) => r.lag())))]
       const worst = lags.map((l) => ({name: l.name, ms: this.effectiveLag(l)})).sort((a, b) => b.ms - a.ms)[0]
-      if (worst && worst.ms > maxReplicaLagMs) return `replica lag ${duration(worst.ms)} > ${duration(maxReplicaLagMs)} (${worst.name})`
+      if (worst && worst.ms > maxReplicaLagMs) return `replica lag ${lagText(worst.ms)} > ${lagText(maxReplicaLagMs)} (${worst.name})`
     }
     if (pauseOnAutovacuum) {
       const vacuum = await primary.vacuumOn(table)

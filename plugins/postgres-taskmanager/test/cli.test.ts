@@ -85,7 +85,7 @@ breathecode.assignments.tasks: 6 records
   it('rejects a malformed --older-than with exit 2', async () => {
     const result = await runOps(clear('--older-than', 'a month', '--force'))
     expect(result.code).to.equal(2)
-    expect(flat(result.stderr)).to.contain('Invalid age')
+    expect(flat(result.stderr)).to.contain('Invalid --older-than "a month"')
   })
 
   for (const cursor of [false, true]) {

@@ -161,6 +161,6 @@ export async function generateTasks(db: pg.Client, count: number, options: {link
 
 /** Every row as PostgreSQL's own text form, for byte-for-byte comparisons. */
 export async function rowTexts(db: pg.Client, table = 'task_manager_taskmanager'): Promise<Map<string, string>> {
-  const {rows} = await db.query(`SELECT id::text, t::text AS row FROM ${table} t ORDER BY id`)
+  const {rows} = await db.query(`SELECT t.id::text AS id, t::text AS row FROM ${table} t ORDER BY t.id`)
   return new Map(rows.map((r) => [r.id as string, r.row as string]))
 }
