@@ -43,8 +43,6 @@ export interface BatchStats {
   deleted: number
   /** Rows a batch picked but could not delete: changed so they no longer matched, gone, or locked. */
   skipped: number
-  /** Rows updated by another session after their batch's snapshot and deleted all the same, found again by id. */
-  rechecked: number
   links: number
   longestTransactionMs: number
   batchSize: number
@@ -62,7 +60,6 @@ export const newStats = (batchSize: number, workers = 1): BatchStats => ({
   batches: 0,
   deleted: 0,
   skipped: 0,
-  rechecked: 0,
   links: 0,
   longestTransactionMs: 0,
   batchSize,
@@ -205,7 +202,6 @@ async function walkRange(
     stats.batches++
     stats.deleted += outcome.deleted
     stats.skipped += outcome.skipped
-    stats.rechecked += outcome.rechecked ?? 0
     stats.links += outcome.links
     stats.longestTransactionMs = Math.max(stats.longestTransactionMs, elapsed)
     // No matching row left after afterId in this range (a short batch is not the end: rows may have been skipped).

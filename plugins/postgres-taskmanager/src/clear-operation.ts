@@ -4,7 +4,6 @@ import {Archive} from './archive.js'
 import {BatchDeleter, BatchStats, deleteInBatches, newStats, splitIdRange} from './batches.js'
 import {openTaskManager, TaskManagerConnection} from './connection.js'
 import {describeFilter, filterRecord, TaskFilter} from './filter.js'
-import {TaskManagerOrm} from './orm-path.js'
 import {PrimaryHealth, ReplicaProbe} from './server-health.js'
 import {summaryLines} from './summary-format.js'
 import {qualified, TableName} from './table-name.js'
@@ -200,6 +199,8 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
       Array.from({length: this.workers}, async (_, i) => {
         const name = `${APPLICATION_NAME} (${plan.method === 'typeorm' ? 'typeorm ' : ''}worker ${i + 1})`
         if (plan.method === 'typeorm') {
+          // Loaded only here: importing TypeORM costs the raw-SQL path a noticeable part of its start-up.
+          const {TaskManagerOrm} = await import('./orm-path.js')
           const orm = await TaskManagerOrm.connect(this.options.url, this.db.table.table, plan.data.foreignKeys, name)
           this.closers.push(() => orm.close())
           return orm

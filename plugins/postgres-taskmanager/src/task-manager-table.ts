@@ -57,11 +57,9 @@ export interface BatchOutcome {
   /** Matching rows the batch picked from its snapshot, in id order. */
   candidates: number
   deleted: number
-  /** Candidates not deleted: changed so they no longer match, deleted by someone else, or locked. */
+  /** Candidates not deleted: changed so they no longer match, deleted by someone else, or (TypeORM path) locked. */
   skipped: number
   links: number
-  /** Candidates that another session updated after the batch's snapshot, found again by id (raw SQL path). */
-  rechecked?: number
   /** The greatest candidate id: the next batch starts after it. Undefined when no row matched: the range is done. */
   scannedTo?: string
 }
@@ -172,72 +170,46 @@ export class TaskManagerTable {
   }
 
   /**
-   * The batch's DELETE, built in this one place: the rows `target` picks that
-   * still match the filter (re-checked on the newest row version), then their
-   * watcher link rows; `gone` holds the deleted ids (and rows, for the archive).
-   */
-  private deleteCtes(target: string, filter: TaskFilter, firstParam: number, withRows: boolean): {sql: string; params: (string | Date)[]; linkCount: string} {
-    const where = whereClause(filter, firstParam, 't')
-    const returning = withRows ? 't.id, row_to_json(t)::text AS row' : 't.id'
-    const links = this.watcherLinks.map(
-      (fk, i) => `, links${i} AS (DELETE FROM ${qualified(fk.table)} WHERE ${quoteIdent(fk.columns[0])} = ANY(ARRAY(SELECT id FROM gone)) RETURNING 1)`,
-    )
-    const linkCount = this.watcherLinks.length ? this.watcherLinks.map((_, i) => `(SELECT count(*) FROM links${i})`).join(' + ') : '0'
-    return {sql: `gone AS (DELETE FROM ${this.sql} AS t WHERE ${target} AND ${where.sql} RETURNING ${returning})${links.join('')}`, params: where.params, linkCount}
-  }
-
-  /**
-   * One short transaction. First statement: pick the next `limit` matching rows
-   * in id order from its snapshot and delete them by physical address (ctid, no
-   * second index lookup). A row another session updated since that snapshot has
-   * a new ctid, so the ctid DELETE passes over it; the second statement (fresh
-   * snapshot) deletes those by id if they still match and are not locked
-   * (SKIP LOCKED). Whatever is left is reported as skipped. The link table's
-   * deferred foreign key is checked at COMMIT.
+   * One short transaction, one statement: `bound` picks the next `limit`
+   * matching rows in id order and keeps only their count and greatest id; the
+   * batch's DELETE (built here, in this one place) then deletes every row of
+   * that id range that still matches the filter, and the watcher link rows of
+   * exactly the rows deleted. A row another session updated after the
+   * statement's snapshot is re-checked on its newest version (READ COMMITTED's
+   * EvalPlanQual): deleted if it still matches, left alone if not. A row
+   * locked by another session is waited for, up to lock_timeout. The link
+   * table's deferred foreign key is checked at COMMIT.
    */
   async deleteBatch(request: BatchRequest): Promise<BatchOutcome> {
-    const rowsColumn = (withRows: boolean) => (withRows ? 'ARRAY(SELECT row FROM gone ORDER BY id)' : 'ARRAY[]::text[]')
-    const first = this.deleteCtes('t.ctid = ANY(ARRAY(SELECT ctid FROM batch))', request.filter, 4, request.withRows)
-    const pick = whereClause(request.filter, 4)
-    const statement = `WITH batch AS (
-        SELECT id, ctid FROM ${this.sql} WHERE id > $1 AND id <= $2 AND ${pick.sql} ORDER BY id LIMIT $3
-      ), ${first.sql}
-      SELECT (SELECT count(*) FROM batch)::int AS candidates, (SELECT max(id) FROM batch)::text AS scanned_to,
-             (SELECT count(*) FROM gone)::int AS deleted, (${first.linkCount})::int AS links,
-             ARRAY(SELECT id FROM batch WHERE id NOT IN (SELECT id FROM gone) ORDER BY id)::text[] AS missed,
-             ${rowsColumn(request.withRows)} AS rows`
+    const where = whereClause(request.filter, 4, 't')
+    const range = (column: string) => `${column} > $1 AND ${column} <= (SELECT upto FROM bound)`
+    const returning = request.withRows ? 't.id, row_to_json(t)::text AS row' : 't.id'
+    const links = this.watcherLinks.map((fk, i) => {
+      const column = quoteIdent(fk.columns[0])
+      return `, links${i} AS (DELETE FROM ${qualified(fk.table)} WHERE ${range(column)} AND ${column} IN (SELECT id FROM gone) RETURNING 1)`
+    })
+    const linkCount = this.watcherLinks.length ? this.watcherLinks.map((_, i) => `(SELECT count(*) FROM links${i})`).join(' + ') : '0'
+    const statement = `WITH bound AS (
+        SELECT count(*)::int AS candidates, max(id) AS upto
+          FROM (SELECT t.id FROM ${this.sql} AS t WHERE t.id > $1 AND t.id <= $2 AND ${where.sql} ORDER BY t.id LIMIT $3) picked
+      ), gone AS (
+        DELETE FROM ${this.sql} AS t WHERE ${range('t.id')} AND ${where.sql} RETURNING ${returning}
+      )${links.join('')}
+      SELECT (SELECT candidates FROM bound) AS candidates, (SELECT upto FROM bound)::text AS scanned_to,
+             (SELECT count(*) FROM gone)::int AS deleted, (${linkCount})::int AS links,
+             ${request.withRows ? 'ARRAY(SELECT row FROM gone ORDER BY id)' : 'ARRAY[]::text[]'} AS rows`
     await this.client.query('BEGIN')
     try {
       await this.client.query(
-        // Walk the primary key: a sequential scan per batch would re-read the whole table every time.
+        // Walk the primary key: the range's upper bound is only known at run time, and a sequential scan would read the whole table.
         `SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), set_config('enable_seqscan', 'off', true)`,
         [String(request.limits.statementTimeoutMs), String(request.limits.lockTimeoutMs)],
       )
-      const {rows} = await this.client.query(statement, [request.afterId, request.upToId, request.limit, ...first.params])
-      const head = rows[0]
-      const outcome: BatchOutcome = {candidates: head.candidates, deleted: head.deleted, skipped: 0, links: head.links, scannedTo: head.scanned_to ?? undefined}
-      const archived: string[] = head.rows
-      const missed: string[] = head.missed
-      if (missed.length > 0) {
-        const retry = this.deleteCtes(
-          `t.id IN (SELECT id FROM ${this.sql} WHERE id = ANY($1::bigint[]) FOR UPDATE SKIP LOCKED)`,
-          request.filter,
-          2,
-          request.withRows,
-        )
-        const {rows: again} = await this.client.query(
-          `WITH ${retry.sql} SELECT (SELECT count(*) FROM gone)::int AS deleted, (${retry.linkCount})::int AS links, ${rowsColumn(request.withRows)} AS rows`,
-          [missed, ...retry.params],
-        )
-        outcome.deleted += again[0].deleted
-        outcome.rechecked = again[0].deleted
-        outcome.links += again[0].links
-        archived.push(...again[0].rows)
-      }
-      outcome.skipped = outcome.candidates - outcome.deleted
-      await request.beforeCommit?.(archived)
+      const {rows} = await this.client.query(statement, [request.afterId, request.upToId, request.limit, ...where.params])
+      const r = rows[0]
+      await request.beforeCommit?.(r.rows as string[])
       await this.client.query('COMMIT')
-      return outcome
+      return {candidates: r.candidates, deleted: r.deleted, skipped: r.candidates - r.deleted, links: r.links, scannedTo: r.scanned_to ?? undefined}
     } catch (error) {
       await this.client.query('ROLLBACK').catch(() => {})
       throw error
