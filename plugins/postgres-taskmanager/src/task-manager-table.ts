@@ -128,11 +128,12 @@ export class TaskManagerTable {
 
   /** Link rows of TaskWatcher.tasks that point at matching rows (deleted with them). */
   async countWatcherLinks(filter: TaskFilter): Promise<number> {
-    const where = whereClause(filter)
+    const where = whereClause(filter, 1, 't')
     let total = 0
     for (const fk of this.watcherLinks) {
       const {rows} = await this.client.query(
-        `SELECT count(*)::bigint AS n FROM ${qualified(fk.table)} WHERE ${quoteIdent(fk.columns[0])} IN (SELECT id FROM ${this.sql} WHERE ${where.sql})`,
+        // OFFSET 0 keeps EXISTS a primary-key probe per link row (the link table is small) instead of a second scan of the task table.
+        `SELECT count(*)::bigint AS n FROM ${qualified(fk.table)} l WHERE EXISTS (SELECT 1 FROM ${this.sql} t WHERE t.id = l.${quoteIdent(fk.columns[0])} AND ${where.sql} OFFSET 0)`,
         where.params,
       )
       total += Number(rows[0].n)
