@@ -83,6 +83,7 @@ const MAX_RETRIES = 5
 export const MAX_PASSES = 3
 /** statement_timeout / query_canceled, lock_timeout, deadlock, serialization: the batch rolled back and can be retried smaller. */
 const RETRYABLE = new Set(['57014', '55P03', '40P01', '40001'])
+const LOCK_NOT_AVAILABLE = '55P03'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -163,6 +164,8 @@ async function walkRange(
   let afterId = range.after
   let size = plan.batchSize
   let retries = 0
+  // Set after a lock_timeout: the retry passes over the locked rows instead of waiting for them again.
+  let skipLocked = false
   const pastDeadline = () => plan.deadline !== undefined && Date.now() >= plan.deadline
   while (!signal.aborted) {
     if (plan.throttle) stats.pausedMs = await plan.throttle.wait(signal, plan.deadline, (note) => void push({done: stats.deleted, note}))
@@ -182,6 +185,7 @@ async function walkRange(
         limit: size,
         limits: plan.limits,
         withRows: plan.archive !== undefined,
+        skipLocked,
         beforeCommit: plan.archive ? (rows) => plan.archive!.append(rows) : undefined,
       })
     } catch (error) {
@@ -190,6 +194,7 @@ async function walkRange(
       if (code && RETRYABLE.has(code) && retries < MAX_RETRIES && !signal.aborted) {
         retries++
         stats.retries++
+        if (code === LOCK_NOT_AVAILABLE) skipLocked = true
         size = Math.max(MIN_BATCH, Math.floor(size / 2))
         await push({done: stats.deleted, note: `batch rolled back (${(error as Error).message}); retrying with ${size} rows`})
         await sleep(200 * retries)
@@ -198,6 +203,7 @@ async function walkRange(
       throw error
     }
     retries = 0
+    skipLocked = false
     const elapsed = performance.now() - started
     stats.batches++
     stats.deleted += outcome.deleted

@@ -49,6 +49,8 @@ export interface BatchRequest {
   limits: BatchLimits
   /** Return each deleted row as JSON text (for --archive). */
   withRows: boolean
+  /** Pass over rows another session holds locked (after a batch hit lock_timeout) instead of waiting for them. */
+  skipLocked?: boolean
   /** Runs after the deletes and before COMMIT; throwing rolls the batch back. */
   beforeCommit?: (rows: string[]) => Promise<void>
 }
@@ -178,7 +180,8 @@ export class TaskManagerTable {
    * exactly the rows deleted. A row another session updated after the
    * statement's snapshot is re-checked on its newest version (READ COMMITTED's
    * EvalPlanQual): deleted if it still matches, left alone if not. A row
-   * locked by another session is waited for, up to lock_timeout. The link
+   * locked by another session is waited for, up to lock_timeout; the retry of
+   * such a batch (`skipLocked`) passes over locked rows, reported as skipped. The link
    * table's deferred foreign key is checked at COMMIT.
    */
   async deleteBatch(request: BatchRequest): Promise<BatchOutcome> {
@@ -190,11 +193,17 @@ export class TaskManagerTable {
       return `, links${i} AS (DELETE FROM ${qualified(fk.table)} WHERE ${range(column)} AND ${column} IN (SELECT id FROM gone) RETURNING 1)`
     })
     const linkCount = this.watcherLinks.length ? this.watcherLinks.map((_, i) => `(SELECT count(*) FROM links${i})`).join(' + ') : '0'
-    const statement = `WITH bound AS (
-        SELECT count(*)::int AS candidates, max(id) AS upto
-          FROM (SELECT t.id FROM ${this.sql} AS t WHERE t.id > $1 AND t.id <= $2 AND ${where.sql} ORDER BY t.id LIMIT $3) picked
-      ), gone AS (
-        DELETE FROM ${this.sql} AS t WHERE ${range('t.id')} AND ${where.sql} RETURNING ${returning}
+    const picked = `SELECT t.id FROM ${this.sql} AS t WHERE t.id > $1 AND t.id <= $2 AND ${where.sql} ORDER BY t.id LIMIT $3`
+    // Normally the range is deleted as one; after a lock_timeout only the rows locked here (SKIP LOCKED) are,
+    // and when every one left is locked by others, the batch reaches the end of the range, counting them as skipped.
+    const head = request.skipLocked
+      ? `WITH picked AS (${picked} FOR UPDATE OF t SKIP LOCKED), reach AS (SELECT coalesce(max(id), $2) AS upto FROM picked), bound AS (
+          SELECT (SELECT count(*) FROM ${this.sql} AS t WHERE t.id > $1 AND t.id <= (SELECT upto FROM reach) AND ${where.sql})::int AS candidates,
+                 (SELECT upto FROM reach) AS upto)`
+      : `WITH bound AS (SELECT count(*)::int AS candidates, max(id) AS upto FROM (${picked}) picked)`
+    const target = request.skipLocked ? 't.id IN (SELECT id FROM picked)' : range('t.id')
+    const statement = `${head}, gone AS (
+        DELETE FROM ${this.sql} AS t WHERE ${target} AND ${where.sql} RETURNING ${returning}
       )${links.join('')}
       SELECT (SELECT candidates FROM bound) AS candidates, (SELECT upto FROM bound)::text AS scanned_to,
              (SELECT count(*) FROM gone)::int AS deleted, (${linkCount})::int AS links,

@@ -116,29 +116,34 @@ describe('taskmanager:clear under live traffic (real writer processes)', functio
     })
   }
 
-  it('exits 1 telling to re-run when matching rows are still there at the end (a row locked through every walk)', async () => {
-    await dropDjangoSchema(db)
-    await createDjangoSchema(db)
-    const ids = await insertTasks(db, Array.from({length: 50}, () => taskRow({status: 'ERROR'})))
-    const holder = new pg.Client({connectionString: url})
-    await holder.connect()
-    try {
-      await holder.query('BEGIN')
-      await holder.query('UPDATE task_manager_taskmanager SET attempts = attempts + 1 WHERE id = $1', [ids[7]])
-      // The TypeORM path locks with SKIP LOCKED, so the held row is passed over on each of the three walks.
-      const result = await runOps(['taskmanager:clear', '--database-url', url, '--status', 'ERROR', '--use-orm', '--batch-size', '10', '--force', '--json'])
-      expect(result.code, result.stdout + result.stderr).to.equal(1)
-      const doc = JSON.parse(result.stdout) as {error: {message: string}; data: ClearJson['data']; done: number}
-      expect(doc.error.message).to.match(/^1 rows that match the filter are still in the table.*Run the same command again to finish\./s)
-      expect(doc.done).to.equal(49)
-      expect(doc.data.execution.stillMatching).to.equal(1)
-      expect(doc.data.execution.skipped).to.equal(3) // passed over once per walk
-    } finally {
-      await holder.query('ROLLBACK')
-      await holder.end()
-    }
-    const again = await runOps(['taskmanager:clear', '--database-url', url, '--status', 'ERROR', '--force'])
-    expect(again.code, again.stderr).to.equal(0)
-    expect(again.stdout).to.contain('Successfully deleted 1 TaskManager records')
-  })
+  for (const [method, flags] of [
+    ['raw SQL', ['--use-cursor', '--lock-timeout', '200ms']],
+    ['TypeORM', ['--use-orm']],
+  ] as const) {
+    it(`${method}: exits 1 telling to re-run when a matching row stays locked through every walk; a re-run finishes`, async () => {
+      await dropDjangoSchema(db)
+      await createDjangoSchema(db)
+      const ids = await insertTasks(db, Array.from({length: 50}, () => taskRow({status: 'ERROR'})))
+      const holder = new pg.Client({connectionString: url})
+      await holder.connect()
+      try {
+        await holder.query('BEGIN')
+        await holder.query('UPDATE task_manager_taskmanager SET attempts = attempts + 1 WHERE id = $1', [ids[7]])
+        // raw SQL waits lock_timeout, then retries the batch passing over locked rows; TypeORM skips them at once (SKIP LOCKED).
+        const result = await runOps(['taskmanager:clear', '--database-url', url, '--status', 'ERROR', ...flags, '--batch-size', '10', '--force', '--json'])
+        expect(result.code, result.stdout + result.stderr).to.equal(1)
+        const doc = JSON.parse(result.stdout) as {error: {message: string}; data: ClearJson['data']; done: number}
+        expect(doc.error.message).to.match(/^1 rows that match the filter are still in the table.*Run the same command again to finish\./s)
+        expect(doc.done).to.equal(49)
+        expect(doc.data.execution.stillMatching).to.equal(1)
+        expect(doc.data.execution.skipped).to.equal(3) // passed over once per walk
+      } finally {
+        await holder.query('ROLLBACK')
+        await holder.end()
+      }
+      const again = await runOps(['taskmanager:clear', '--database-url', url, '--status', 'ERROR', '--force'])
+      expect(again.code, again.stderr).to.equal(0)
+      expect(again.stdout).to.contain('Successfully deleted 1 TaskManager records')
+    })
+  }
 })
