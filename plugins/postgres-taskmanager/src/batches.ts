@@ -89,11 +89,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /**
  * pt-archiver's loop, per worker: take the next N matching ids in primary-key
- * order, delete exactly those (and their link rows) in one short transaction,
+ * order, delete those that still match (and their link rows) in one short transaction,
  * commit, repeat after the greatest id picked. A range ends only when a batch
  * picks no row at all, never because fewer rows were deleted than picked. When
- * every range is walked, rows skipped because they changed or were locked and
- * still match are counted; while some remain, the ranges are walked again (up to
+ * every range is walked, the rows of the planned id range that still match are
+ * counted (skipped while locked or being changed); while some remain, the ranges are walked again (up to
  * MAX_PASSES). Stops between batches when `signal` aborts or the deadline passes;
  * every committed batch is final, so a re-run simply finds what is left.
  */
