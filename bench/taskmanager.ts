@@ -1,24 +1,37 @@
 /**
- * npm run bench:taskmanager -- --rows 1000000 [--batch-size N]
+ * npm run bench:taskmanager -- [--rows 1000000] [--runs 1] [--batch-size N]
+ * (run 2, 4, ... take the methods in reverse order)
  *
- * Builds a TaskManager table of the SPEC's shape (about 62% DONE, watcher link
- * rows on 1%) three times and deletes every DONE row with:
+ * Builds a TaskManager table of Django's shape (about 62% DONE, watcher link
+ * rows on 1%) once, as a template database, and deletes every DONE row from a
+ * fresh copy of it with:
  *   1. the baseline: one transaction, one DELETE for the link rows and one for the tasks;
  *   2. ops' raw-SQL path (taskmanager:clear --use-cursor), the real CLI;
- *   3. ops' TypeORM path (the real CLI, forced with the hidden --use-orm).
- * Prints rows/s, the ratio to the baseline, the longest single transaction and
- * the CLI's peak RSS. Uses OPS_TEST_DATABASE_URL or a throwaway server, always stopped.
+ *   3. ops' TypeORM path (the real CLI, forced with the hidden --use-orm);
+ *   4. ops' raw-SQL path with --concurrency 2.
+ * Every ops figure is the whole CLI process, spawn to exit (start, connect,
+ * plan, delete, report), as a user waits for it. The server runs with
+ * production durability (fsync, synchronous_commit, full_page_writes on): a
+ * PostgreSQL of its own from local binaries, or OPS_TEST_DATABASE_URL as it is
+ * (its settings are printed). Prints rows/s, the ratio to the baseline, the
+ * longest single transaction and the CLI's peak RSS. Every server it starts is stopped.
  */
-import {readFileSync} from 'node:fs'
+import {cpus, totalmem} from 'node:os'
+import {join} from 'node:path'
 import {parseArgs} from 'node:util'
+
 import pg from 'pg'
 
-import {createDjangoSchema, dropDjangoSchema, generateTasks} from '../plugins/postgres-taskmanager/test/helpers/django-fixture.js'
+import {createDjangoSchema, generateTasks} from '../plugins/postgres-taskmanager/test/helpers/django-fixture.js'
 import {collect, parseJsonOutput, spawnOps} from '../test/helpers/cli.js'
-import {freshDatabase, stopAll} from '../test/helpers/servers.js'
+import {stopAll, which} from '../test/helpers/servers.js'
+import {runAsServerUser, serverDirectory, startPostmaster} from '../test/helpers/standby.js'
+import {watchRss} from './process-stats.js'
 
-const {values} = parseArgs({options: {rows: {type: 'string', default: '1000000'}, 'batch-size': {type: 'string'}}})
+const {values} = parseArgs({options: {rows: {type: 'string', default: '1000000'}, runs: {type: 'string', default: '1'}, 'batch-size': {type: 'string'}}})
 const ROWS = Number(values.rows)
+const RUNS = Number(values.runs)
+const TEMPLATE = 'ops_bench_tm_template'
 
 interface Measure {
   method: string
@@ -26,50 +39,71 @@ interface Measure {
   seconds: number
   longestTxnMs: number
   peakRssMb?: number
-  wallSeconds?: number
   batches?: number
 }
 
-async function build(db: pg.Client): Promise<number> {
+/** A server with production durability: its own from local binaries, or the one of OPS_TEST_DATABASE_URL. */
+async function durableServer(): Promise<{adminUrl: string; how: string}> {
+  if (process.env.OPS_TEST_DATABASE_URL) return {adminUrl: process.env.OPS_TEST_DATABASE_URL, how: 'OPS_TEST_DATABASE_URL'}
+  const initdb = which('initdb')
+  if (!initdb) throw new Error('The bench needs PostgreSQL binaries (initdb, postgres) or OPS_TEST_DATABASE_URL.')
+  const dir = serverDirectory('ops-bench-pg-')
+  const data = join(dir, 'data')
+  runAsServerUser(initdb, ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C'])
+  // PostgreSQL's defaults, durability included; only the WAL budget is raised so no checkpoint is forced mid-run.
+  const server = await startPostmaster(dir, data, {fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on', max_wal_size: '4GB', checkpoint_timeout: '15min'})
+  return {adminUrl: server.url('postgres'), how: 'local binaries'}
+}
+
+const dbUrl = (adminUrl: string, name: string) => Object.assign(new URL(adminUrl), {pathname: `/${name}`}).toString()
+
+async function withClient<T>(url: string, work: (db: pg.Client) => Promise<T>): Promise<T> {
+  const db = new pg.Client({connectionString: url})
+  await db.connect()
+  try {
+    return await work(db)
+  } finally {
+    await db.end()
+  }
+}
+
+async function buildTemplate(adminUrl: string): Promise<number> {
   const started = Date.now()
-  await dropDjangoSchema(db)
-  await createDjangoSchema(db)
-  await generateTasks(db, ROWS)
-  await db.query('VACUUM ANALYZE')
-  await db.query('CHECKPOINT')
-  const {rows} = await db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE status = 'DONE'`)
-  process.stderr.write(`  built ${ROWS.toLocaleString('en-US')} rows (${rows[0].n.toLocaleString('en-US')} DONE) in ${((Date.now() - started) / 1000).toFixed(1)}s\n`)
-  return rows[0].n
+  await withClient(adminUrl, async (admin) => {
+    await admin.query(`DROP DATABASE IF EXISTS ${TEMPLATE}`)
+    await admin.query(`CREATE DATABASE ${TEMPLATE}`)
+  })
+  const done = await withClient(dbUrl(adminUrl, TEMPLATE), async (db) => {
+    await createDjangoSchema(db)
+    await generateTasks(db, ROWS)
+    await db.query('VACUUM ANALYZE')
+    const {rows} = await db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE status = 'DONE'`)
+    return rows[0].n as number
+  })
+  process.stderr.write(`built ${ROWS.toLocaleString('en-US')} rows (${done.toLocaleString('en-US')} DONE) in ${((Date.now() - started) / 1000).toFixed(1)}s\n`)
+  return done
 }
 
-async function baseline(db: pg.Client): Promise<Measure> {
-  const started = performance.now()
-  await db.query('BEGIN')
-  await db.query(`DELETE FROM task_manager_taskwatcher_tasks WHERE taskmanager_id IN (SELECT id FROM task_manager_taskmanager WHERE status = 'DONE')`)
-  const {rowCount} = await db.query(`DELETE FROM task_manager_taskmanager WHERE status = 'DONE'`)
-  await db.query('COMMIT')
-  const ms = performance.now() - started
-  return {method: 'baseline (1 transaction)', deleted: rowCount ?? 0, seconds: ms / 1000, longestTxnMs: ms}
+/** A fresh copy of the template (a file copy: every method starts from the same pages), checkpointed. */
+async function freshCopy(adminUrl: string, name: string): Promise<string> {
+  await withClient(adminUrl, async (admin) => {
+    await admin.query(`DROP DATABASE IF EXISTS ${name}`)
+    await admin.query(`CREATE DATABASE ${name} TEMPLATE ${TEMPLATE} STRATEGY FILE_COPY`)
+    await admin.query('CHECKPOINT')
+  })
+  return dbUrl(adminUrl, name)
 }
 
-/** Peak resident set of a child, from /proc (VmHWM is the high-water mark). */
-function watchRss(pid: number): {stop(): number} {
-  let peak = 0
-  const read = () => {
-    try {
-      const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-      if (match) peak = Math.max(peak, Number(match[1]))
-    } catch {
-      // the process has exited
-    }
-  }
-  const timer = setInterval(read, 25)
-  return {
-    stop() {
-      clearInterval(timer)
-      return peak / 1024
-    },
-  }
+async function baseline(url: string): Promise<Measure> {
+  return withClient(url, async (db) => {
+    const started = performance.now()
+    await db.query('BEGIN')
+    await db.query(`DELETE FROM task_manager_taskwatcher_tasks WHERE taskmanager_id IN (SELECT id FROM task_manager_taskmanager WHERE status = 'DONE')`)
+    const {rowCount} = await db.query(`DELETE FROM task_manager_taskmanager WHERE status = 'DONE'`)
+    await db.query('COMMIT')
+    const ms = performance.now() - started
+    return {method: 'baseline, 1 transaction', deleted: rowCount ?? 0, seconds: ms / 1000, longestTxnMs: ms}
+  })
 }
 
 async function viaCli(url: string, method: string, extra: string[]): Promise<Measure> {
@@ -81,70 +115,83 @@ async function viaCli(url: string, method: string, extra: string[]): Promise<Mea
   const rss = watchRss(child.pid!)
   const result = await collect(child, 3_600_000)
   const peak = rss.stop()
-  const wall = (performance.now() - started) / 1000
+  const seconds = (performance.now() - started) / 1000
   if (result.code !== 0) throw new Error(`${method} failed (${result.code}): ${result.stderr}`)
-  const doc = parseJsonOutput<{done: number; steps: {durationMs: number}[]; data: {execution: {longestTransactionMs: number; batches: number}}}>(result)
-  return {
-    method,
-    deleted: doc.done,
-    seconds: doc.steps[0].durationMs / 1000,
-    longestTxnMs: doc.data.execution.longestTransactionMs,
-    peakRssMb: peak,
-    wallSeconds: wall,
-    batches: doc.data.execution.batches,
-  }
+  const doc = parseJsonOutput<{done: number; data: {execution: {longestTransactionMs: number; batches: number; stillMatching: number}}}>(result)
+  if (doc.data.execution.stillMatching !== 0) throw new Error(`${method} left ${doc.data.execution.stillMatching} DONE rows`)
+  return {method, deleted: doc.done, seconds, longestTxnMs: doc.data.execution.longestTransactionMs, peakRssMb: peak, batches: doc.data.execution.batches}
 }
 
-function report(results: Measure[]): void {
-  const base = results[0].deleted / results[0].seconds
-  const rows = results.map((r) => {
-    const rate = r.deleted / r.seconds
-    return [
-      r.method,
-      r.deleted.toLocaleString('en-US'),
-      r.seconds.toFixed(2),
-      Math.round(rate).toLocaleString('en-US'),
-      `${(rate / base).toFixed(2)}x`,
-      `${Math.round(r.longestTxnMs).toLocaleString('en-US')} ms`,
-      r.batches === undefined ? '1' : r.batches.toLocaleString('en-US'),
-      r.peakRssMb === undefined ? '-' : `${r.peakRssMb.toFixed(0)} MB`,
-      r.wallSeconds === undefined ? '-' : r.wallSeconds.toFixed(2),
-    ]
+async function settingsOf(adminUrl: string): Promise<string> {
+  return withClient(adminUrl, async (db) => {
+    const {rows} = await db.query(
+      `SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'shared_buffers', 'max_wal_size') ORDER BY name`,
+    )
+    const {rows: v} = await db.query('SHOW server_version')
+    return `PostgreSQL ${v[0].server_version}: ${rows.map((r) => `${r.name}=${r.setting}`).join(', ')}`
   })
-  const header = ['method', 'rows deleted', 'seconds', 'rows/s', 'vs baseline', 'longest txn', 'transactions', 'peak RSS (CLI)', 'CLI wall s']
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ')
-  console.log(`\nDeleting every DONE row of ${ROWS.toLocaleString('en-US')} TaskManager rows (link rows on 1%):\n`)
+}
+
+function report(runs: Measure[][], server: string): void {
+  const header = ['method', 'rows deleted', 'seconds', 'rows/s', 'vs baseline', 'longest txn', 'transactions', 'peak RSS']
+  const lines: string[][] = []
+  for (const [i, results] of runs.entries()) {
+    const base = results[0].deleted / results[0].seconds
+    for (const r of results) {
+      const rate = r.deleted / r.seconds
+      lines.push([
+        `${runs.length > 1 ? `run ${i + 1}: ` : ''}${r.method}`,
+        r.deleted.toLocaleString('en-US'),
+        r.seconds.toFixed(2),
+        Math.round(rate).toLocaleString('en-US'),
+        `${(rate / base).toFixed(2)}x`,
+        `${Math.round(r.longestTxnMs).toLocaleString('en-US')} ms`,
+        r.batches === undefined ? '1' : r.batches.toLocaleString('en-US'),
+        r.peakRssMb === undefined ? '-' : `${r.peakRssMb.toFixed(0)} MB`,
+      ])
+    }
+  }
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((r) => r[i].length)))
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`
+  console.log(`\nDeleting every DONE row of ${ROWS.toLocaleString('en-US')} TaskManager rows (link rows on 1%); ops timed as the whole CLI process.`)
+  console.log(`Machine: ${cpus().length} cores (${cpus()[0]?.model.trim()}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.versions.node}; ${server}\n`)
   console.log(line(header))
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '))
-  for (const r of rows) console.log(line(r))
-  const raw = results[1]
+  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`)
+  for (const r of lines) console.log(line(r))
+  const ratio = (results: Measure[], i: number) => results[i].deleted / results[i].seconds / (results[0].deleted / results[0].seconds)
+  const all = runs.flat().filter((r) => r.peakRssMb !== undefined)
   console.log(
-    `\nTargets: raw SQL >= 0.80x baseline: ${(raw.deleted / raw.seconds / base).toFixed(2)}x; ` +
-      `no transaction over 1 s: longest ${Math.round(raw.longestTxnMs)} ms (raw), ${Math.round(results[2].longestTxnMs)} ms (TypeORM); ` +
-      `peak RSS < 200 MB: ${Math.max(...results.slice(1).map((r) => r.peakRssMb ?? 0)).toFixed(0)} MB`,
+    `\nTargets: one worker >= 0.80x: ${runs.map((r) => ratio(r, 1).toFixed(2)).join(' / ')}x; --concurrency 2 >= 1.00x: ${runs.map((r) => ratio(r, 3).toFixed(2)).join(' / ')}x; ` +
+      `no transaction over 1 s: longest ${Math.round(Math.max(...all.map((r) => r.longestTxnMs)))} ms; peak RSS < 200 MB: ${Math.max(...all.map((r) => r.peakRssMb ?? 0)).toFixed(0)} MB`,
   )
 }
 
 try {
-  const url = await freshDatabase('ops_bench_tm')
-  const db = new pg.Client({connectionString: url})
-  await db.connect()
-  try {
+  const server = await durableServer()
+  const settings = await settingsOf(server.adminUrl)
+  process.stderr.write(`${settings} (${server.how})\n`)
+  await buildTemplate(server.adminUrl)
+  const runs: Measure[][] = []
+  for (let run = 1; run <= RUNS; run++) {
+    const methods: [string, (url: string) => Promise<Measure>][] = [
+      ['baseline', baseline],
+      ['raw', (url) => viaCli(url, 'ops raw SQL (pg), 1 worker', ['--use-cursor'])],
+      ['orm', (url) => viaCli(url, 'ops TypeORM, 1 worker', ['--use-orm'])],
+      ['conc2', (url) => viaCli(url, 'ops raw SQL, --concurrency 2', ['--use-cursor', '--concurrency', '2'])],
+    ]
+    // Odd runs in this order, even runs reversed (ABCD, DCBA), so a load that drifts over the run weighs on every method alike.
+    const order = run % 2 === 1 ? methods : [...methods].reverse()
     const results: Measure[] = []
-    process.stderr.write('baseline:\n')
-    await build(db)
-    results.push(await baseline(db))
-    process.stderr.write('ops raw SQL:\n')
-    await build(db)
-    results.push(await viaCli(url, 'ops raw SQL (pg)', ['--use-cursor']))
-    process.stderr.write('ops TypeORM:\n')
-    await build(db)
-    results.push(await viaCli(url, 'ops TypeORM', ['--use-orm']))
-    report(results)
-  } finally {
-    await db.end()
+    for (const [name, measure] of order) {
+      const url = await freshCopy(server.adminUrl, `ops_bench_tm_${name}`)
+      process.stderr.write(`run ${run}: ${name}...\n`)
+      results.push(await measure(url))
+      await withClient(server.adminUrl, (admin) => admin.query(`DROP DATABASE ops_bench_tm_${name}`))
+    }
+    runs.push(methods.map(([, measure]) => results[order.findIndex(([, m]) => m === measure)]))
   }
+  await withClient(server.adminUrl, (admin) => admin.query(`DROP DATABASE ${TEMPLATE}`))
+  report(runs, settings)
 } finally {
   await stopAll()
 }

@@ -34,6 +34,11 @@ export async function stopAll(): Promise<void> {
   }
 }
 
+/** Registers a cleanup of a helper built on this harness (a standby, a bench server); run by stopAll(), last registered first. */
+export function onStopAll(stop: Stop): void {
+  stops.push(stop)
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer()
@@ -46,7 +51,7 @@ export async function freePort(): Promise<number> {
   })
 }
 
-function which(binary: string): string | undefined {
+export function which(binary: string): string | undefined {
   const dirs = [...(process.env.PATH ?? '').split(':'), ...pgBinDirs()]
   for (const dir of dirs) {
     const candidate = join(dir, binary)
@@ -65,7 +70,7 @@ function pgBinDirs(): string[] {
   }
 }
 
-async function waitFor(what: string, probe: () => Promise<void>, timeoutMs = 30_000): Promise<void> {
+export async function waitFor(what: string, probe: () => Promise<void>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   let last: unknown
   while (Date.now() < deadline) {
@@ -80,7 +85,7 @@ async function waitFor(what: string, probe: () => Promise<void>, timeoutMs = 30_
   throw new Error(`${what} did not become ready in ${timeoutMs} ms: ${(last as Error)?.message}`)
 }
 
-function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+export function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve()
     const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
@@ -95,7 +100,7 @@ function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): P
 const children = new Set<ChildProcess>()
 let exitHooked = false
 
-function registerExitKill(child: ChildProcess): void {
+export function registerExitKill(child: ChildProcess): void {
   // Never leave servers running, even when mocha is killed: one exit listener for them all.
   if (!exitHooked) process.once('exit', () => children.forEach((c) => c.kill('SIGKILL')))
   exitHooked = true
@@ -129,7 +134,7 @@ async function startPostgres(): Promise<PostgresServer> {
 }
 
 /** PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user. */
-function postgresUser(): {uid: number; gid: number} | undefined {
+export function postgresUser(): {uid: number; gid: number} | undefined {
   if (process.getuid?.() !== 0) return undefined
   const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('postgres:'))
   if (!line) throw new Error('Running as root and there is no postgres user to run the throwaway PostgreSQL server as.')

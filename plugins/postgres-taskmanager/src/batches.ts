@@ -1,18 +1,25 @@
-import {OpsError, Progress} from 'ops-cli/base'
+import {count, OpsError, Progress} from 'ops-cli/base'
 
 import type {Archive} from './archive.js'
 import type {TaskFilter} from './filter.js'
 import type {BatchLimits, BatchOutcome, BatchRequest} from './task-manager-table.js'
+import type {Throttle} from './throttle.js'
 
 /** Anything that deletes one keyset batch in its own transaction: the raw-SQL table or the TypeORM path. */
 export interface BatchDeleter {
   deleteBatch(request: BatchRequest): Promise<BatchOutcome>
 }
 
+/** Ids in (after, upTo]: one worker's share of the primary key. */
+export interface IdRange {
+  after: string
+  upTo: string
+}
+
 export interface BatchPlan {
   filter: TaskFilter
-  /** Max id when the plan was made: rows inserted later are not touched. */
-  upToId: string
+  /** Disjoint ranges, one per worker, together covering every id up to the plan's max id. */
+  ranges: IdRange[]
   batchSize: number
   /** Adapt the batch size so a batch takes about this long; 0 keeps `batchSize` fixed. */
   targetMs: number
@@ -21,38 +28,152 @@ export interface BatchPlan {
   /** Pause between batches (as pt-archiver's --sleep), to leave room for other traffic. */
   sleepMs: number
   archive?: Archive
+  /** Checked before every batch: replica lag, autovacuum. */
+  throttle?: Throttle
+  /** Epoch ms after which no batch starts (--max-runtime). */
+  deadline?: number
 }
+
+/** How the run ended: every range walked, or stopped by --max-runtime (the base handles Ctrl-C). */
+export type StopReason = 'completed' | 'max-runtime'
 
 /** What the run did, kept up to date batch by batch (reported in --json and by the bench). */
 export interface BatchStats {
   batches: number
   deleted: number
+  /** Rows a batch picked but could not delete: changed so they no longer matched, gone, or locked. */
+  skipped: number
   links: number
   longestTransactionMs: number
   batchSize: number
   retries: number
+  /** Walks over the key range: a second one picks up rows skipped while they were locked or being updated. */
+  passes: number
+  workers: number
+  pausedMs: number
+  /** Rows of the plan's id range that still match the filter when the run ended (null until counted). */
+  stillMatching: number | null
+  stoppedBy: StopReason | null
 }
 
-export const newStats = (batchSize: number): BatchStats => ({batches: 0, deleted: 0, links: 0, longestTransactionMs: 0, batchSize, retries: 0})
+export const newStats = (batchSize: number, workers = 1): BatchStats => ({
+  batches: 0,
+  deleted: 0,
+  skipped: 0,
+  links: 0,
+  longestTransactionMs: 0,
+  batchSize,
+  retries: 0,
+  passes: 0,
+  workers,
+  pausedMs: 0,
+  stillMatching: null,
+  stoppedBy: null,
+})
+
+/** The deleters (one per range) and how to count what is left. */
+export interface BatchWork {
+  deleters: BatchDeleter[]
+  countStillMatching(): Promise<number>
+}
 
 const MIN_BATCH = 10
 const MAX_RETRIES = 5
+/** A row still matching after this many walks keeps being changed or locked: report it and let the user re-run. */
+export const MAX_PASSES = 3
 /** statement_timeout / query_canceled, lock_timeout, deadlock, serialization: the batch rolled back and can be retried smaller. */
 const RETRYABLE = new Set(['57014', '55P03', '40P01', '40001'])
+const LOCK_NOT_AVAILABLE = '55P03'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /**
- * pt-archiver's loop: take the next N matching ids in primary-key order, delete
- * exactly those (and their link rows) in one short transaction, commit, repeat.
- * Stops between batches when `signal` aborts; every committed batch is final,
- * so a re-run simply finds what is left.
+ * pt-archiver's loop, per worker: take the next N matching ids in primary-key
+ * order, delete those that still match (and their link rows) in one short transaction,
+ * commit, repeat after the greatest id picked. A range ends only when a batch
+ * picks no row at all, never because fewer rows were deleted than picked. When
+ * every range is walked, the rows of the planned id range that still match are
+ * counted (skipped while locked or being changed); while some remain, the ranges are walked again (up to
+ * MAX_PASSES). Stops between batches when `signal` aborts or the deadline passes;
+ * every committed batch is final, so a re-run simply finds what is left.
  */
-export async function* deleteInBatches(deleter: BatchDeleter, plan: BatchPlan, signal: AbortSignal, stats: BatchStats): AsyncGenerator<Progress> {
-  let afterId = '0'
+export async function* deleteInBatches(work: BatchWork, plan: BatchPlan, signal: AbortSignal, stats: BatchStats): AsyncGenerator<Progress> {
+  for (;;) {
+    stats.passes++
+    yield* walkRanges(work.deleters, plan, signal, stats)
+    if (signal.aborted) return
+    stats.stillMatching = await work.countStillMatching()
+    if (stats.stoppedBy === 'max-runtime') return
+    if (stats.stillMatching === 0 || stats.passes >= MAX_PASSES) break
+    yield {done: stats.deleted, note: `${count(stats.stillMatching)} rows changed or were locked when their batch came and still match: walking again`}
+    await sleep(100)
+  }
+  stats.stoppedBy = 'completed'
+}
+
+/** Runs one worker per range and yields their progress as it comes; a worker waits until its event was taken. */
+async function* walkRanges(deleters: BatchDeleter[], plan: BatchPlan, signal: AbortSignal, stats: BatchStats): AsyncGenerator<Progress> {
+  const events: {progress: Progress; taken: () => void}[] = []
+  let wake: (() => void) | undefined
+  const push = (progress: Progress) =>
+    new Promise<void>((taken) => {
+      events.push({progress, taken})
+      wake?.()
+    })
+  // One worker failing stops the others between batches, as Ctrl-C does.
+  const stop = new AbortController()
+  const onAbort = () => stop.abort()
+  signal.addEventListener('abort', onAbort)
+  let failure: unknown
+  let running = plan.ranges.length
+  for (const [i, range] of plan.ranges.entries()) {
+    walkRange(deleters[i], range, plan, stop.signal, stats, push)
+      .catch((error: unknown) => {
+        failure ??= error
+        stop.abort()
+      })
+      .finally(() => {
+        running--
+        wake?.()
+      })
+  }
+  try {
+    while (running > 0 || events.length > 0) {
+      const next = events.shift()
+      if (next) {
+        yield next.progress
+        // The consumer asked for more: the worker may go on (so an abort on this event stops it before its next batch).
+        next.taken()
+      } else await new Promise<void>((resolve) => (wake = resolve))
+    }
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+    for (const event of events.splice(0)) event.taken()
+  }
+  if (failure) throw explain(failure)
+}
+
+async function walkRange(
+  deleter: BatchDeleter,
+  range: IdRange,
+  plan: BatchPlan,
+  signal: AbortSignal,
+  stats: BatchStats,
+  push: (p: Progress) => Promise<void>,
+): Promise<void> {
+  let afterId = range.after
   let size = plan.batchSize
   let retries = 0
+  // Set after a lock_timeout: the retry passes over the locked rows instead of waiting for them again.
+  let skipLocked = false
+  const pastDeadline = () => plan.deadline !== undefined && Date.now() >= plan.deadline
   while (!signal.aborted) {
+    if (plan.throttle) stats.pausedMs = await plan.throttle.wait(signal, plan.deadline, (note) => void push({done: stats.deleted, note}))
+    if (signal.aborted) return
+    if (pastDeadline()) {
+      stats.stoppedBy = 'max-runtime'
+      return
+    }
     const started = performance.now()
     const mark = plan.archive?.mark()
     let outcome: BatchOutcome
@@ -60,10 +181,11 @@ export async function* deleteInBatches(deleter: BatchDeleter, plan: BatchPlan, s
       outcome = await deleter.deleteBatch({
         filter: plan.filter,
         afterId,
-        upToId: plan.upToId,
+        upToId: range.upTo,
         limit: size,
         limits: plan.limits,
         withRows: plan.archive !== undefined,
+        skipLocked,
         beforeCommit: plan.archive ? (rows) => plan.archive!.append(rows) : undefined,
       })
     } catch (error) {
@@ -72,28 +194,44 @@ export async function* deleteInBatches(deleter: BatchDeleter, plan: BatchPlan, s
       if (code && RETRYABLE.has(code) && retries < MAX_RETRIES && !signal.aborted) {
         retries++
         stats.retries++
+        if (code === LOCK_NOT_AVAILABLE) skipLocked = true
         size = Math.max(MIN_BATCH, Math.floor(size / 2))
-        yield {done: stats.deleted, note: `batch rolled back (${(error as Error).message}); retrying with ${size} rows`}
+        await push({done: stats.deleted, note: `batch rolled back (${(error as Error).message}); retrying with ${size} rows`})
         await sleep(200 * retries)
         continue
       }
-      throw explain(error)
+      throw error
     }
     retries = 0
+    skipLocked = false
     const elapsed = performance.now() - started
     stats.batches++
     stats.deleted += outcome.deleted
+    stats.skipped += outcome.skipped
     stats.links += outcome.links
     stats.longestTransactionMs = Math.max(stats.longestTransactionMs, elapsed)
-    if (outcome.lastId !== undefined) afterId = outcome.lastId
-    const note = `batch ${stats.batches} of ${size} in ${Math.round(elapsed)}ms, last id ${afterId}`
-    yield {done: stats.deleted, note}
-    // Fewer rows than asked: FOR UPDATE already skipped rows that stopped matching, so the range is exhausted.
-    if (outcome.lastId === undefined || outcome.deleted < size) break
+    // No matching row left after afterId in this range (a short batch is not the end: rows may have been skipped).
+    if (outcome.scannedTo === undefined) return
+    afterId = outcome.scannedTo
+    const skipped = stats.skipped > 0 ? `, ${count(stats.skipped)} skipped (changed or locked)` : ''
+    await push({done: stats.deleted, note: `batch ${stats.batches} of ${size} in ${Math.round(elapsed)}ms, last id ${afterId}${skipped}`})
     if (plan.targetMs > 0) size = nextSize(size, elapsed, plan.targetMs, plan.maxBatchSize)
     stats.batchSize = size
     if (plan.sleepMs > 0 && !signal.aborted) await sleep(plan.sleepMs)
   }
+}
+
+/** Splits (min - 1, max] into `n` disjoint ranges of about equal width. */
+export function splitIdRange(min: string, max: string, n: number): IdRange[] {
+  const lo = BigInt(min) - 1n
+  const hi = BigInt(max)
+  const width = hi - lo
+  const parts = BigInt(Math.max(1, Math.min(n, Number(width > 0n ? width : 1n))))
+  const ranges: IdRange[] = []
+  for (let i = 0n; i < parts; i++) {
+    ranges.push({after: String(lo + (width * i) / parts), upTo: String(lo + (width * (i + 1n)) / parts)})
+  }
+  return ranges
 }
 
 /** Grows or shrinks the batch toward the target duration, at most 2x per step. */

@@ -1,15 +1,16 @@
-import {count, DestructiveOperation, Plan, Progress, Step, Summary} from 'ops-cli/base'
+import {count, DestructiveOperation, duration, Plan, Progress, Step, Summary} from 'ops-cli/base'
 
 import {Archive} from './archive.js'
-import {BatchDeleter, BatchStats, deleteInBatches, newStats} from './batches.js'
+import {BatchDeleter, BatchStats, deleteInBatches, newStats, splitIdRange} from './batches.js'
 import {openTaskManager, TaskManagerConnection} from './connection.js'
-import {describeFilter, filterRecord, parseAge, TaskFilter} from './filter.js'
-import {TaskManagerOrm} from './orm-path.js'
+import {describeFilter, filterRecord, TaskFilter} from './filter.js'
+import {PrimaryHealth, ReplicaProbe} from './server-health.js'
 import {summaryLines} from './summary-format.js'
 import {qualified, TableName} from './table-name.js'
 import type {BatchLimits, ReferencingForeignKey} from './task-manager-table.js'
+import {lagText, Throttle} from './throttle.js'
 
-/** The seed's threshold: below it the ORM path, at or above it raw SQL. */
+/** clear_task_manager_queue's threshold: below it the ORM path, at or above it raw SQL. */
 export const ORM_THRESHOLD = 50_000
 export const MAX_BATCH_SIZE = 50_000
 /** TypeORM materialises each batch's ids as objects: a lower ceiling keeps its memory well bounded. */
@@ -30,16 +31,28 @@ export interface ClearOptions {
   limits: BatchLimits
   sleepMs: number
   archive?: string
+  /** Workers over disjoint id ranges, each on its own connection. */
+  concurrency?: number
+  /** Pause between batches while a replica lags more than this. */
+  maxReplicaLagMs?: number
+  /** Standbys whose lag is measured on the standby itself. */
+  replicaUrls?: string[]
+  pauseOnAutovacuum?: boolean
+  /** Start no batch after this long; what is left is reported. */
+  maxRuntimeMs?: number
 }
 
 export interface ClearPlan extends Plan {
   method: Method
+  minId: string
   upToId: string
+  messages: NonNullable<Plan['messages']>
   data: {
     table: string
     method: Method
     batchSize: number
     targetBatchMs: number
+    concurrency: number
     watcherLinks: number
     foreignKeys: ReferencingForeignKey[]
     archive: string | null
@@ -48,7 +61,7 @@ export interface ClearPlan extends Plan {
   }
 }
 
-/** Which path the seed would take, and why (printed with the plan). */
+/** Which path clear_task_manager_queue would take, and why (printed with the plan). */
 export function chooseMethod(matching: number, useCursor: boolean, useOrm = false): {method: Method; reason: string} {
   if (useCursor) return {method: 'raw-sql', reason: '--use-cursor'}
   if (useOrm) return {method: 'typeorm', reason: '--use-orm'}
@@ -66,7 +79,8 @@ function describeForeignKey(fk: ReferencingForeignKey, table: TableName): string
 /** taskmanager:clear as an operation of the base protocol: plan here, render and guard in the base. */
 export class ClearOperation implements DestructiveOperation<ClearPlan> {
   private connection?: TaskManagerConnection
-  private orm?: TaskManagerOrm
+  /** Everything opened for the run beyond the main connection: worker connections, ORM sources, replica probes. */
+  private readonly closers: (() => Promise<void>)[] = []
 
   constructor(private readonly options: ClearOptions) {}
 
@@ -82,19 +96,22 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
   async plan(): Promise<ClearPlan> {
     const {table} = this.db
     const filter = {...this.options.filter}
-    if (filter.olderThan !== undefined) filter.createdBefore = await table.cutoff(parseAge(filter.olderThan))
+    if (filter.olderThanMs !== undefined) filter.createdBefore = await table.cutoff(filter.olderThanMs)
     this.options.filter = filter
     if (this.options.archive) await Archive.assertWritable(this.options.archive)
-    const upToId = await table.maxId()
+    const {min: minId, max: upToId} = await table.idRange()
     const matching = await table.countMatching(filter)
     const foreignKeys = await table.referencingForeignKeys()
     const watcherLinks = matching > 0 ? await table.countWatcherLinks(filter) : 0
     const {method, reason} = chooseMethod(matching, this.options.useCursor, this.options.useOrm)
     const sizing = this.options.targetBatchMs > 0 ? `starting at ${count(this.options.batchSize)}, adapted toward ${this.options.targetBatchMs}ms per batch` : 'fixed size'
     const how = method === 'raw-sql' ? 'raw SQL (pg)' : 'TypeORM'
+    const workers = this.workers
     const details = [
       ...describeFilter(filter),
-      `Using ${how} in batches of ${count(this.options.batchSize)} (${reason}; ${sizing}), walking the primary key, one short transaction per batch`,
+      `Using ${how} in batches of ${count(this.options.batchSize)} (${reason}; ${sizing}), walking the primary key, one short transaction per batch` +
+        (workers > 1 ? `, ${workers} workers over disjoint id ranges` : ''),
+      ...this.throttleLines(),
     ]
     const links = foreignKeys.filter((fk) => fk.isWatcherLink)
     if (links.length) details.push(`Watcher links: ${count(watcherLinks)} rows of ${links.map((fk) => `${fk.table.schema}.${fk.table.name}`).join(', ')} are deleted in the same transactions`)
@@ -108,52 +125,103 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
       details,
       warnings: foreignKeys.filter((fk) => !fk.isWatcherLink).map((fk) => describeForeignKey(fk, table.table)),
       method,
+      minId,
       upToId,
+      messages: {},
       data: {
         table: table.displayName,
         method,
         batchSize: this.options.batchSize,
         targetBatchMs: this.options.targetBatchMs,
+        concurrency: workers,
         watcherLinks,
         foreignKeys,
         archive: this.options.archive ?? null,
-        execution: newStats(this.options.batchSize),
+        execution: newStats(this.options.batchSize, workers),
       },
     }
   }
 
+  private get workers(): number {
+    return Math.max(1, this.options.concurrency ?? 1)
+  }
+
+  private throttleLines(): string[] {
+    const {maxReplicaLagMs, replicaUrls = [], pauseOnAutovacuum, maxRuntimeMs} = this.options
+    const lines: string[] = []
+    if (maxReplicaLagMs !== undefined) {
+      const where = ['pg_stat_replication on the primary', ...(replicaUrls.length ? [`${replicaUrls.length} --replica-url`] : [])].join(' and ')
+      lines.push(`Pausing between batches while a replica lags more than ${lagText(maxReplicaLagMs)} (measured from ${where})`)
+    }
+    if (pauseOnAutovacuum) lines.push('Pausing between batches while autovacuum (or VACUUM) works on the table')
+    if (maxRuntimeMs !== undefined) lines.push(`Starting no batch after ${duration(maxRuntimeMs)}; what is left is reported and a re-run finishes it`)
+    return lines
+  }
+
   steps(plan: ClearPlan): Step[] {
     const run = async function* (this: ClearOperation, signal: AbortSignal): AsyncGenerator<Progress> {
-      const deleter = await this.deleter(plan)
+      const started = Date.now()
+      const deleters = await this.deleters(plan)
+      const throttle = await this.throttle()
       const archive = this.options.archive ? await Archive.open(this.options.archive) : undefined
+      const stats = plan.data.execution
       try {
         yield* deleteInBatches(
-          deleter,
+          {deleters, countStillMatching: () => this.db.table.countMatching(this.options.filter, plan.upToId)},
           {
             filter: this.options.filter,
-            upToId: plan.upToId,
+            ranges: splitIdRange(plan.minId, plan.upToId, this.workers),
             batchSize: this.options.batchSize,
             targetMs: this.options.targetBatchMs,
             maxBatchSize: plan.method === 'typeorm' ? Math.max(this.options.batchSize, MAX_ORM_BATCH_SIZE) : MAX_BATCH_SIZE,
             limits: this.options.limits,
             sleepMs: this.options.sleepMs,
             archive,
+            throttle: throttle.active ? throttle : undefined,
+            deadline: this.options.maxRuntimeMs === undefined ? undefined : started + this.options.maxRuntimeMs,
           },
           signal,
-          plan.data.execution,
+          stats,
         )
       } finally {
         await archive?.close()
       }
+      plan.messages.success = outcomeLine(stats, plan, this.options.maxRuntimeMs)
     }
     const how = plan.method === 'raw-sql' ? 'raw SQL' : 'TypeORM'
     return [{title: `Deleting TaskManager records from ${qualified(this.db.table.table)} (${how})`, total: plan.count, run: (signal) => run.call(this, signal)}]
   }
 
-  private async deleter(plan: ClearPlan): Promise<BatchDeleter> {
-    if (plan.method === 'raw-sql') return this.db.table
-    this.orm = await TaskManagerOrm.connect(this.options.url, this.db.table.table, plan.data.foreignKeys, `${APPLICATION_NAME} (typeorm)`)
-    return this.orm
+  /** One deleter per worker, each on its own connection (a single raw-SQL worker uses the main one). */
+  private async deleters(plan: ClearPlan): Promise<BatchDeleter[]> {
+    if (plan.method === 'raw-sql' && this.workers === 1) return [this.db.table]
+    return Promise.all(
+      Array.from({length: this.workers}, async (_, i) => {
+        const name = `${APPLICATION_NAME} (${plan.method === 'typeorm' ? 'typeorm ' : ''}worker ${i + 1})`
+        if (plan.method === 'typeorm') {
+          // Loaded only here: importing TypeORM costs the raw-SQL path a noticeable part of its start-up.
+          const {TaskManagerOrm} = await import('./orm-path.js')
+          const orm = await TaskManagerOrm.connect(this.options.url, this.db.table.table, plan.data.foreignKeys, name)
+          this.closers.push(() => orm.close())
+          return orm
+        }
+        const worker = await openTaskManager(this.options.url, this.options.table, name)
+        this.closers.push(() => worker.client.end().catch(() => {}))
+        return worker.table
+      }),
+    )
+  }
+
+  private async throttle(): Promise<Throttle> {
+    const replicas = await Promise.all((this.options.replicaUrls ?? []).map((url) => ReplicaProbe.connect(url, `${APPLICATION_NAME} (replica lag)`)))
+    for (const replica of replicas) this.closers.push(() => replica.close())
+    return new Throttle({
+      primary: new PrimaryHealth(this.db.client),
+      table: this.db.table.table,
+      maxReplicaLagMs: this.options.maxReplicaLagMs,
+      replicas,
+      pauseOnAutovacuum: this.options.pauseOnAutovacuum ?? false,
+    })
   }
 
   async summary(): Promise<Summary> {
@@ -163,7 +231,20 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
   }
 
   async disconnect(): Promise<void> {
-    await this.orm?.close()
+    await Promise.all(this.closers.splice(0).map((close) => close()))
     await this.connection?.client.end().catch(() => {})
   }
+}
+
+/** The report's last line: what was deleted, what was skipped, and what still matches. */
+function outcomeLine(stats: BatchStats, plan: ClearPlan, maxRuntimeMs?: number): string {
+  const deleted = `${count(stats.deleted)} ${plan.noun}`
+  const skipped = stats.skipped > 0 ? `${count(stats.skipped)} skipped because they changed or were locked when their batch came` : ''
+  const left = stats.stillMatching ?? 0
+  if (stats.stoppedBy === 'max-runtime') {
+    const rest = left > 0 ? `${count(left)} matching rows are left; run the same command again (in the next window) to finish` : 'none is left'
+    return `Stopped by --max-runtime ${duration(maxRuntimeMs ?? 0)}: deleted ${deleted}${skipped ? `, ${skipped}` : ''}; ${rest}.`
+  }
+  if (left > 0) return `Deleted ${deleted}${skipped ? `, ${skipped}` : ''}; ${count(left)} rows still match the filter.`
+  return `Successfully deleted ${deleted}${skipped ? ` (${skipped}; none of them still matches)` : ''}`
 }

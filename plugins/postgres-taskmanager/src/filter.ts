@@ -1,9 +1,7 @@
-import {UsageError} from 'ops-cli/base'
-
 /** The statuses of celery-task-manager's TaskManager.status (a varchar(20) with Django choices, no CHECK). */
 export const STATUSES = ['PENDING', 'DONE', 'CANCELLED', 'REVERSED', 'PAUSED', 'ABORTED', 'ERROR', 'SCHEDULED'] as const
 export type Status = (typeof STATUSES)[number]
-/** The seed's extra choice: ALL means no status filter at all (Django-compatible). */
+/** clear_task_manager_queue's extra choice: ALL means no status filter at all (Django-compatible). */
 export const STATUS_CHOICES = [...STATUSES, 'ALL'] as const
 export type StatusChoice = (typeof STATUS_CHOICES)[number]
 
@@ -12,8 +10,8 @@ export interface TaskFilter {
   status?: StatusChoice
   taskModule?: string
   taskName?: string
-  /** As typed, e.g. "30d"; `createdBefore` is the cutoff computed once on the server. */
-  olderThan?: string
+  /** An age in milliseconds (from --older-than); `createdBefore` is the cutoff computed once on the server. */
+  olderThanMs?: number
   createdBefore?: Date
 }
 
@@ -29,8 +27,8 @@ export function predicatesOf(filter: TaskFilter): Predicate[] {
   if (filter.status && filter.status !== 'ALL') predicates.push({column: 'status', op: '=', value: filter.status})
   if (filter.taskModule !== undefined) predicates.push({column: 'task_module', op: '=', value: filter.taskModule})
   if (filter.taskName !== undefined) predicates.push({column: 'task_name', op: '=', value: filter.taskName})
-  if (filter.olderThan !== undefined) {
-    if (!filter.createdBefore) throw new Error('olderThan needs its cutoff resolved on the server first')
+  if (filter.olderThanMs !== undefined) {
+    if (!filter.createdBefore) throw new Error('olderThanMs needs its cutoff resolved on the server first')
     predicates.push({column: 'created_at', op: '<', value: filter.createdBefore})
   }
   return predicates
@@ -44,30 +42,30 @@ export function whereClause(filter: TaskFilter, first = 1, alias?: string): {sql
   return {sql: sql || 'TRUE', params: predicates.map((p) => p.value)}
 }
 
-const UNITS: Record<string, {seconds: number; interval: string}> = {
-  s: {seconds: 1, interval: 'seconds'},
-  m: {seconds: 60, interval: 'minutes'},
-  h: {seconds: 3600, interval: 'hours'},
-  d: {seconds: 86_400, interval: 'days'},
-  w: {seconds: 604_800, interval: 'weeks'},
+const AGE_UNITS: [number, string][] = [
+  [604_800_000, 'week'],
+  [86_400_000, 'day'],
+  [3_600_000, 'hour'],
+  [60_000, 'minute'],
+  [1000, 'second'],
+]
+
+/** 2592000000 -> "30 days": the largest unit that divides the age exactly. */
+export function describeAge(ms: number): string {
+  const [unit, name] = AGE_UNITS.find(([u]) => ms % u === 0 && ms >= u) ?? [1, 'millisecond']
+  const n = ms / unit
+  return `${n} ${name}${n === 1 ? '' : 's'}`
 }
 
-/** "30d" -> "30 days" (a PostgreSQL interval); s, m, h, d, w are accepted. */
-export function parseAge(text: string): string {
-  const match = /^\s*(\d+)\s*([smhdw])\s*$/i.exec(text)
-  if (!match) throw new UsageError(`Invalid age "${text}": use a number and a unit, e.g. 30d, 12h, 90m, 2w.`)
-  return `${Number(match[1])} ${UNITS[match[2].toLowerCase()].interval}`
-}
-
-/** The lines the seed prints under "Found N TaskManager records to delete". */
+/** The lines clear_task_manager_queue prints under "Found N TaskManager records to delete". */
 export function describeFilter(filter: TaskFilter): string[] {
   const lines: string[] = []
   if (filter.taskModule !== undefined) lines.push(`Task Module: ${filter.taskModule}`)
   if (filter.taskName !== undefined) lines.push(`Task Name: ${filter.taskName}`)
   if (filter.status !== undefined) lines.push(`Status: ${filter.status}`)
-  if (filter.olderThan !== undefined) {
+  if (filter.olderThanMs !== undefined) {
     const cutoff = filter.createdBefore ? ` (created before ${filter.createdBefore.toISOString()})` : ''
-    lines.push(`Older than: ${filter.olderThan}${cutoff}`)
+    lines.push(`Older than: ${describeAge(filter.olderThanMs)}${cutoff}`)
   }
   return lines
 }
@@ -78,7 +76,7 @@ export function filterRecord(filter: TaskFilter): Record<string, unknown> {
     status: filter.status ?? null,
     taskModule: filter.taskModule ?? null,
     taskName: filter.taskName ?? null,
-    olderThan: filter.olderThan ?? null,
+    olderThan: filter.olderThanMs === undefined ? null : describeAge(filter.olderThanMs),
     createdBefore: filter.createdBefore?.toISOString() ?? null,
   }
 }

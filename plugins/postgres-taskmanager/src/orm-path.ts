@@ -1,11 +1,11 @@
-import {DataSource, EntitySchema, QueryRunner} from 'typeorm'
+import {DataSource, EntitySchema, QueryRunner, SelectQueryBuilder} from 'typeorm'
 
 import type {BatchDeleter} from './batches.js'
 import {predicatesOf} from './filter.js'
 import type {TableName} from './table-name.js'
 import type {BatchOutcome, BatchRequest, ReferencingForeignKey} from './task-manager-table.js'
 
-/** celery-task-manager's TaskManager model as Django creates it (SPEC §3). */
+/** celery-task-manager's TaskManager model as Django creates it (docs/taskmanager-table.md). */
 export interface TaskManagerRow {
   id: string
   current_page: number | null
@@ -87,8 +87,8 @@ function watcherLinkEntity(fk: ReferencingForeignKey, i: number): EntitySchema<W
 }
 
 /**
- * The ORM path (the seed's choice below 50,000 rows), with the same keyset
- * batches as the raw path: memory stays bounded by one batch of ids.
+ * The ORM path (clear_task_manager_queue's choice below 50,000 rows), with the
+ * same keyset batches as the raw path: memory stays bounded by one batch of ids.
  */
 export class TaskManagerOrm implements BatchDeleter {
   private constructor(
@@ -116,46 +116,56 @@ export class TaskManagerOrm implements BatchDeleter {
     return new TaskManagerOrm(source, runner, task, links)
   }
 
+  /**
+   * One short transaction: pick the next `limit` matching ids from the snapshot,
+   * lock those that still match (FOR UPDATE re-checks the filter on a row updated
+   * meanwhile; SKIP LOCKED passes over rows another session holds), delete the
+   * locked rows and their watcher links, COMMIT. Candidates not locked are skipped.
+   */
   async deleteBatch(request: BatchRequest): Promise<BatchOutcome> {
     const {runner} = this
+    const matching = <T extends SelectQueryBuilder<TaskManagerRow>>(query: T): T => {
+      predicatesOf(request.filter).forEach((p, i) => query.andWhere(`t.${p.column} ${p.op} :p${i}`, {[`p${i}`]: p.value}))
+      return query
+    }
     await runner.startTransaction()
     try {
       await runner.query(`SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)`, [
-        request.limits.statementTimeout,
-        request.limits.lockTimeout,
+        String(request.limits.statementTimeoutMs),
+        String(request.limits.lockTimeoutMs),
       ])
-      const select = runner.manager
-        .createQueryBuilder(this.task, 't')
-        .select('t.id', 'id')
-        .where('t.id > :afterId AND t.id <= :upToId', {afterId: request.afterId, upToId: request.upToId})
-      predicatesOf(request.filter).forEach((p, i) => select.andWhere(`t.${p.column} ${p.op} :p${i}`, {[`p${i}`]: p.value}))
-      // Locks the rows and re-checks the filter on rows changed meanwhile.
-      const ids = (await select.orderBy('t.id', 'ASC').limit(request.limit).setLock('pessimistic_write').getRawMany<{id: string}>()).map((r) =>
-        String(r.id),
-      )
-      if (ids.length === 0) {
-        await runner.commitTransaction()
-        return {deleted: 0, links: 0}
-      }
-      let rows: string[] = []
-      if (request.withRows) {
-        const raw = await runner.manager
-          .createQueryBuilder(this.task, 't')
-          .select('row_to_json(t)::text', 'row')
-          .where('t.id = ANY(:ids)', {ids})
+      const candidates = (
+        await matching(
+          runner.manager
+            .createQueryBuilder(this.task, 't')
+            .select('t.id', 'id')
+            .where('t.id > :afterId AND t.id <= :upToId', {afterId: request.afterId, upToId: request.upToId}),
+        )
           .orderBy('t.id', 'ASC')
-          .getRawMany<{row: string}>()
-        rows = raw.map((r) => r.row)
+          .limit(request.limit)
+          .getRawMany<{id: string}>()
+      ).map((r) => String(r.id))
+      if (candidates.length === 0) {
+        await runner.commitTransaction()
+        return {candidates: 0, deleted: 0, skipped: 0, links: 0}
       }
+      const lock = matching(runner.manager.createQueryBuilder(this.task, 't').select('t.id', 'id').where('t.id = ANY(:candidates)', {candidates}))
+      if (request.withRows) lock.addSelect('row_to_json(t)::text', 'row')
+      const locked = await lock.orderBy('t.id', 'ASC').setLock('pessimistic_write').setOnLocked('skip_locked').getRawMany<{id: string; row?: string}>()
+      const ids = locked.map((r) => String(r.id))
       let links = 0
-      for (const link of this.links) {
-        const result = await runner.manager.createQueryBuilder().delete().from(link).where('taskmanager_id = ANY(:ids)', {ids}).execute()
-        links += result.affected ?? 0
+      let deleted = 0
+      if (ids.length > 0) {
+        for (const link of this.links) {
+          const result = await runner.manager.createQueryBuilder().delete().from(link).where('taskmanager_id = ANY(:ids)', {ids}).execute()
+          links += result.affected ?? 0
+        }
+        const result = await runner.manager.createQueryBuilder().delete().from(this.task).where('id = ANY(:ids)', {ids}).execute()
+        deleted = result.affected ?? ids.length
       }
-      const result = await runner.manager.createQueryBuilder().delete().from(this.task).where('id = ANY(:ids)', {ids}).execute()
-      await request.beforeCommit?.(rows)
+      await request.beforeCommit?.(request.withRows ? locked.map((r) => r.row ?? '') : [])
       await runner.commitTransaction()
-      return {deleted: result.affected ?? ids.length, links, lastId: ids.at(-1)}
+      return {candidates: candidates.length, deleted, skipped: candidates.length - deleted, links, scannedTo: candidates.at(-1)}
     } catch (error) {
       if (runner.isTransactionActive) await runner.rollbackTransaction().catch(() => {})
       throw error

@@ -1,19 +1,19 @@
 import {UsageError} from 'ops-cli/base'
+import pg from 'pg'
 
 /** Django's table for celery-task-manager's TaskManager model (app label task_manager). */
 export const DEFAULT_TABLE = 'task_manager_taskmanager'
 
-/** A schema-qualified table name; `sql` is safe to splice into a statement. */
+/** A schema-qualified table name, unquoted; `qualified()` makes the SQL text of it. */
 export interface TableName {
   schema: string
   name: string
 }
 
-/** `"my""schema"."t"`: identifiers are always double-quoted, embedded quotes doubled. */
-export function quoteIdent(identifier: string): string {
-  return `"${identifier.replace(/"/g, '""')}"`
-}
+/** `"my""schema"`: pg's own quoting, always double-quoted, embedded quotes doubled. */
+export const quoteIdent = (identifier: string): string => pg.escapeIdentifier(identifier)
 
+/** `"schema"."name"`, safe to splice into a statement. */
 export function qualified(table: TableName): string {
   return `${quoteIdent(table.schema)}.${quoteIdent(table.name)}`
 }

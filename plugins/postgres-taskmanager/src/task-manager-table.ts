@@ -36,8 +36,8 @@ export interface StuckGroup {
 
 /** Per-batch settings: SET LOCAL values, so they end with the transaction. */
 export interface BatchLimits {
-  statementTimeout: string
-  lockTimeout: string
+  statementTimeoutMs: number
+  lockTimeoutMs: number
 }
 
 export interface BatchRequest {
@@ -49,15 +49,21 @@ export interface BatchRequest {
   limits: BatchLimits
   /** Return each deleted row as JSON text (for --archive). */
   withRows: boolean
+  /** Pass over rows another session holds locked (after a batch hit lock_timeout) instead of waiting for them. */
+  skipLocked?: boolean
   /** Runs after the deletes and before COMMIT; throwing rolls the batch back. */
   beforeCommit?: (rows: string[]) => Promise<void>
 }
 
 export interface BatchOutcome {
+  /** Matching rows the batch picked from its snapshot, in id order. */
+  candidates: number
   deleted: number
+  /** Candidates not deleted: changed so they no longer match, deleted by someone else, or (TypeORM path) locked. */
+  skipped: number
   links: number
-  /** The greatest id deleted; undefined when the batch was empty (the walk is over). */
-  lastId?: string
+  /** The greatest candidate id: the next batch starts after it. Undefined when no row matched: the range is done. */
+  scannedTo?: string
 }
 
 const ACTIONS: Record<string, string> = {a: 'NO ACTION', r: 'RESTRICT', c: 'CASCADE', n: 'SET NULL', d: 'SET DEFAULT'}
@@ -66,9 +72,9 @@ const ACTIONS: Record<string, string> = {a: 'NO ACTION', r: 'RESTRICT', c: 'CASC
 const isWatcherLink = (table: string, columns: string[]) => /taskwatcher_tasks$/.test(table) && columns.length === 1 && columns[0] === 'taskmanager_id'
 
 /**
- * All SQL for the Django TaskManager table (SPEC §3): it has no index but the
- * primary key, so every batch walks the PK (keyset on id), never re-scanning
- * from the start.
+ * All SQL for the Django TaskManager table (docs/taskmanager-table.md): it has no
+ * index but the primary key, so every batch walks the PK (keyset on id), never
+ * re-scanning from the start.
  */
 export class TaskManagerTable {
   private watcherLinks: ReferencingForeignKey[] = []
@@ -107,25 +113,29 @@ export class TaskManagerTable {
     return `${this.table.schema}.${this.table.name}`
   }
 
-  /** The server's now() minus an interval, fixed once so every batch uses the same cutoff. */
-  async cutoff(interval: string): Promise<Date> {
-    const {rows} = await this.client.query('SELECT now() - $1::interval AS cutoff', [interval])
+  /** The server's now() minus an age, fixed once so every batch uses the same cutoff. */
+  async cutoff(ageMs: number): Promise<Date> {
+    const {rows} = await this.client.query('SELECT now() - make_interval(secs => $1) AS cutoff', [ageMs / 1000])
     return rows[0].cutoff as Date
   }
 
-  async countMatching(filter: TaskFilter): Promise<number> {
-    const where = whereClause(filter)
-    const {rows} = await this.client.query(`SELECT count(*)::bigint AS n FROM ${this.sql} WHERE ${where.sql}`, where.params)
+  /** Rows matching now; with `upToId`, only those the plan covers. */
+  async countMatching(filter: TaskFilter, upToId?: string): Promise<number> {
+    const where = whereClause(filter, upToId === undefined ? 1 : 2)
+    const range = upToId === undefined ? 'TRUE' : 'id <= $1'
+    const params = upToId === undefined ? where.params : [upToId, ...where.params]
+    const {rows} = await this.client.query(`SELECT count(*)::bigint AS n FROM ${this.sql} WHERE ${range} AND ${where.sql}`, params)
     return Number(rows[0].n)
   }
 
   /** Link rows of TaskWatcher.tasks that point at matching rows (deleted with them). */
   async countWatcherLinks(filter: TaskFilter): Promise<number> {
-    const where = whereClause(filter)
+    const where = whereClause(filter, 1, 't')
     let total = 0
     for (const fk of this.watcherLinks) {
       const {rows} = await this.client.query(
-        `SELECT count(*)::bigint AS n FROM ${qualified(fk.table)} WHERE ${quoteIdent(fk.columns[0])} IN (SELECT id FROM ${this.sql} WHERE ${where.sql})`,
+        // OFFSET 0 keeps EXISTS a primary-key probe per link row (the link table is small) instead of a second scan of the task table.
+        `SELECT count(*)::bigint AS n FROM ${qualified(fk.table)} l WHERE EXISTS (SELECT 1 FROM ${this.sql} t WHERE t.id = l.${quoteIdent(fk.columns[0])} AND ${where.sql} OFFSET 0)`,
         where.params,
       )
       total += Number(rows[0].n)
@@ -133,10 +143,10 @@ export class TaskManagerTable {
     return total
   }
 
-  /** The greatest id now: the walk stops there, so rows inserted after the plan are never touched. */
-  async maxId(): Promise<string> {
-    const {rows} = await this.client.query(`SELECT coalesce(max(id), 0)::text AS id FROM ${this.sql}`)
-    return rows[0].id as string
+  /** The least and greatest ids now: the walk stops at the greatest, so rows inserted after the plan are never touched. */
+  async idRange(): Promise<{min: string; max: string}> {
+    const {rows} = await this.client.query(`SELECT coalesce(min(id), 0)::text AS min, coalesce(max(id), 0)::text AS max FROM ${this.sql}`)
+    return {min: rows[0].min as string, max: rows[0].max as string}
   }
 
   async referencingForeignKeys(): Promise<ReferencingForeignKey[]> {
@@ -163,50 +173,53 @@ export class TaskManagerTable {
   }
 
   /**
-   * One short transaction: find the next `limit` matching rows in id order,
-   * delete them by physical address (ctid, no second index lookup), delete
-   * their watcher link rows, COMMIT. The link table's deferred foreign key is
-   * checked at that COMMIT. No FOR UPDATE pass: it would write every tuple twice.
+   * One short transaction, one statement: `bound` picks the next `limit`
+   * matching rows in id order and keeps only their count and greatest id; the
+   * batch's DELETE (built here, in this one place) then deletes every row of
+   * that id range that still matches the filter, and the watcher link rows of
+   * exactly the rows deleted. A row another session updated after the
+   * statement's snapshot is re-checked on its newest version (READ COMMITTED's
+   * EvalPlanQual): deleted if it still matches, left alone if not. A row
+   * locked by another session is waited for, up to lock_timeout; the retry of
+   * such a batch (`skipLocked`) passes over locked rows, reported as skipped. The link
+   * table's deferred foreign key is checked at COMMIT.
    */
   async deleteBatch(request: BatchRequest): Promise<BatchOutcome> {
-    const where = whereClause(request.filter, 4)
-    const deletedIds = 'ARRAY(SELECT id FROM gone)'
-    const links = this.watcherLinks.map(
-      (fk, i) => `, links${i} AS (DELETE FROM ${qualified(fk.table)} WHERE ${quoteIdent(fk.columns[0])} = ANY(${deletedIds}) RETURNING 1)`,
-    )
-    const linkCount = this.watcherLinks.length ? this.watcherLinks.map((_, i) => `(SELECT count(*) FROM links${i})`).join(' + ') : '0'
+    const where = whereClause(request.filter, 4, 't')
+    const range = (column: string) => `${column} > $1 AND ${column} <= (SELECT upto FROM bound)`
     const returning = request.withRows ? 't.id, row_to_json(t)::text AS row' : 't.id'
-    // The DELETE repeats the filter: a row changed by someone else since the snapshot is re-checked
-    // (EvalPlanQual) and left alone if it no longer matches; only the link rows of deleted rows go.
-    const where2 = whereClause(request.filter, 4, 't')
-    const statement = `WITH batch AS (
-        SELECT ctid FROM ${this.sql} WHERE id > $1 AND id <= $2 AND ${where.sql} ORDER BY id LIMIT $3
-      ), gone AS (
-        DELETE FROM ${this.sql} AS t WHERE t.ctid = ANY(ARRAY(SELECT ctid FROM batch)) AND ${where2.sql} RETURNING ${returning}
+    const links = this.watcherLinks.map((fk, i) => {
+      const column = quoteIdent(fk.columns[0])
+      return `, links${i} AS (DELETE FROM ${qualified(fk.table)} WHERE ${range(column)} AND ${column} IN (SELECT id FROM gone) RETURNING 1)`
+    })
+    const linkCount = this.watcherLinks.length ? this.watcherLinks.map((_, i) => `(SELECT count(*) FROM links${i})`).join(' + ') : '0'
+    const picked = `SELECT t.id FROM ${this.sql} AS t WHERE t.id > $1 AND t.id <= $2 AND ${where.sql} ORDER BY t.id LIMIT $3`
+    // Normally the range is deleted as one; after a lock_timeout only the rows locked here (SKIP LOCKED) are,
+    // and when every one left is locked by others, the batch reaches the end of the range, counting them as skipped.
+    const head = request.skipLocked
+      ? `WITH picked AS (${picked} FOR UPDATE OF t SKIP LOCKED), reach AS (SELECT coalesce(max(id), $2) AS upto FROM picked), bound AS (
+          SELECT (SELECT count(*) FROM ${this.sql} AS t WHERE t.id > $1 AND t.id <= (SELECT upto FROM reach) AND ${where.sql})::int AS candidates,
+                 (SELECT upto FROM reach) AS upto)`
+      : `WITH bound AS (SELECT count(*)::int AS candidates, max(id) AS upto FROM (${picked}) picked)`
+    const target = request.skipLocked ? 't.id IN (SELECT id FROM picked)' : range('t.id')
+    const statement = `${head}, gone AS (
+        DELETE FROM ${this.sql} AS t WHERE ${target} AND ${where.sql} RETURNING ${returning}
       )${links.join('')}
-      ${
-        request.withRows
-          ? `SELECT id::text AS id, row, (${linkCount})::int AS links FROM gone ORDER BY gone.id`
-          : `SELECT (SELECT count(*) FROM gone)::int AS deleted, (SELECT max(id) FROM gone)::text AS id, (${linkCount})::int AS links`
-      }`
+      SELECT (SELECT candidates FROM bound) AS candidates, (SELECT upto FROM bound)::text AS scanned_to,
+             (SELECT count(*) FROM gone)::int AS deleted, (${linkCount})::int AS links,
+             ${request.withRows ? 'ARRAY(SELECT row FROM gone ORDER BY id)' : 'ARRAY[]::text[]'} AS rows`
     await this.client.query('BEGIN')
     try {
       await this.client.query(
-        // Walk the primary key: a sequential scan per batch would re-read the whole table every time.
+        // Walk the primary key: the range's upper bound is only known at run time, and a sequential scan would read the whole table.
         `SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), set_config('enable_seqscan', 'off', true)`,
-        [request.limits.statementTimeout, request.limits.lockTimeout],
+        [String(request.limits.statementTimeoutMs), String(request.limits.lockTimeoutMs)],
       )
       const {rows} = await this.client.query(statement, [request.afterId, request.upToId, request.limit, ...where.params])
-      let outcome: BatchOutcome
-      if (request.withRows) {
-        outcome = {deleted: rows.length, links: rows[0]?.links ?? 0, lastId: rows.at(-1)?.id}
-        await request.beforeCommit?.(rows.map((r) => r.row as string))
-      } else {
-        outcome = {deleted: rows[0].deleted, links: rows[0].links, lastId: rows[0].id ?? undefined}
-        await request.beforeCommit?.([])
-      }
+      const r = rows[0]
+      await request.beforeCommit?.(r.rows as string[])
       await this.client.query('COMMIT')
-      return outcome
+      return {candidates: r.candidates, deleted: r.deleted, skipped: r.candidates - r.deleted, links: r.links, scannedTo: r.scanned_to ?? undefined}
     } catch (error) {
       await this.client.query('ROLLBACK').catch(() => {})
       throw error

@@ -32,7 +32,7 @@ function matches(row: TaskRow, filter: TaskFilter, cutoffDays = 30): boolean {
   if (filter.status && filter.status !== 'ALL' && row.status !== filter.status) return false
   if (filter.taskModule !== undefined && row.task_module !== filter.taskModule) return false
   if (filter.taskName !== undefined && row.task_name !== filter.taskName) return false
-  if (filter.olderThan !== undefined && Date.parse(row.created_at) > Date.now() - cutoffDays * 86_400_000) return false
+  if (filter.olderThanMs !== undefined && Date.parse(row.created_at) > Date.now() - cutoffDays * 86_400_000) return false
   return true
 }
 
@@ -63,8 +63,8 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
     {title: 'one task name', filter: {taskName: 'persist_single_lead'}},
     {title: 'SCHEDULED rows of one module', filter: {status: 'SCHEDULED', taskModule: 'breathecode.assignments.tasks'}},
     {title: 'ERROR rows of one task name', filter: {status: 'ERROR', taskName: 'process_file'}},
-    {title: 'DONE rows older than 30 days', filter: {status: 'DONE', olderThan: '30d'}},
-    {title: 'rows of one module and name older than 30 days', filter: {taskModule: 'breathecode.payments.tasks', taskName: 'renew_consumables', olderThan: '720h'}},
+    {title: 'DONE rows older than 30 days', filter: {status: 'DONE', olderThanMs: 30 * 86_400_000}},
+    {title: 'rows of one module and name older than 30 days', filter: {taskModule: 'breathecode.payments.tasks', taskName: 'renew_consumables', olderThanMs: 720 * 3_600_000}},
     {title: 'every row with --status ALL', filter: {status: 'ALL'}},
     {title: 'every row with no filter at all', filter: {}},
   ]
@@ -146,7 +146,7 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
   })
 
   it('never touches rows inserted after the plan (the walk stops at the planned max id)', async () => {
-    const operation = new ClearOperation({url, table: 'task_manager_taskmanager', filter: {status: 'DONE'}, useCursor: true, batchSize: 3, targetBatchMs: 0, limits: {statementTimeout: '30s', lockTimeout: '2s'}, sleepMs: 0})
+    const operation = new ClearOperation({url, table: 'task_manager_taskmanager', filter: {status: 'DONE'}, useCursor: true, batchSize: 3, targetBatchMs: 0, limits: {statementTimeoutMs: 30_000, lockTimeoutMs: 2000}, sleepMs: 0})
     await operation.connect()
     try {
       const plan = await operation.plan()

@@ -43,7 +43,7 @@ describe('ops taskmanager:* (end to end)', function () {
   const clear = (...args: string[]) => ['taskmanager:clear', '--database-url', url, ...args]
   const count = async (where = 'TRUE') => (await db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE ${where}`)).rows[0].n as number
 
-  it("prints the seed's lines for a dry run and writes nothing (n_tup_del unchanged)", async () => {
+  it("prints clear_task_manager_queue's lines for a dry run and writes nothing (n_tup_del unchanged)", async () => {
     await seedExample()
     const before = await rowTexts(db)
     const deleted = await deletedTuples()
@@ -58,7 +58,7 @@ describe('ops taskmanager:* (end to end)', function () {
     expect(await rowTexts(db)).to.deep.equal(before)
   })
 
-  it('prints "No TaskManager records found" and the summary blocks in the seed\'s format', async () => {
+  it('prints "No TaskManager records found" and the summary blocks in clear_task_manager_queue\'s format', async () => {
     await seedExample()
     const result = await runOps(clear('--status', 'ERROR', '--show-summary', '--force'))
     expect(result.code, result.stderr).to.equal(0)
@@ -85,7 +85,7 @@ breathecode.assignments.tasks: 6 records
   it('rejects a malformed --older-than with exit 2', async () => {
     const result = await runOps(clear('--older-than', 'a month', '--force'))
     expect(result.code).to.equal(2)
-    expect(flat(result.stderr)).to.contain('Invalid age')
+    expect(flat(result.stderr)).to.contain('Invalid --older-than "a month"')
   })
 
   for (const cursor of [false, true]) {
@@ -216,7 +216,7 @@ breathecode.assignments.tasks: 6 records
   })
 
   describe('read-only commands', () => {
-    it('taskmanager:summary prints the seed blocks and --json the same counts', async () => {
+    it("taskmanager:summary prints clear_task_manager_queue's blocks and --json the same counts", async () => {
       await seedExample()
       const text = await runOps(['taskmanager:summary', '--database-url', url])
       expect(text.code, text.stderr).to.equal(0)

@@ -19,7 +19,7 @@ export async function clearDirect(
     useCursor: false,
     batchSize: 1000,
     targetBatchMs: 0,
-    limits: {statementTimeout: '30s', lockTimeout: '2s'},
+    limits: {statementTimeoutMs: 30_000, lockTimeoutMs: 2000},
     sleepMs: 0,
     ...options,
   })

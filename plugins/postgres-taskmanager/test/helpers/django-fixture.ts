@@ -1,12 +1,14 @@
 /**
  * The one fixture builder for the TaskManager table: the schema exactly as
- * Django's migrations create it for celery-task-manager (SPEC §3), a row
+ * Django's migrations create it for celery-task-manager (docs/taskmanager-table.md), a row
  * factory with realistic values, and a bulk generator for big tables.
  */
 import {randomUUID} from 'node:crypto'
 import pg from 'pg'
 
-export const STATUSES = ['PENDING', 'DONE', 'CANCELLED', 'REVERSED', 'PAUSED', 'ABORTED', 'ERROR', 'SCHEDULED'] as const
+import {STATUSES} from '../../src/filter.js'
+
+export {STATUSES}
 export const MODULES = ['breathecode.notify.tasks', 'breathecode.assignments.tasks', 'breathecode.marketing.tasks', 'breathecode.payments.tasks']
 export const NAMES = ['async_deliver_hook', 'persist_single_lead', 'process_file', 'renew_consumables', 'build_service_stock_scheduler']
 
@@ -159,6 +161,6 @@ export async function generateTasks(db: pg.Client, count: number, options: {link
 
 /** Every row as PostgreSQL's own text form, for byte-for-byte comparisons. */
 export async function rowTexts(db: pg.Client, table = 'task_manager_taskmanager'): Promise<Map<string, string>> {
-  const {rows} = await db.query(`SELECT id::text, t::text AS row FROM ${table} t ORDER BY id`)
+  const {rows} = await db.query(`SELECT t.id::text AS id, t::text AS row FROM ${table} t ORDER BY t.id`)
   return new Map(rows.map((r) => [r.id as string, r.row as string]))
 }

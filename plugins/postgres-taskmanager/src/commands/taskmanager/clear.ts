@@ -1,15 +1,18 @@
 import {Flags} from '@oclif/core'
-import {DestructiveCommand, UsageError} from 'ops-cli/base'
+import {count, DestructiveCommand, DestructiveResult, durationFlag, OpsError, UsageError} from 'ops-cli/base'
 
-import {ClearOperation, MAX_BATCH_SIZE, ORM_THRESHOLD} from '../../clear-operation.js'
+import {ClearOperation, ClearPlan, MAX_BATCH_SIZE, ORM_THRESHOLD} from '../../clear-operation.js'
 import {databaseFlags, resolveDatabaseUrl} from '../../connection.js'
-import {parseAge, STATUS_CHOICES} from '../../filter.js'
+import {STATUS_CHOICES} from '../../filter.js'
 
-const DURATION = /^\d+(ms|s|min)?$/
+/** Each worker holds a connection of its own; more than the server's cores rarely helps. */
+const MAX_CONCURRENCY = 16
 
 export default class Clear extends DestructiveCommand {
-  static override summary = 'Delete TaskManager records in short committed batches (the seed clear_task_manager_queue).'
-  static override description = `No filter means every row. Below ${ORM_THRESHOLD.toLocaleString('en-US')} matching rows the TypeORM path is used, at or above it (or with --use-cursor) raw SQL through pg. Both walk the primary key in batches, each its own short transaction that also deletes the task_manager_taskwatcher_tasks link rows; Ctrl-C stops after the batch in flight and a re-run finishes the job.`
+  static override summary = 'Delete TaskManager records in short committed batches (what clear_task_manager_queue does, safely).'
+  static override description = `No filter means every row. Below ${ORM_THRESHOLD.toLocaleString('en-US')} matching rows the TypeORM path is used, at or above it (or with --use-cursor) raw SQL through pg. Both walk the primary key in batches, each its own short transaction that also deletes the task_manager_taskwatcher_tasks link rows; a row that changes while the run goes on is deleted if it still matches and left alone if not. Ctrl-C stops after the batch in flight and a re-run finishes the job.
+
+Exit codes: 0 done (also when --max-runtime stopped the run: what is left is printed), 1 a failure or rows that still match at the end (they kept changing or stayed locked: run again), 2 bad usage, 130 interrupted.`
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> --status SCHEDULED --dry-run',
@@ -17,6 +20,8 @@ export default class Clear extends DestructiveCommand {
     '<%= config.bin %> <%= command.id %> --status ERROR --task-name process_file --force',
     '<%= config.bin %> <%= command.id %> --status DONE --older-than 30d --archive done-tasks.jsonl --force',
     '<%= config.bin %> <%= command.id %> --status DONE --use-cursor --database-url postgres://app@db:5432/app',
+    '<%= config.bin %> <%= command.id %> --status DONE --max-replica-lag 5s --replica-url postgres://ops@replica:5432/app --pause-on-autovacuum --max-runtime 50m --force',
+    '<%= config.bin %> <%= command.id %> --status DONE --concurrency 2 --force',
     '<%= config.bin %> <%= command.id %> --dry-run --show-summary',
   ]
 
@@ -25,25 +30,30 @@ export default class Clear extends DestructiveCommand {
     status: Flags.string({description: 'Status to clear (ALL: no status filter).', options: [...STATUS_CHOICES]}),
     'task-module': Flags.string({description: "Only this task module (e.g. 'breathecode.notify.tasks').", helpValue: 'MODULE'}),
     'task-name': Flags.string({description: "Only this task name (e.g. 'async_deliver_hook').", helpValue: 'NAME'}),
-    'older-than': Flags.string({description: 'Only rows whose created_at is older than this age: 30d, 12h, 90m, 2w.', helpValue: 'AGE'}),
+    'older-than': durationFlag({description: "Only rows whose created_at is older than this age (30d, 12h, 90m, 2w), from the server's now().", helpValue: 'AGE'}),
     'use-cursor': Flags.boolean({description: 'Force the raw-SQL path (pg) whatever the row count.', default: false}),
     'use-orm': Flags.boolean({description: 'Force the TypeORM path whatever the row count (for benchmarks).', default: false, hidden: true, exclusive: ['use-cursor']}),
     archive: Flags.string({description: 'Append every deleted row as a JSON line to FILE, flushed to disk before its batch commits.', helpValue: 'FILE'}),
     'batch-size': Flags.integer({description: 'Rows per batch (the starting size when adaptive).', default: 5000, min: 1, max: MAX_BATCH_SIZE}),
     'target-batch-ms': Flags.integer({description: 'Adapt the batch size so one batch takes about this long; 0 keeps --batch-size fixed.', default: 250, min: 0}),
-    'statement-timeout': Flags.string({description: 'statement_timeout of each batch (e.g. 30s, 500ms).', default: '30s', helpValue: 'DURATION'}),
-    'lock-timeout': Flags.string({description: 'lock_timeout of each batch; a batch that waits longer is retried smaller.', default: '2s', helpValue: 'DURATION'}),
+    'statement-timeout': durationFlag({description: 'statement_timeout of each batch.', default: '30s', min: '1ms'}),
+    'lock-timeout': durationFlag({description: 'lock_timeout of each batch; a batch that waits longer is retried smaller.', default: '2s', min: '1ms'}),
     'sleep-ms': Flags.integer({description: 'Pause between batches, to leave room for other traffic.', default: 0, min: 0}),
+    concurrency: Flags.integer({description: 'Workers over disjoint primary-key ranges, each on its own connection with its own short transactions.', default: 1, min: 1, max: MAX_CONCURRENCY}),
+    'max-replica-lag': durationFlag({description: 'Pause between batches while any replica lags more than this (pg_stat_replication on the primary, and each --replica-url).'}),
+    'replica-url': Flags.string({description: 'A standby to measure lag on directly (repeatable); needs --max-replica-lag.', multiple: true, helpValue: 'URL', dependsOn: ['max-replica-lag']}),
+    'pause-on-autovacuum': Flags.boolean({description: 'Pause between batches while autovacuum (or a VACUUM) works on the table.', default: false}),
+    'max-runtime': durationFlag({description: 'Start no batch after this long (a cron window); reports what is left and exits 0.'}),
   }
+
+  private result?: DestructiveResult
 
   async run() {
     const {flags} = await this.parse(Clear)
-    for (const name of ['statement-timeout', 'lock-timeout'] as const) {
-      if (!DURATION.test(flags[name])) throw new UsageError(`Invalid --${name} "${flags[name]}": use e.g. 30s, 500ms or 1min.`)
-    }
-    if (flags['older-than'] !== undefined) parseAge(flags['older-than'])
+    if (flags.archive !== undefined && flags.concurrency > 1) throw new UsageError('--archive writes one file in batch order: use it with --concurrency 1.')
     const {url} = resolveDatabaseUrl(flags['database-url'])
     this.registerSecretsOf(url)
+    for (const replica of flags['replica-url'] ?? []) this.registerSecretsOf(replica)
     const operation = new ClearOperation({
       url,
       table: flags.table,
@@ -51,16 +61,35 @@ export default class Clear extends DestructiveCommand {
         status: flags.status as (typeof STATUS_CHOICES)[number] | undefined,
         taskModule: flags['task-module'],
         taskName: flags['task-name'],
-        olderThan: flags['older-than'],
+        olderThanMs: flags['older-than'],
       },
       useCursor: flags['use-cursor'],
       useOrm: flags['use-orm'],
       batchSize: flags['batch-size'],
       targetBatchMs: flags['target-batch-ms'],
-      limits: {statementTimeout: flags['statement-timeout'], lockTimeout: flags['lock-timeout']},
+      limits: {statementTimeoutMs: flags['statement-timeout'], lockTimeoutMs: flags['lock-timeout']},
       sleepMs: flags['sleep-ms'],
       archive: flags.archive,
+      concurrency: flags.concurrency,
+      maxReplicaLagMs: flags['max-replica-lag'],
+      replicaUrls: flags['replica-url'],
+      pauseOnAutovacuum: flags['pause-on-autovacuum'],
+      maxRuntimeMs: flags['max-runtime'],
     })
-    return this.runDestructive(operation, flags)
+    this.result = await this.runDestructive(operation, flags)
+    const execution = (this.result.data as ClearPlan['data'] | undefined)?.execution
+    if (this.result.outcome === 'done' && execution?.stoppedBy === 'completed' && (execution.stillMatching ?? 0) > 0) {
+      throw new OpsError(
+        `${count(execution.stillMatching!)} rows that match the filter are still in the table: they kept changing or stayed locked ` +
+          `while ${execution.passes} walks went by. Nothing else was touched. Run the same command again to finish.`,
+      )
+    }
+    return this.result
+  }
+
+  /** A run that left matching rows still reports what it did, under `data`. */
+  protected override toErrorJson(error: unknown): unknown {
+    const shaped = super.toErrorJson(error) as Record<string, unknown>
+    return this.result ? {...shaped, data: this.result.data, done: this.result.done} : shaped
   }
 }

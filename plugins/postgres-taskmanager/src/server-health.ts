@@ -1,0 +1,83 @@
+import {connectionError, maskUrl, OpsError} from 'ops-cli/base'
+import pg from 'pg'
+
+import {qualified, TableName} from './table-name.js'
+
+/** How far one replica is behind, as measured on the primary or on the replica itself. */
+export interface ReplicaLag {
+  /** application_name or client address on the primary; the masked URL for a --replica-url. */
+  name: string
+  /** The replica has not replayed everything the primary sent it. */
+  behind: boolean
+  /** Milliseconds of lag as PostgreSQL reports it; null when it reports none. */
+  lagMs: number | null
+  /** The replayed position, to tell a stalled replica from one that is catching up. */
+  replayLsn: string | null
+}
+
+/** The SQL that watches the primary's replicas and vacuum on the table (read-only, catalog views only). */
+export class PrimaryHealth {
+  constructor(private readonly client: pg.Client) {}
+
+  /** pg_stat_replication: one row per connected standby; replay_lag is the last delay the standby reported. */
+  async replicaLags(): Promise<ReplicaLag[]> {
+    const {rows} = await this.client.query(
+      `SELECT coalesce(nullif(application_name, ''), client_addr::text, pid::text) AS name,
+              replay_lsn IS NULL OR replay_lsn < pg_current_wal_lsn() AS behind,
+              extract(epoch FROM replay_lag) * 1000 AS lag_ms, replay_lsn::text AS replay_lsn
+         FROM pg_stat_replication`,
+    )
+    return rows.map((r) => ({name: r.name, behind: r.behind, lagMs: r.lag_ms === null ? null : Number(r.lag_ms), replayLsn: r.replay_lsn}))
+  }
+
+  /** A VACUUM or autovacuum working on the table now (pg_stat_progress_vacuum), e.g. "autovacuum worker". */
+  async vacuumOn(table: TableName): Promise<string | undefined> {
+    const {rows} = await this.client.query(
+      `SELECT coalesce(a.backend_type, 'VACUUM') AS who, v.phase FROM pg_stat_progress_vacuum v
+         LEFT JOIN pg_stat_activity a ON a.pid = v.pid WHERE v.relid = $1::regclass LIMIT 1`,
+      [qualified(table)],
+    )
+    if (rows.length === 0) return undefined
+    return `${rows[0].who === 'autovacuum worker' ? 'autovacuum' : 'VACUUM'} (${rows[0].phase})`
+  }
+}
+
+/** A --replica-url: lag measured on the standby itself, from what it received and what it replayed. */
+export class ReplicaProbe {
+  private constructor(
+    private readonly client: pg.Client,
+    readonly name: string,
+  ) {}
+
+  static async connect(url: string, applicationName: string): Promise<ReplicaProbe> {
+    const client = new pg.Client({connectionString: url, application_name: applicationName, connectionTimeoutMillis: 15_000})
+    client.on('error', () => {})
+    try {
+      await client.connect()
+    } catch (error) {
+      await client.end().catch(() => {})
+      throw connectionError('PostgreSQL replica', url, 5432, error)
+    }
+    const {rows} = await client.query('SELECT pg_is_in_recovery() AS standby')
+    if (!rows[0].standby) {
+      await client.end().catch(() => {})
+      throw new OpsError(`--replica-url ${maskUrl(url)} is not a standby (pg_is_in_recovery() is false).`, {exit: 2})
+    }
+    return new ReplicaProbe(client, maskUrl(url))
+  }
+
+  /** Caught up when everything received is replayed; otherwise the age of the last replayed commit. */
+  async lag(): Promise<ReplicaLag> {
+    const {rows} = await this.client.query(
+      `SELECT coalesce(pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn(), false) AS behind,
+              extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000 AS lag_ms,
+              pg_last_wal_replay_lsn()::text AS replay_lsn`,
+    )
+    const r = rows[0]
+    return {name: this.name, behind: r.behind, lagMs: r.behind && r.lag_ms !== null ? Number(r.lag_ms) : null, replayLsn: r.replay_lsn}
+  }
+
+  async close(): Promise<void> {
+    await this.client.end().catch(() => {})
+  }
+}

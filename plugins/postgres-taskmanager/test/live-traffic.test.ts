@@ -1,0 +1,149 @@
+/**
+ * taskmanager:clear while the application keeps writing: two real writer
+ * processes update the rows being cleared (one keeps them matching, one moves
+ * some out of the filter) during the run, on both paths. Every row that still
+ * matched is deleted, every row moved out is kept as the application left it,
+ * every other row is byte-for-byte unchanged, and the run says so (exit 0).
+ */
+import {expect} from 'chai'
+import {ChildProcess, spawn} from 'node:child_process'
+import {dirname, join} from 'node:path'
+import {fileURLToPath} from 'node:url'
+import pg from 'pg'
+
+import {parseJsonOutput, runOps, waitForOutput} from '../../../test/helpers/cli.js'
+import {freshDatabase} from '../../../test/helpers/servers.js'
+import {createDjangoSchema, dropDjangoSchema, insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
+
+const WRITER = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'live-writer.ts')
+
+interface Writer {
+  child: ChildProcess
+  lines: string[]
+}
+
+async function startWriter(...args: string[]): Promise<Writer> {
+  const child = spawn(process.execPath, ['--import', 'tsx', WRITER, ...args], {stdio: ['ignore', 'pipe', 'pipe']})
+  const writer: Writer = {child, lines: []}
+  let partial = ''
+  child.stdout!.on('data', (chunk: Buffer) => {
+    const text = partial + chunk.toString()
+    const lines = text.split('\n')
+    partial = lines.pop()!
+    writer.lines.push(...lines)
+  })
+  await waitForOutput(child, 'ready', 30_000)
+  return writer
+}
+
+async function stopWriter(writer: Writer): Promise<void> {
+  if (writer.child.exitCode !== null) return
+  const exited = new Promise((resolve) => writer.child.once('exit', resolve))
+  writer.child.kill('SIGTERM')
+  await exited
+}
+
+interface ClearJson {
+  done: number
+  planned: number
+  data: {execution: {deleted: number; skipped: number; stillMatching: number; stoppedBy: string; batches: number; passes: number}}
+}
+
+describe('taskmanager:clear under live traffic (real writer processes)', function () {
+  this.timeout(180_000)
+  let url: string
+  let db: pg.Client
+
+  before(async () => {
+    url = await freshDatabase('ops_tm_live')
+    db = new pg.Client({connectionString: url})
+    await db.connect()
+  })
+  after(async () => db?.end())
+
+  for (const [method, flag] of [
+    ['raw SQL', '--use-cursor'],
+    ['TypeORM', '--use-orm'],
+  ] as const) {
+    it(`${method}: deletes every PENDING row that is being updated, keeps the rows moved out of the filter, touches nothing else`, async () => {
+      await dropDjangoSchema(db)
+      await createDjangoSchema(db)
+      const rows = Array.from({length: 12_000}, (_, i) => taskRow({status: i % 3 === 2 ? 'DONE' : 'PENDING'}))
+      const ids = await insertTasks(db, rows)
+      await watch(db, ids.filter((_, i) => i % 10 === 0))
+      const pending = new Set(ids.filter((_, i) => rows[i].status === 'PENDING'))
+      const before = await rowTexts(db)
+
+      const touch = await startWriter('touch', url, 'PENDING')
+      const move = await startWriter('move', url, 'PENDING', 'SCHEDULED')
+      let result
+      try {
+        result = await runOps(
+          ['taskmanager:clear', '--database-url', url, '--status', 'PENDING', flag, '--batch-size', '150', '--target-batch-ms', '0', '--sleep-ms', '15', '--force', '--json'],
+          {timeoutMs: 150_000},
+        )
+      } finally {
+        await stopWriter(touch)
+        await stopWriter(move)
+      }
+      expect(result.code, result.stderr).to.equal(0)
+      const doc = parseJsonOutput<ClearJson>(result)
+
+      const touched = Number(touch.lines.filter((l) => l.startsWith('touched')).at(-1)?.split(' ')[1] ?? 0)
+      const moved = move.lines.filter((l) => l.startsWith('moved ')).map((l) => l.slice('moved '.length))
+      // The writers really did change matching rows during the run.
+      expect(touched).to.be.greaterThan(200)
+      expect(moved.length).to.be.greaterThan(20)
+
+      const after = await rowTexts(db)
+      // Every row that still matched was deleted: none is left, and the count says so.
+      expect((await db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE status = 'PENDING'`)).rows[0].n).to.equal(0)
+      expect(doc.done).to.equal(pending.size - moved.length)
+      expect(doc.data.execution.deleted).to.equal(doc.done)
+      expect(doc.data.execution.stillMatching).to.equal(0)
+      expect(doc.data.execution.stoppedBy).to.equal('completed')
+      // Rows moved out of the filter are kept, as the application left them.
+      for (const id of moved) {
+        expect(after.get(id), `moved row ${id}`).to.match(/,SCHEDULED,"moved by the application",/)
+      }
+      // Every row that never matched is byte-for-byte what it was.
+      for (const [id, text] of before) if (!pending.has(id)) expect(after.get(id)).to.equal(text)
+      expect([...after.keys()].sort()).to.deep.equal([...ids.filter((id) => !pending.has(id)), ...moved].sort())
+      // Watcher links go with their rows only.
+      const {rows: links} = await db.query('SELECT taskmanager_id::text AS id FROM task_manager_taskwatcher_tasks')
+      expect(links.every((l) => after.has(l.id))).to.equal(true)
+      expect(links.length).to.equal(ids.filter((id, i) => i % 10 === 0 && after.has(id)).length)
+    })
+  }
+
+  for (const [method, flags] of [
+    ['raw SQL', ['--use-cursor', '--lock-timeout', '200ms']],
+    ['TypeORM', ['--use-orm']],
+  ] as const) {
+    it(`${method}: exits 1 telling to re-run when a matching row stays locked through every walk; a re-run finishes`, async () => {
+      await dropDjangoSchema(db)
+      await createDjangoSchema(db)
+      const ids = await insertTasks(db, Array.from({length: 50}, () => taskRow({status: 'ERROR'})))
+      const holder = new pg.Client({connectionString: url})
+      await holder.connect()
+      try {
+        await holder.query('BEGIN')
+        await holder.query('UPDATE task_manager_taskmanager SET attempts = attempts + 1 WHERE id = $1', [ids[7]])
+        // raw SQL waits lock_timeout, then retries the batch passing over locked rows; TypeORM skips them at once (SKIP LOCKED).
+        const result = await runOps(['taskmanager:clear', '--database-url', url, '--status', 'ERROR', ...flags, '--batch-size', '10', '--force', '--json'])
+        expect(result.code, result.stdout + result.stderr).to.equal(1)
+        const doc = JSON.parse(result.stdout) as {error: {message: string}; data: ClearJson['data']; done: number}
+        expect(doc.error.message).to.match(/^1 rows that match the filter are still in the table.*Run the same command again to finish\./s)
+        expect(doc.done).to.equal(49)
+        expect(doc.data.execution.stillMatching).to.equal(1)
+        expect(doc.data.execution.skipped).to.equal(3) // passed over once per walk
+      } finally {
+        await holder.query('ROLLBACK')
+        await holder.end()
+      }
+      const again = await runOps(['taskmanager:clear', '--database-url', url, '--status', 'ERROR', '--force'])
+      expect(again.code, again.stderr).to.equal(0)
+      expect(again.stdout).to.contain('Successfully deleted 1 TaskManager records')
+    })
+  }
+})

@@ -1,0 +1,194 @@
+/**
+ * taskmanager:clear against a replicated primary, as in production: a real
+ * streaming standby whose replay a test pauses (ops waits, then finishes once
+ * replay resumes), a VACUUM on the table, a cron window (--max-runtime), and
+ * --concurrency workers stopped by one Ctrl-C.
+ */
+import {expect} from 'chai'
+import pg from 'pg'
+
+import {collect, parseJsonOutput, runOps, spawnOps, waitForOutput} from '../../../test/helpers/cli.js'
+import {freshDatabase} from '../../../test/helpers/servers.js'
+import {Standby, startStandby} from '../../../test/helpers/standby.js'
+import {createDjangoSchema, dropDjangoSchema, insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+interface Execution {
+  deleted: number
+  stillMatching: number
+  stoppedBy: string
+  pausedMs: number
+  workers: number
+  longestTransactionMs: number
+}
+
+describe('taskmanager:clear in production conditions', function () {
+  this.timeout(240_000)
+  let url: string
+  let db: pg.Client
+  let ids: string[]
+  let statuses: string[]
+
+  before(async () => {
+    url = await freshDatabase('ops_tm_prod')
+    db = new pg.Client({connectionString: url})
+    await db.connect()
+  })
+  after(async () => db?.end())
+
+  const fill = async (rows = 3000) => {
+    await dropDjangoSchema(db)
+    await createDjangoSchema(db)
+    const made = Array.from({length: rows}, (_, i) => taskRow({status: i % 4 === 3 ? 'PENDING' : 'DONE'}))
+    statuses = made.map((r) => r.status)
+    ids = await insertTasks(db, made)
+    await watch(db, ids.filter((_, i) => i % 10 === 0))
+  }
+  const doneLeft = async () => (await db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE status = 'DONE'`)).rows[0].n as number
+  const expectOnlyPendingLeft = async (before: Map<string, string>) => {
+    const after = await rowTexts(db)
+    expect([...after.keys()]).to.deep.equal(ids.filter((_, i) => statuses[i] === 'PENDING'))
+    for (const [id, text] of after) expect(text).to.equal(before.get(id))
+  }
+  const slowClear = (...extra: string[]) => ['taskmanager:clear', '--database-url', url, '--status', 'DONE', '--use-cursor', '--batch-size', '100', '--target-batch-ms', '0', '--force', ...extra]
+
+  describe('with a streaming standby', () => {
+    let standby: Standby | undefined
+    let replica: pg.Client
+
+    before(async function () {
+      standby = await startStandby()
+      if (!standby) this.skip() // the primary is not one the harness started from local binaries
+      replica = new pg.Client({connectionString: standby!.url(new URL(url).pathname.slice(1))})
+    })
+    after(async () => {
+      await replica?.end().catch(() => {})
+      await standby?.stop()
+    })
+
+    for (const where of ['measured on the replica (--replica-url)', 'measured on the primary (pg_stat_replication)'] as const) {
+      it(`waits while the standby's replay is paused, ${where}, and finishes once it resumes`, async () => {
+        await fill()
+        const before = await rowTexts(db)
+        await standby!.caughtUp(url)
+        if (!(replica as unknown as {_connected?: boolean})._connected) await replica.connect()
+        await replica.query('SELECT pg_wal_replay_pause()')
+        const extra = where.includes('replica-url') ? ['--replica-url', standby!.url(new URL(url).pathname.slice(1))] : []
+        const child = spawnOps(slowClear('--max-replica-lag', '1s', '--sleep-ms', '100', ...extra))
+        child.stdin?.end()
+        try {
+          await waitForOutput(child, /paused: replica lag [\d.]+m?s > 1s/, 60_000)
+          // ops waits: nothing more is deleted while the standby does not replay.
+          const paused = await doneLeft()
+          await sleep(3000)
+          expect(await doneLeft()).to.equal(paused)
+          expect(paused).to.be.greaterThan(0)
+        } finally {
+          await replica.query('SELECT pg_wal_replay_resume()')
+        }
+        const result = await collect(child, 120_000)
+        expect(result.code, result.stderr).to.equal(0)
+        expect(result.stdout).to.contain(`Successfully deleted ${statuses.filter((s) => s === 'DONE').length.toLocaleString('en-US')} TaskManager records`)
+        await expectOnlyPendingLeft(before)
+      })
+    }
+  })
+
+  it('--pause-on-autovacuum waits while a VACUUM works on the table, then finishes', async () => {
+    await fill()
+    const before = await rowTexts(db)
+    // A cursor pins the table's first page; VACUUM (FREEZE) waits for it, in pg_stat_progress_vacuum all the while.
+    const pin = new pg.Client({connectionString: url})
+    const vacuum = new pg.Client({connectionString: url})
+    await pin.connect()
+    await vacuum.connect()
+    try {
+      await pin.query('BEGIN')
+      await pin.query('DECLARE pin CURSOR FOR SELECT * FROM task_manager_taskmanager')
+      await pin.query('FETCH 1 FROM pin')
+      const vacuuming = vacuum.query('VACUUM (FREEZE) task_manager_taskmanager')
+      const child = spawnOps(slowClear('--pause-on-autovacuum'))
+      child.stdin?.end()
+      let paused: number
+      try {
+        await waitForOutput(child, /paused: VACUUM \([a-z ]+\) on public\.task_manager_taskmanager/, 60_000)
+        paused = await doneLeft()
+        await sleep(2500)
+        expect(await doneLeft()).to.equal(paused)
+      } finally {
+        await pin.query('COMMIT')
+      }
+      await vacuuming
+      const result = await collect(child, 120_000)
+      expect(result.code, result.stderr).to.equal(0)
+      expect(paused).to.be.greaterThan(0)
+      await expectOnlyPendingLeft(before)
+    } finally {
+      await pin.end()
+      await vacuum.end()
+    }
+  })
+
+  it('--max-runtime stops cleanly between batches, says what is left, exits 0; the next window finishes', async () => {
+    await fill(6000)
+    const before = await rowTexts(db)
+    const result = await runOps(slowClear('--sleep-ms', '100', '--max-runtime', '1500ms', '--json'))
+    expect(result.code, result.stderr).to.equal(0)
+    const doc = parseJsonOutput<{done: number; data: {execution: Execution}}>(result)
+    const left = await doneLeft()
+    expect(doc.data.execution.stoppedBy).to.equal('max-runtime')
+    expect(left).to.be.greaterThan(0)
+    expect(doc.data.execution.stillMatching).to.equal(left)
+    expect(doc.done + left).to.equal(statuses.filter((s) => s === 'DONE').length)
+    expect(doc.done % 100).to.equal(0) // whole batches only
+
+    const text = await runOps(slowClear('--max-runtime', '300ms', '--sleep-ms', '100'))
+    expect(text.code, text.stderr).to.equal(0)
+    expect(text.stdout).to.match(/Stopped by --max-runtime 300ms: deleted [\d,]+ TaskManager records; [\d,]+ matching rows are left; run the same command again \(in the next window\) to finish\./)
+
+    const rest = await runOps(slowClear('--max-runtime', '10m'))
+    expect(rest.code, rest.stderr).to.equal(0)
+    await expectOnlyPendingLeft(before)
+  })
+
+  it('--concurrency 3 deletes exactly the matching rows over disjoint id ranges, each worker on its own connection', async () => {
+    await fill(6000)
+    const before = await rowTexts(db)
+    const child = spawnOps(slowClear('--concurrency', '3', '--sleep-ms', '20', '--json'))
+    child.stdin?.end()
+    let workers: string[] = []
+    for (let i = 0; i < 100 && workers.length < 3; i++) {
+      await sleep(100)
+      const {rows} = await db.query(`SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'ops taskmanager:clear (worker %' ORDER BY 1`)
+      workers = rows.map((r) => r.application_name)
+    }
+    const result = await collect(child, 120_000)
+    expect(result.code, result.stderr).to.equal(0)
+    expect(workers).to.deep.equal(['ops taskmanager:clear (worker 1)', 'ops taskmanager:clear (worker 2)', 'ops taskmanager:clear (worker 3)'])
+    const doc = parseJsonOutput<{done: number; data: {execution: Execution}}>(result)
+    expect(doc.data.execution.workers).to.equal(3)
+    expect(doc.done).to.equal(statuses.filter((s) => s === 'DONE').length)
+    await expectOnlyPendingLeft(before)
+  })
+
+  it('--concurrency 2: one Ctrl-C stops every worker after its batch in flight (exit 130); a re-run finishes', async () => {
+    await fill(6000)
+    const before = await rowTexts(db)
+    const child = spawnOps(slowClear('--concurrency', '2', '--sleep-ms', '50'))
+    child.stdin?.end()
+    await waitForOutput(child, /batch \d+ of 100/, 60_000)
+    await sleep(300)
+    child.kill('SIGINT')
+    const result = await collect(child, 60_000)
+    expect(result.code, result.stderr).to.equal(130)
+    const left = await doneLeft()
+    expect(left).to.be.greaterThan(0)
+    expect(left % 100).to.equal(0) // whole batches: each worker's range holds a multiple of 100 DONE rows here
+    const {rows} = await db.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'ops taskmanager:clear%'`)
+    expect(rows[0].n).to.equal(0)
+    const rest = await runOps(slowClear('--concurrency', '2'))
+    expect(rest.code, rest.stderr).to.equal(0)
+    await expectOnlyPendingLeft(before)
+  })
+})
