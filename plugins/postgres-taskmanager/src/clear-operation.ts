@@ -1,6 +1,7 @@
 import {count, DestructiveOperation, Plan, Progress, Step, Summary} from 'ops-cli/base'
 
 import {Archive} from './archive.js'
+import {ArchiveTable} from './archive-table.js'
 import {BatchDeleter, BatchStats, deleteInBatches, newStats} from './batches.js'
 import {openTaskManager, TaskManagerConnection} from './connection.js'
 import {describeFilter, filterRecord, parseAge, TaskFilter} from './filter.js'
@@ -30,6 +31,8 @@ export interface ClearOptions {
   limits: BatchLimits
   sleepMs: number
   archive?: string
+  /** issue 12: --archive-table [schema.]NAME */
+  archiveTable?: string
 }
 
 export interface ClearPlan extends Plan {
@@ -43,6 +46,8 @@ export interface ClearPlan extends Plan {
     watcherLinks: number
     foreignKeys: ReferencingForeignKey[]
     archive: string | null
+    /** issue 12: the --archive-table and whether it must be created first. */
+    archiveTable: {name: string; exists: boolean} | null
     /** Filled in batch by batch while the deletion runs. */
     execution: BatchStats
   }
@@ -67,6 +72,7 @@ function describeForeignKey(fk: ReferencingForeignKey, table: TableName): string
 export class ClearOperation implements DestructiveOperation<ClearPlan> {
   private connection?: TaskManagerConnection
   private orm?: TaskManagerOrm
+  private archiveTable?: ArchiveTable
 
   constructor(private readonly options: ClearOptions) {}
 
@@ -85,6 +91,8 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
     if (filter.olderThan !== undefined) filter.createdBefore = await table.cutoff(parseAge(filter.olderThan))
     this.options.filter = filter
     if (this.options.archive) await Archive.assertWritable(this.options.archive)
+    // issue 12: a table that cannot be the archive is refused here, before anything is deleted.
+    if (this.options.archiveTable) this.archiveTable = await ArchiveTable.inspect(this.db.client, this.options.archiveTable, table.table)
     const upToId = await table.maxId()
     const matching = await table.countMatching(filter)
     const foreignKeys = await table.referencingForeignKeys()
@@ -98,6 +106,7 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
     ]
     const links = foreignKeys.filter((fk) => fk.isWatcherLink)
     if (links.length) details.push(`Watcher links: ${count(watcherLinks)} rows of ${links.map((fk) => `${fk.table.schema}.${fk.table.name}`).join(', ')} are deleted in the same transactions`)
+    if (this.archiveTable) details.push(this.archiveTable.describe(matching))
     if (this.options.archive) details.push(`Archive: each deleted row is appended as a JSON line to ${this.options.archive} before its batch commits`)
     return {
       store: 'PostgreSQL',
@@ -117,6 +126,7 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
         watcherLinks,
         foreignKeys,
         archive: this.options.archive ?? null,
+        archiveTable: this.archiveTable ? {name: this.archiveTable.displayName, exists: this.archiveTable.exists} : null,
         execution: newStats(this.options.batchSize),
       },
     }
@@ -124,6 +134,8 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
 
   steps(plan: ClearPlan): Step[] {
     const run = async function* (this: ClearOperation, signal: AbortSignal): AsyncGenerator<Progress> {
+      // issue 12: created once, before the first batch (never by the plan or a dry run); every batch statement archives its own rows.
+      await this.archiveTable?.ensure()
       const deleter = await this.deleter(plan)
       const archive = this.options.archive ? await Archive.open(this.options.archive) : undefined
       try {
@@ -151,8 +163,12 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
   }
 
   private async deleter(plan: ClearPlan): Promise<BatchDeleter> {
-    if (plan.method === 'raw-sql') return this.db.table
+    if (plan.method === 'raw-sql') {
+      this.db.table.archive = this.archiveTable // issue 12
+      return this.db.table
+    }
     this.orm = await TaskManagerOrm.connect(this.options.url, this.db.table.table, plan.data.foreignKeys, `${APPLICATION_NAME} (typeorm)`)
+    this.orm.archive = this.archiveTable // issue 12
     return this.orm
   }
 

@@ -1,6 +1,7 @@
 import {OpsError} from 'ops-cli/base'
 import type pg from 'pg'
 
+import type {ArchiveTable} from './archive-table.js'
 import {TaskFilter, whereClause} from './filter.js'
 import {qualified, quoteIdent, TableName} from './table-name.js'
 
@@ -72,6 +73,8 @@ const isWatcherLink = (table: string, columns: string[]) => /taskwatcher_tasks$/
  */
 export class TaskManagerTable {
   private watcherLinks: ReferencingForeignKey[] = []
+  /** issue 12 (--archive-table): set by the clear; each batch's DELETE then feeds its INSERT into this table. */
+  archive?: ArchiveTable
 
   private constructor(
     private readonly client: pg.Client,
@@ -175,7 +178,8 @@ export class TaskManagerTable {
       (fk, i) => `, links${i} AS (DELETE FROM ${qualified(fk.table)} WHERE ${quoteIdent(fk.columns[0])} = ANY(${deletedIds}) RETURNING 1)`,
     )
     const linkCount = this.watcherLinks.length ? this.watcherLinks.map((_, i) => `(SELECT count(*) FROM links${i})`).join(' + ') : '0'
-    const returning = request.withRows ? 't.id, row_to_json(t)::text AS row' : 't.id'
+    // issue 12 (--archive-table): RETURNING every column feeds the archive INSERT (the CTE after the links) of the same statement.
+    const returning = `${this.archive ? 't.*' : 't.id'}${request.withRows ? ', row_to_json(t)::text AS row' : ''}`
     // The DELETE repeats the filter: a row changed by someone else since the snapshot is re-checked
     // (EvalPlanQual) and left alone if it no longer matches; only the link rows of deleted rows go.
     const where2 = whereClause(request.filter, 4, 't')
@@ -183,7 +187,7 @@ export class TaskManagerTable {
         SELECT ctid FROM ${this.sql} WHERE id > $1 AND id <= $2 AND ${where.sql} ORDER BY id LIMIT $3
       ), gone AS (
         DELETE FROM ${this.sql} AS t WHERE t.ctid = ANY(ARRAY(SELECT ctid FROM batch)) AND ${where2.sql} RETURNING ${returning}
-      )${links.join('')}
+      )${links.join('')}${this.archive?.insertFrom('gone') ?? ''}
       ${
         request.withRows
           ? `SELECT id::text AS id, row, (${linkCount})::int AS links FROM gone ORDER BY gone.id`

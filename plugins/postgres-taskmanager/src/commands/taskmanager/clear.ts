@@ -16,6 +16,7 @@ export default class Clear extends DestructiveCommand {
     '<%= config.bin %> <%= command.id %> --status SCHEDULED --task-module breathecode.assignments.tasks',
     '<%= config.bin %> <%= command.id %> --status ERROR --task-name process_file --force',
     '<%= config.bin %> <%= command.id %> --status DONE --older-than 30d --archive done-tasks.jsonl --force',
+    '<%= config.bin %> <%= command.id %> --status DONE --older-than 30d --archive-table task_manager_archive --force',
     '<%= config.bin %> <%= command.id %> --status DONE --use-cursor --database-url postgres://app@db:5432/app',
     '<%= config.bin %> <%= command.id %> --dry-run --show-summary',
   ]
@@ -29,6 +30,11 @@ export default class Clear extends DestructiveCommand {
     'use-cursor': Flags.boolean({description: 'Force the raw-SQL path (pg) whatever the row count.', default: false}),
     'use-orm': Flags.boolean({description: 'Force the TypeORM path whatever the row count (for benchmarks).', default: false, hidden: true, exclusive: ['use-cursor']}),
     archive: Flags.string({description: 'Append every deleted row as a JSON line to FILE, flushed to disk before its batch commits.', helpValue: 'FILE'}),
+    // issue 12
+    'archive-table': Flags.string({
+      description: "Insert every deleted row into this table, in the same statement as its delete (created on first use; unqualified: the TaskManager table's schema). taskmanager:restore puts rows back.",
+      helpValue: '[SCHEMA.]NAME',
+    }),
     'batch-size': Flags.integer({description: 'Rows per batch (the starting size when adaptive).', default: 5000, min: 1, max: MAX_BATCH_SIZE}),
     'target-batch-ms': Flags.integer({description: 'Adapt the batch size so one batch takes about this long; 0 keeps --batch-size fixed.', default: 250, min: 0}),
     'statement-timeout': Flags.string({description: 'statement_timeout of each batch (e.g. 30s, 500ms).', default: '30s', helpValue: 'DURATION'}),
@@ -60,6 +66,7 @@ export default class Clear extends DestructiveCommand {
       limits: {statementTimeout: flags['statement-timeout'], lockTimeout: flags['lock-timeout']},
       sleepMs: flags['sleep-ms'],
       archive: flags.archive,
+      archiveTable: flags['archive-table'], // issue 12
     })
     return this.runDestructive(operation, flags)
   }
