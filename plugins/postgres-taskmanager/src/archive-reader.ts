@@ -25,8 +25,10 @@ const ROW_START = '{"id":'
 export class ArchiveFile {
   /** Damaged lines skipped or repaired, for the plan's warnings. */
   readonly warnings: string[] = []
-  /** Lines read, duplicates included. */
+  /** Non-empty lines read, damaged ones included (for line numbers). */
   lines = 0
+  /** Whole rows read, repeated ids included. */
+  rows = 0
 
   private constructor(
     readonly path: string,
@@ -101,7 +103,7 @@ export class ArchiveFile {
     if (pending.length > 0) this.take(pending, pendingAt, true)
   }
 
-  /** Indexes one line; a line a killed writer left half-written is skipped, or its intact trailing row kept. */
+  /** Indexes one line; a row a killed writer left half-written is skipped, and a whole row appended after it kept. */
   private take(bytes: Buffer, offset: number, last: boolean): void {
     const text = bytes.toString('utf8')
     if (text.trim() === '') return
@@ -109,6 +111,7 @@ export class ArchiveFile {
     const lineNo = this.lines
     const id = idOf(text)
     if (id !== undefined) {
+      this.rows++
       this.spans.set(id, {offset, length: bytes.length})
       return
     }
@@ -116,13 +119,15 @@ export class ArchiveFile {
     const start = text.lastIndexOf(ROW_START)
     const tail = start > 0 ? idOf(text.slice(start)) : undefined
     if (tail !== undefined) {
+      this.rows++
       const skip = Buffer.byteLength(text.slice(0, start))
       this.spans.set(tail, {offset: offset + skip, length: bytes.length - skip})
       this.warnings.push(`${this.path} line ${lineNo}: a partly written row before row id ${tail} was skipped (its batch never committed).`)
       return
     }
-    if (last) {
-      this.warnings.push(`${this.path} line ${lineNo}: an incomplete last line was skipped (its batch never committed).`)
+    // The lines are fsync'ed before their batch commits: a row cut short never committed, it is still in the table.
+    if (last || text.startsWith(ROW_START)) {
+      this.warnings.push(`${this.path} line ${lineNo}: an incomplete row was skipped (its batch never committed).`)
       return
     }
     throw new UsageError(`${this.path} line ${lineNo} is not a row written by taskmanager:clear --archive (a JSON object with an id).`)

@@ -40,15 +40,17 @@ async function columnsOf(client: pg.Client, table: TableName): Promise<Column[]>
 function mismatch(task: Column[], found: Column[]): string | undefined {
   const wanted = [...task, {name: ARCHIVED_AT, type: 'timestamp with time zone'}]
   const have = new Map(found.map((c) => [c.name, c.type]))
-  const problems: string[] = []
+  const wrong: string[] = []
+  const missing: string[] = []
   for (const c of wanted) {
     const type = have.get(c.name)
-    if (type === undefined) problems.push(`missing ${c.name} ${c.type}`)
-    else if (type !== c.type) problems.push(`${c.name} is ${type}, not ${c.type}`)
+    if (type === undefined) missing.push(`missing ${c.name} ${c.type}`)
+    else if (type !== c.type) wrong.push(`${c.name} is ${type}, not ${c.type}`)
     have.delete(c.name)
   }
-  for (const [name, type] of have) problems.push(`extra column ${name} ${type}`)
-  return problems.length ? problems.join('; ') : undefined
+  const problems = [...[...have].map(([name, type]) => `extra column ${name} ${type}`), ...wrong, ...missing]
+  if (problems.length === 0) return undefined
+  return problems.length > 4 ? `${problems.slice(0, 4).join('; ')} and ${problems.length - 4} more differences` : problems.join('; ')
 }
 
 /**

@@ -34,7 +34,7 @@ export interface RestoreStats {
 export interface RestorePlan extends Plan {
   data: {
     table: string
-    source: {archiveTable: string} | {file: string; lines: number; distinctRows: number}
+    source: {archiveTable: string} | {file: string; rows: number; distinctRows: number}
     batchSize: number
     /** Matching rows left out because their id already exists in the TaskManager table. */
     skippedExisting: number
@@ -108,11 +108,11 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
         }
       }
       restorable = this.fileIds.length
-      source = {file: this.file.path, lines: this.file.lines, distinctRows: this.file.size}
-      const repeated = this.file.lines - this.file.size
+      source = {file: this.file.path, rows: this.file.rows, distinctRows: this.file.size}
+      const repeated = this.file.rows - this.file.size
       details.push(
-        `From file ${this.file.path}: ${count(this.file.lines)} lines, ${count(this.file.size)} distinct rows` +
-          (repeated > 0 ? ` (${count(repeated)} repeated lines from an interrupted clear: each row is restored once, from its last line)` : '') +
+        `From file ${this.file.path}: ${count(this.file.rows)} rows, ${count(this.file.size)} distinct` +
+          (repeated > 0 ? ` (${count(repeated)} repeated by an interrupted clear: each row is restored once, from its last line)` : '') +
           `; in batches of ${count(this.options.batchSize)} walked by id, one transaction each; the file is left as it is`,
       )
     }
