@@ -22,6 +22,8 @@ export interface RestoreOptions {
   olderThanMs?: number
   window: ArchivedWindow
   batchSize: number
+  /** Pause between batches (as pt-archiver's --sleep). */
+  sleepMs?: number
 }
 
 export interface RestoreStats {
@@ -191,6 +193,7 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
       const skipped = stats.skipped > 0 ? `, ${count(stats.skipped)} skipped (id exists)` : ''
       yield {done: stats.restored, note: `batch ${stats.batches} in ${Math.round(performance.now() - started)}ms, last id ${afterId}${skipped}`}
       if (outcome.lastId === undefined || !outcome.full) break
+      if (this.options.sleepMs && !signal.aborted) await new Promise((resolve) => setTimeout(resolve, this.options.sleepMs))
     }
   }
 

@@ -43,6 +43,7 @@ export default class Restore extends DestructiveCommand {
     'archived-after': timestampFlag({description: 'Only rows archived at or after this time (archive table only).', exclusive: ['from-file']}),
     'archived-before': timestampFlag({description: 'Only rows archived before this time (archive table only).', exclusive: ['from-file']}),
     'batch-size': Flags.integer({description: 'Rows per batch.', default: 5000, min: 1, max: 50_000}),
+    'sleep-ms': Flags.integer({description: 'Pause between batches, to leave room for other traffic.', default: 0, min: 0}),
   }
 
   async run() {
@@ -62,6 +63,7 @@ export default class Restore extends DestructiveCommand {
       olderThanMs: flags['older-than'],
       window: {after: flags['archived-after'], before: flags['archived-before']},
       batchSize: flags['batch-size'],
+      sleepMs: flags['sleep-ms'],
     })
     return this.runDestructive(operation, flags)
   }
