@@ -1,46 +1,12 @@
 /** Drives clear --archive-table and restore in-process (no CLI), and reads both tables for the checks. */
-import type {DestructiveOperation, Plan} from 'ops-cli/base'
 import pg from 'pg'
 
-import {ClearOperation, ClearPlan} from '../../src/clear-operation.js'
 import type {TaskFilter} from '../../src/filter.js'
 import {RestoreOperation, RestoreOptions, RestorePlan} from '../../src/restore-operation.js'
+import {clearDirect, DirectRun, runDirect} from './direct.js'
 
-/** Connect, plan, run every step (aborting after `abortAfterBatches` progress events), disconnect. */
-export async function runDirect<P extends Plan>(operation: DestructiveOperation<P>, abortAfterBatches?: number): Promise<{plan: P; done: number}> {
-  await operation.connect()
-  try {
-    const plan = await operation.plan()
-    const controller = new AbortController()
-    let done = 0
-    let batches = 0
-    for (const step of operation.steps(plan)) {
-      for await (const progress of step.run(controller.signal)) {
-        done = progress.done
-        if (abortAfterBatches !== undefined && ++batches >= abortAfterBatches) controller.abort()
-      }
-    }
-    return {plan, done}
-  } finally {
-    await operation.disconnect()
-  }
-}
-
-export function clearIntoArchive(url: string, archiveTable: string, filter: TaskFilter, options: {useCursor: boolean; batchSize?: number}): Promise<{plan: ClearPlan; done: number}> {
-  return runDirect(
-    new ClearOperation({
-      url,
-      table: 'task_manager_taskmanager',
-      filter,
-      useCursor: options.useCursor,
-      useOrm: !options.useCursor,
-      batchSize: options.batchSize ?? 7,
-      targetBatchMs: 0,
-      limits: {statementTimeout: '30s', lockTimeout: '2s'},
-      sleepMs: 0,
-      archiveTable,
-    }),
-  )
+export function clearIntoArchive(url: string, archiveTable: string, filter: TaskFilter, options: {useCursor: boolean}): Promise<DirectRun> {
+  return clearDirect(url, filter, {useCursor: options.useCursor, useOrm: !options.useCursor, batchSize: 7, archiveTable})
 }
 
 export function restoreDirect(url: string, options: Partial<RestoreOptions>, abortAfterBatches?: number): Promise<{plan: RestorePlan; done: number}> {
