@@ -139,13 +139,13 @@ describe('shell completion (ops autocomplete)', function () {
 
     it('`ops taskm<TAB>` completes to the taskmanager topic', () => {
       const {reply} = complete('ops taskm')
-      expect(reply).to.have.members(['taskmanager:clear', 'taskmanager:stuck', 'taskmanager:summary'])
+      expect(reply).to.have.members(['taskmanager:clear', 'taskmanager:restore', 'taskmanager:stuck', 'taskmanager:summary'])
       // readline inserts the longest common prefix of the candidates.
       expect(commonPrefix(reply)).to.equal('taskmanager:')
     })
 
     it('`ops taskmanager:<TAB>` and `ops taskmanager:cl<TAB>` complete the command after the colon', () => {
-      expect(complete('ops taskmanager:').reply).to.have.members(['clear', 'stuck', 'summary'])
+      expect(complete('ops taskmanager:').reply).to.have.members(['clear', 'restore', 'stuck', 'summary'])
       expect(complete('ops taskmanager:cl').reply).to.deep.equal(['clear'])
       expect(complete('ops taskflow:co').reply.every((c) => c.startsWith('counters:'))).to.equal(true)
     })
@@ -182,7 +182,7 @@ describe('shell completion (ops autocomplete)', function () {
     })
 
     it('a positional word still gets plugin-autocomplete\'s command ids (`ops help taskm<TAB>`)', () => {
-      expect(complete('ops help taskm').reply).to.have.members(['taskmanager:clear', 'taskmanager:stuck', 'taskmanager:summary'])
+      expect(complete('ops help taskm').reply).to.have.members(['taskmanager:clear', 'taskmanager:restore', 'taskmanager:stuck', 'taskmanager:summary'])
     })
 
     it('the values survive `ops autocomplete --refresh-cache`, written once', async () => {
@@ -229,7 +229,7 @@ describe('shell completion (ops autocomplete)', function () {
     }
 
     it('`ops taskm<TAB>` offers the taskmanager commands', () => {
-      expect(zshComplete('ops taskm')).to.have.members(['taskmanager:clear', 'taskmanager:stuck', 'taskmanager:summary'])
+      expect(zshComplete('ops taskm')).to.have.members(['taskmanager:clear', 'taskmanager:restore', 'taskmanager:stuck', 'taskmanager:summary'])
     })
 
     it('flags complete, for commands with two colons too', () => {

@@ -1,6 +1,7 @@
 import {count, DestructiveOperation, duration, Plan, Progress, Step, Summary} from 'ops-cli/base'
 
 import {Archive} from './archive.js'
+import {ArchiveTable} from './archive-table.js'
 import {BatchDeleter, BatchStats, deleteInBatches, newStats, splitIdRange} from './batches.js'
 import {openTaskManager, TaskManagerConnection} from './connection.js'
 import {describeFilter, filterRecord, TaskFilter} from './filter.js'
@@ -40,6 +41,8 @@ export interface ClearOptions {
   pauseOnAutovacuum?: boolean
   /** Start no batch after this long; what is left is reported. */
   maxRuntimeMs?: number
+  /** issue 12: --archive-table [schema.]NAME */
+  archiveTable?: string
 }
 
 export interface ClearPlan extends Plan {
@@ -56,6 +59,8 @@ export interface ClearPlan extends Plan {
     watcherLinks: number
     foreignKeys: ReferencingForeignKey[]
     archive: string | null
+    /** issue 12: the --archive-table and whether it must be created first. */
+    archiveTable: {name: string; exists: boolean} | null
     /** Filled in batch by batch while the deletion runs. */
     execution: BatchStats
   }
@@ -81,6 +86,7 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
   private connection?: TaskManagerConnection
   /** Everything opened for the run beyond the main connection: worker connections, ORM sources, replica probes. */
   private readonly closers: (() => Promise<void>)[] = []
+  private archiveTable?: ArchiveTable
 
   constructor(private readonly options: ClearOptions) {}
 
@@ -99,6 +105,8 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
     if (filter.olderThanMs !== undefined) filter.createdBefore = await table.cutoff(filter.olderThanMs)
     this.options.filter = filter
     if (this.options.archive) await Archive.assertWritable(this.options.archive)
+    // issue 12: a table that cannot be the archive is refused here, before anything is deleted.
+    if (this.options.archiveTable) this.archiveTable = await ArchiveTable.inspect(this.db.client, this.options.archiveTable, table.table)
     const {min: minId, max: upToId} = await table.idRange()
     const matching = await table.countMatching(filter)
     const foreignKeys = await table.referencingForeignKeys()
@@ -115,6 +123,7 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
     ]
     const links = foreignKeys.filter((fk) => fk.isWatcherLink)
     if (links.length) details.push(`Watcher links: ${count(watcherLinks)} rows of ${links.map((fk) => `${fk.table.schema}.${fk.table.name}`).join(', ')} are deleted in the same transactions`)
+    if (this.archiveTable) details.push(this.archiveTable.describe(matching))
     if (this.options.archive) details.push(`Archive: each deleted row is appended as a JSON line to ${this.options.archive} before its batch commits`)
     return {
       store: 'PostgreSQL',
@@ -137,6 +146,7 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
         watcherLinks,
         foreignKeys,
         archive: this.options.archive ?? null,
+        archiveTable: this.archiveTable ? {name: this.archiveTable.displayName, exists: this.archiveTable.exists} : null,
         execution: newStats(this.options.batchSize, workers),
       },
     }
@@ -160,6 +170,8 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
 
   steps(plan: ClearPlan): Step[] {
     const run = async function* (this: ClearOperation, signal: AbortSignal): AsyncGenerator<Progress> {
+      // issue 12: created once, before the first batch (never by the plan or a dry run); every batch statement archives its own rows.
+      await this.archiveTable?.ensure()
       const started = Date.now()
       const deleters = await this.deleters(plan)
       const throttle = await this.throttle()
@@ -194,6 +206,13 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
 
   /** One deleter per worker, each on its own connection (a single raw-SQL worker uses the main one). */
   private async deleters(plan: ClearPlan): Promise<BatchDeleter[]> {
+    const deleters = await this.openDeleters(plan)
+    // issue 12: every worker's batch statement archives its own rows.
+    for (const deleter of deleters) deleter.archive = this.archiveTable
+    return deleters
+  }
+
+  private async openDeleters(plan: ClearPlan): Promise<(BatchDeleter & {archive?: ArchiveTable})[]> {
     if (plan.method === 'raw-sql' && this.workers === 1) return [this.db.table]
     return Promise.all(
       Array.from({length: this.workers}, async (_, i) => {

@@ -1,5 +1,6 @@
 import {DataSource, EntitySchema, QueryRunner, SelectQueryBuilder} from 'typeorm'
 
+import type {ArchiveTable} from './archive-table.js'
 import type {BatchDeleter} from './batches.js'
 import {predicatesOf} from './filter.js'
 import type {TableName} from './table-name.js'
@@ -91,6 +92,9 @@ function watcherLinkEntity(fk: ReferencingForeignKey, i: number): EntitySchema<W
  * same keyset batches as the raw path: memory stays bounded by one batch of ids.
  */
 export class TaskManagerOrm implements BatchDeleter {
+  /** issue 12 (--archive-table): set by the clear; each batch is then deleted and archived by one raw statement. */
+  archive?: ArchiveTable
+
   private constructor(
     private readonly source: DataSource,
     private readonly runner: QueryRunner,
@@ -160,7 +164,10 @@ export class TaskManagerOrm implements BatchDeleter {
           const result = await runner.manager.createQueryBuilder().delete().from(link).where('taskmanager_id = ANY(:ids)', {ids}).execute()
           links += result.affected ?? 0
         }
-        const result = await runner.manager.createQueryBuilder().delete().from(this.task).where('id = ANY(:ids)', {ids}).execute()
+        // issue 12 (--archive-table): DELETE ... RETURNING feeds the archive INSERT, one statement through the DataSource.
+        const result = this.archive
+          ? await runner.query(this.archive.deleteAndArchiveSql(), [ids], true)
+          : await runner.manager.createQueryBuilder().delete().from(this.task).where('id = ANY(:ids)', {ids}).execute()
         deleted = result.affected ?? ids.length
       }
       await request.beforeCommit?.(request.withRows ? locked.map((r) => r.row ?? '') : [])

@@ -1,6 +1,7 @@
 import {OpsError} from 'ops-cli/base'
 import type pg from 'pg'
 
+import type {ArchiveTable} from './archive-table.js'
 import {TaskFilter, whereClause} from './filter.js'
 import {qualified, quoteIdent, TableName} from './table-name.js'
 
@@ -78,6 +79,8 @@ const isWatcherLink = (table: string, columns: string[]) => /taskwatcher_tasks$/
  */
 export class TaskManagerTable {
   private watcherLinks: ReferencingForeignKey[] = []
+  /** issue 12 (--archive-table): set by the clear; each batch's DELETE then feeds its INSERT into this table. */
+  archive?: ArchiveTable
 
   private constructor(
     private readonly client: pg.Client,
@@ -187,7 +190,8 @@ export class TaskManagerTable {
   async deleteBatch(request: BatchRequest): Promise<BatchOutcome> {
     const where = whereClause(request.filter, 4, 't')
     const range = (column: string) => `${column} > $1 AND ${column} <= (SELECT upto FROM bound)`
-    const returning = request.withRows ? 't.id, row_to_json(t)::text AS row' : 't.id'
+    // issue 12 (--archive-table): RETURNING every column feeds the archive INSERT (the CTE after the links) of the same statement.
+    const returning = `${this.archive ? 't.*' : 't.id'}${request.withRows ? ', row_to_json(t)::text AS row' : ''}`
     const links = this.watcherLinks.map((fk, i) => {
       const column = quoteIdent(fk.columns[0])
       return `, links${i} AS (DELETE FROM ${qualified(fk.table)} WHERE ${range(column)} AND ${column} IN (SELECT id FROM gone) RETURNING 1)`
@@ -204,7 +208,7 @@ export class TaskManagerTable {
     const target = request.skipLocked ? 't.id IN (SELECT id FROM picked)' : range('t.id')
     const statement = `${head}, gone AS (
         DELETE FROM ${this.sql} AS t WHERE ${target} AND ${where.sql} RETURNING ${returning}
-      )${links.join('')}
+      )${links.join('')}${this.archive?.insertFrom('gone') ?? ''}
       SELECT (SELECT candidates FROM bound) AS candidates, (SELECT upto FROM bound)::text AS scanned_to,
              (SELECT count(*) FROM gone)::int AS deleted, (${linkCount})::int AS links,
              ${request.withRows ? 'ARRAY(SELECT row FROM gone ORDER BY id)' : 'ARRAY[]::text[]'} AS rows`

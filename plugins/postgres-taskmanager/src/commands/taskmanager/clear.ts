@@ -19,6 +19,7 @@ Exit codes: 0 done (also when --max-runtime stopped the run: what is left is pri
     '<%= config.bin %> <%= command.id %> --status SCHEDULED --task-module breathecode.assignments.tasks',
     '<%= config.bin %> <%= command.id %> --status ERROR --task-name process_file --force',
     '<%= config.bin %> <%= command.id %> --status DONE --older-than 30d --archive done-tasks.jsonl --force',
+    '<%= config.bin %> <%= command.id %> --status DONE --older-than 30d --archive-table task_manager_archive --force',
     '<%= config.bin %> <%= command.id %> --status DONE --use-cursor --database-url postgres://app@db:5432/app',
     '<%= config.bin %> <%= command.id %> --status DONE --max-replica-lag 5s --replica-url postgres://ops@replica:5432/app --pause-on-autovacuum --max-runtime 50m --force',
     '<%= config.bin %> <%= command.id %> --status DONE --concurrency 2 --force',
@@ -34,6 +35,11 @@ Exit codes: 0 done (also when --max-runtime stopped the run: what is left is pri
     'use-cursor': Flags.boolean({description: 'Force the raw-SQL path (pg) whatever the row count.', default: false}),
     'use-orm': Flags.boolean({description: 'Force the TypeORM path whatever the row count (for benchmarks).', default: false, hidden: true, exclusive: ['use-cursor']}),
     archive: Flags.string({description: 'Append every deleted row as a JSON line to FILE, flushed to disk before its batch commits.', helpValue: 'FILE'}),
+    // issue 12
+    'archive-table': Flags.string({
+      description: "Insert every deleted row into this table, in the same statement as its delete (created on first use; unqualified: the TaskManager table's schema). taskmanager:restore puts rows back.",
+      helpValue: '[SCHEMA.]NAME',
+    }),
     'batch-size': Flags.integer({description: 'Rows per batch (the starting size when adaptive).', default: 5000, min: 1, max: MAX_BATCH_SIZE}),
     'target-batch-ms': Flags.integer({description: 'Adapt the batch size so one batch takes about this long; 0 keeps --batch-size fixed.', default: 250, min: 0}),
     'statement-timeout': durationFlag({description: 'statement_timeout of each batch.', default: '30s', min: '1ms'}),
@@ -75,6 +81,7 @@ Exit codes: 0 done (also when --max-runtime stopped the run: what is left is pri
       replicaUrls: flags['replica-url'],
       pauseOnAutovacuum: flags['pause-on-autovacuum'],
       maxRuntimeMs: flags['max-runtime'],
+      archiveTable: flags['archive-table'], // issue 12
     })
     this.result = await this.runDestructive(operation, flags)
     const execution = (this.result.data as ClearPlan['data'] | undefined)?.execution

@@ -1,0 +1,210 @@
+import {count, DestructiveOperation, OpsError, Plan, Progress, Step, Summary} from 'ops-cli/base'
+
+import {ArchiveFile} from './archive-reader.js'
+import {ArchivedWindow, ArchiveTable} from './archive-table.js'
+import {openTaskManager, TaskManagerConnection} from './connection.js'
+import {describeFilter, filterRecord, TaskFilter} from './filter.js'
+import {RestoreTarget} from './restore-target.js'
+import {summaryLines} from './summary-format.js'
+
+const APPLICATION_NAME = 'ops taskmanager:restore'
+/** Rows sent to the server per classification query while planning a file restore. */
+const PLAN_CHUNK = 5000
+
+export interface RestoreOptions {
+  url: string
+  table: string
+  /** Exactly one of the two sources. */
+  fromTable?: string
+  fromFile?: string
+  /** status, task module and name; the age comes as `olderThanMs`. */
+  filter: TaskFilter
+  olderThanMs?: number
+  window: ArchivedWindow
+  batchSize: number
+  /** Pause between batches (as pt-archiver's --sleep). */
+  sleepMs?: number
+}
+
+export interface RestoreStats {
+  batches: number
+  restored: number
+  /** Rows not inserted because their id is in the TaskManager table (an archive table's batches also meet those the plan counted). */
+  skipped: number
+}
+
+export interface RestorePlan extends Plan {
+  data: {
+    table: string
+    source: {archiveTable: string} | {file: string; rows: number; distinctRows: number}
+    batchSize: number
+    /** Matching rows left out because their id already exists in the TaskManager table. */
+    skippedExisting: number
+    sequence: string | null
+    /** Filled in batch by batch while the restore runs. */
+    execution: RestoreStats
+  }
+}
+
+/** taskmanager:restore as an operation of the base protocol: puts back what a clear archived. */
+export class RestoreOperation implements DestructiveOperation<RestorePlan> {
+  private connection?: TaskManagerConnection
+  private target?: RestoreTarget
+  private archive?: ArchiveTable
+  private file?: ArchiveFile
+  /** File source: the ids to restore, ascending, worked out by the plan. */
+  private fileIds: string[] = []
+  private upToId = '0'
+  private filter: TaskFilter
+
+  constructor(private readonly options: RestoreOptions) {
+    this.filter = {...options.filter}
+  }
+
+  async connect(): Promise<void> {
+    this.connection = await openTaskManager(this.options.url, this.options.table, APPLICATION_NAME)
+    this.target = await RestoreTarget.open(this.connection.client, this.connection.table.table)
+  }
+
+  private get db(): TaskManagerConnection {
+    if (!this.connection || !this.target) throw new Error('not connected')
+    return this.connection
+  }
+
+  async plan(): Promise<RestorePlan> {
+    const {table} = this.db
+    const target = this.target!
+    if (this.options.olderThanMs !== undefined) {
+      this.filter.olderThanMs = this.options.olderThanMs
+      this.filter.createdBefore = await target.cutoff(this.options.olderThanMs)
+    }
+    const {window} = this.options
+    const details = [...describeFilter(this.filter)]
+    if (window.after) details.push(`Archived after: ${window.after.toISOString()}`)
+    if (window.before) details.push(`Archived before: ${window.before.toISOString()}`)
+    const warnings: string[] = []
+    let restorable: number
+    let existing: number
+    let source: RestorePlan['data']['source']
+    if (this.options.fromTable !== undefined) {
+      this.archive = await ArchiveTable.inspect(this.db.client, this.options.fromTable, table.table)
+      if (!this.archive.exists) throw new OpsError(`The archive table ${this.archive.displayName} does not exist: nothing to restore from.`)
+      const counts = await this.archive.countRestorable(this.filter, window)
+      this.upToId = counts.maxId
+      existing = counts.existing
+      restorable = counts.matching - counts.existing
+      source = {archiveTable: this.archive.displayName}
+      details.push(
+        `From archive table ${this.archive.displayName} (${count(await this.archive.rowCount())} rows): in batches of ${count(this.options.batchSize)} walked by id, ` +
+          'each one transaction that inserts the rows and removes exactly the inserted ones from the archive table',
+      )
+    } else {
+      this.file = await ArchiveFile.open(this.options.fromFile!)
+      warnings.push(...this.file.warnings)
+      existing = 0
+      const ids = this.file.ids()
+      for (let i = 0; i < ids.length; i += PLAN_CHUNK) {
+        for (const row of await target.classifyJson(await this.file.read(ids.slice(i, i + PLAN_CHUNK)), this.filter)) {
+          if (row.existing) existing++
+          else this.fileIds.push(row.id)
+        }
+      }
+      restorable = this.fileIds.length
+      source = {file: this.file.path, rows: this.file.rows, distinctRows: this.file.size}
+      const repeated = this.file.rows - this.file.size
+      details.push(
+        `From file ${this.file.path}: ${count(this.file.rows)} rows, ${count(this.file.size)} distinct` +
+          (repeated > 0 ? ` (${count(repeated)} repeated by an interrupted clear: each row is restored once, from its last line)` : '') +
+          `; in batches of ${count(this.options.batchSize)} walked by id, one transaction each; the file is left as it is`,
+      )
+    }
+    if (existing > 0) {
+      details.push(`Skipped: ${count(existing)} matching rows whose id already exists in ${table.displayName} (never overwritten${this.archive ? '; they stay in the archive table' : ''})`)
+    }
+    details.push('Rows come back with their original ids and values')
+    if (target.sequence) details.push(`Sequence: ${target.sequence} is moved past the greatest restored id whenever it is behind it`)
+    details.push('Watcher links (task_manager_taskwatcher_tasks) are not restored: they name watchers that may be gone')
+    return {
+      store: 'PostgreSQL',
+      target: this.db.maskedUrl,
+      noun: 'archived TaskManager records',
+      verb: {present: 'restore', past: 'restored'},
+      count: restorable,
+      filters: {
+        ...filterRecord(this.filter),
+        archivedAfter: window.after?.toISOString() ?? null,
+        archivedBefore: window.before?.toISOString() ?? null,
+        table: table.displayName,
+        ...('archiveTable' in source ? {fromArchiveTable: source.archiveTable} : {fromFile: source.file}),
+      },
+      messages: {
+        nothing: `No archived TaskManager records to restore with the specified criteria${existing > 0 ? ` (${count(existing)} matching rows skipped: their id already exists in ${table.displayName})` : ''}`,
+      },
+      details,
+      warnings,
+      data: {
+        table: table.displayName,
+        source,
+        batchSize: this.options.batchSize,
+        skippedExisting: existing,
+        sequence: target.sequence,
+        execution: {batches: 0, restored: 0, skipped: 0},
+      },
+    }
+  }
+
+  steps(plan: RestorePlan): Step[] {
+    const from = this.archive ? this.archive.displayName : this.file!.path
+    return [{title: `Restoring TaskManager records into ${this.db.table.displayName} from ${from}`, total: plan.count, run: (signal) => this.restore(signal, plan.data.execution)}]
+  }
+
+  /** One committed transaction per batch; stops between batches when `signal` aborts, so a re-run finds what is left. */
+  private async *restore(signal: AbortSignal, stats: RestoreStats): AsyncGenerator<Progress> {
+    const target = this.target!
+    let afterId = '0'
+    let next = 0
+    while (!signal.aborted) {
+      const started = performance.now()
+      let outcome: {restored: number; skipped: number; lastId?: string; full: boolean}
+      if (this.archive) {
+        const archive = this.archive
+        const moved = await target.inTransaction(async () => {
+          const result = await archive.moveBack(this.filter, this.options.window, afterId, this.upToId, this.options.batchSize)
+          await target.keepSequenceAhead(result.lastId)
+          return result
+        })
+        outcome = {...moved, full: moved.seen === this.options.batchSize}
+      } else {
+        const ids = this.fileIds.slice(next, next + this.options.batchSize)
+        if (ids.length === 0) break
+        next += ids.length
+        const lines = await this.file!.read(ids)
+        const inserted = await target.inTransaction(async () => {
+          const result = await target.insertJson(lines, this.filter)
+          await target.keepSequenceAhead(ids.at(-1))
+          return result
+        })
+        outcome = {restored: inserted.length, skipped: ids.length - inserted.length, lastId: ids.at(-1), full: next < this.fileIds.length}
+      }
+      stats.batches++
+      stats.restored += outcome.restored
+      stats.skipped += outcome.skipped
+      if (outcome.lastId !== undefined) afterId = outcome.lastId
+      const skipped = stats.skipped > 0 ? `, ${count(stats.skipped)} skipped (id exists)` : ''
+      yield {done: stats.restored, note: `batch ${stats.batches} in ${Math.round(performance.now() - started)}ms, last id ${afterId}${skipped}`}
+      if (outcome.lastId === undefined || !outcome.full) break
+      if (this.options.sleepMs && !signal.aborted) await new Promise((resolve) => setTimeout(resolve, this.options.sleepMs))
+    }
+  }
+
+  async summary(): Promise<Summary> {
+    const statuses = await this.db.table.statusSummary()
+    const modules = await this.db.table.moduleSummary()
+    return {lines: summaryLines(statuses, modules), data: {statuses, modules}}
+  }
+
+  async disconnect(): Promise<void> {
+    await this.file?.close().catch(() => {})
+    await this.connection?.client.end().catch(() => {})
+  }
+}
