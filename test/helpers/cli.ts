@@ -1,6 +1,6 @@
 /** Runs the real `ops` binary (or a fixture CLI) in a child process, as a user would. */
-import {ChildProcess, spawn} from 'node:child_process'
-import {mkdtempSync} from 'node:fs'
+import {ChildProcess, execFile, spawn} from 'node:child_process'
+import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -121,5 +121,93 @@ export function parseJsonOutput<T = Record<string, unknown>>(result: RunResult):
     return JSON.parse(result.stdout) as T
   } catch (error) {
     throw new Error(`stdout is not exactly one JSON document (${(error as Error).message}):\n${result.stdout}\nstderr: ${result.stderr}`)
+  }
+}
+
+/**
+ * ops running in a real terminal of `width` x `height` (a detached tmux session): what
+ * the test reads is the screen a person sees once the redraws are over, not a transcript.
+ */
+export class Screen {
+  private readonly socket: string
+  private readonly session = 'ops'
+
+  private constructor(private readonly dir: string) {
+    this.socket = join(dir, 'tmux.sock')
+  }
+
+  static async start(args: string[], options: RunOptions & {width?: number; height?: number} = {}): Promise<Screen> {
+    const screen = new Screen(mkdtempSync(join(tmpdir(), 'ops-screen-')))
+    const config = join(screen.dir, 'tmux.conf')
+    // The pane stays after ops exits so its last screen can be read; no status bar takes a line.
+    writeFileSync(config, 'set -g remain-on-exit on\nset -g status off\nset -g history-limit 5000\n')
+    const env = Object.entries(childEnv({...options.env, CI: undefined, TERM: undefined}) as Record<string, string | undefined>)
+      .filter((e): e is [string, string] => e[1] !== undefined)
+      .map(([k, v]) => shellQuote(`${k}=${v}`))
+    const command = `cd ${shellQuote(ROOT)} && exec env -i ${env.join(' ')} TERM=tmux-256color ${[NODE, ...nodeArgs(options.entry), ...args].map(shellQuote).join(' ')}`
+    await screen.tmux(['-f', config, 'new-session', '-d', '-s', screen.session, '-x', String(options.width ?? 120), '-y', String(options.height ?? 35), command])
+    return screen
+  }
+
+  private tmux(args: string[]): Promise<string> {
+    return new Promise((resolve, reject) => {
+      execFile('tmux', ['-S', this.socket, ...args], (error, stdout, stderr) => (error ? reject(new Error(`tmux ${args[0]}: ${stderr || error.message}`)) : resolve(stdout)))
+    })
+  }
+
+  /** The visible screen, trailing blanks trimmed (tmux's own "Pane is dead" line left out). */
+  async text(): Promise<string> {
+    const raw = await this.tmux(['capture-pane', '-p', '-S', '-', '-t', this.session])
+    return raw
+      .split('\n')
+      .filter((line) => !line.startsWith('Pane is dead'))
+      .map((line) => line.trimEnd())
+      .join('\n')
+      .trimEnd()
+  }
+
+  /** Waits until the screen shows `text`; returns the screen. */
+  async waitFor(text: string | RegExp, timeoutMs = 60_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const screen = await this.text()
+      if (typeof text === 'string' ? screen.includes(text) : text.test(screen)) return screen
+      if (Date.now() > deadline) throw new Error(`the screen never showed ${text}; it shows:\n${screen}`)
+      await new Promise((r) => setTimeout(r, 50))
+    }
+  }
+
+  /** Types `text` and Enter, as a person answering a prompt. */
+  async answer(text: string): Promise<void> {
+    if (text) await this.tmux(['send-keys', '-t', this.session, '-l', text])
+    await this.tmux(['send-keys', '-t', this.session, 'Enter'])
+  }
+
+  /** Presses Ctrl-C: the terminal sends SIGINT to ops. */
+  async interrupt(): Promise<void> {
+    await this.tmux(['send-keys', '-t', this.session, 'C-c'])
+  }
+
+  /** Waits for ops to exit; returns its exit code and final screen, and closes the terminal. */
+  async exit(timeoutMs = 120_000): Promise<{code: number; screen: string}> {
+    const deadline = Date.now() + timeoutMs
+    try {
+      for (;;) {
+        const [dead, status, signal] = (await this.tmux(['display-message', '-p', '-t', this.session, '#{pane_dead}|#{pane_dead_status}|#{pane_dead_signal}'])).trim().split('|')
+        if (dead === '1') {
+          if (signal) throw new Error(`ops was killed by signal ${signal}; the screen shows:\n${await this.text()}`)
+          return {code: Number(status), screen: await this.text()}
+        }
+        if (Date.now() > deadline) throw new Error(`ops did not exit within ${timeoutMs} ms; the screen shows:\n${await this.text()}`)
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    } finally {
+      await this.close()
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.tmux(['kill-server']).catch(() => {})
+    rmSync(this.dir, {recursive: true, force: true})
   }
 }
