@@ -5,6 +5,8 @@ import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
+import {needPackage} from './requirements.js'
+
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const OPS_BIN = join(ROOT, 'bin', 'run.js')
 /** The Node.js that runs the CLI under test: OPS_TEST_NODE checks other majors (22, 24). */
@@ -105,6 +107,7 @@ const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
  * prompt (by default the "(yes/no)" one) with `answer`, and returns the transcript.
  */
 export async function runOpsInTty(args: string[], answer: string, options: RunOptions & {prompt?: string | RegExp} = {}): Promise<RunResult> {
+  needPackage('bsdutils')
   const command = [NODE, ...nodeArgs(options.entry), ...args].map(shellQuote).join(' ')
   const child = spawn('script', ['-qefc', command, '/dev/null'], {cwd: ROOT, env: {...childEnv(options.env), CI: undefined, TERM: 'xterm'}, stdio: ['pipe', 'pipe', 'pipe']})
   const done = collect(child, options.timeoutMs)
@@ -137,6 +140,7 @@ export class Screen {
   }
 
   static async start(args: string[], options: RunOptions & {width?: number; height?: number} = {}): Promise<Screen> {
+    needPackage('tmux')
     const screen = new Screen(mkdtempSync(join(tmpdir(), 'ops-screen-')))
     const config = join(screen.dir, 'tmux.conf')
     // The pane stays after ops exits so its last screen can be read; no status bar takes a line.

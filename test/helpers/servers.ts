@@ -46,7 +46,7 @@ export async function freePort(): Promise<number> {
   })
 }
 
-function which(binary: string): string | undefined {
+export function which(binary: string): string | undefined {
   const dirs = [...(process.env.PATH ?? '').split(':'), ...pgBinDirs()]
   for (const dir of dirs) {
     const candidate = join(dir, binary)
