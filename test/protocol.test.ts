@@ -1,5 +1,5 @@
 /**
- * The safety protocol of SPEC §2, tested through a test-only command built on
+ * The safety protocol (docs/protocol.md), tested through a test-only command built on
  * the public base API, against a real PostgreSQL table and real Redis keys.
  */
 import {expect} from 'chai'
@@ -9,6 +9,7 @@ import {join} from 'node:path'
 import pg from 'pg'
 
 import {collect, OPS_HOME, parseJsonOutput, ROOT, runOps, runOpsInTty, Screen, spawnOps, waitForOutput} from './helpers/cli.js'
+import {createWidgets} from '../examples/plugin-template/test/widgets-table.js'
 import {freshDatabase, freshRedis} from './helpers/servers.js'
 
 const entry = join(ROOT, 'test', 'fixtures', 'protocol-cli.ts')
@@ -26,9 +27,8 @@ describe('the destructive-command protocol', function () {
   after(async () => db?.end())
 
   beforeEach(async () => {
-    await db.query('DROP TABLE IF EXISTS widgets')
-    await db.query('CREATE TABLE widgets (id serial PRIMARY KEY, kind text NOT NULL, payload text)')
-    await db.query(`INSERT INTO widgets (kind, payload) SELECT CASE WHEN g % 4 = 0 THEN 'keep' ELSE 'drop' END, md5(g::text) FROM generate_series(1, 2000) g`)
+    // 2,000 widgets, every fourth one to keep.
+    await createWidgets(db, 2000, (i) => ({kind: i % 4 === 0 ? 'keep' : 'drop', payload: `payload ${i}`}))
   })
 
   const snapshot = async () => (await db.query('SELECT id, kind, payload FROM widgets ORDER BY id')).rows

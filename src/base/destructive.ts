@@ -227,13 +227,20 @@ export abstract class DestructiveCommand extends OpsCommand {
    * resource name, typed at the prompt or passed as --confirm (as Heroku's pg:reset).
    */
   private async confirmed(plan: Plan, flags: DestructiveFlags, verb: string, result: DestructiveResult): Promise<boolean> {
-    const asked = Date.now()
     try {
       return await this.askOrRefuse(plan, flags, verb)
     } catch (error) {
       // Nobody could answer (no TTY) or the typed name was wrong: refused, not failed.
       if (error instanceof UsageError) result.outcome = 'refused'
       throw error
+    }
+  }
+
+  /** Waits for the user's answer, counting the wait as prompt time, not work. */
+  private async ask(prompt: Promise<boolean>): Promise<boolean> {
+    const asked = Date.now()
+    try {
+      return await prompt
     } finally {
       this.promptMs += Date.now() - asked
     }
@@ -251,11 +258,11 @@ export abstract class DestructiveCommand extends OpsCommand {
       }
       assertCanPrompt(`${what} on production profile "${profile.name}"`, process.stdin, [`Re-run with --confirm ${name}`])
       output.write(`WARNING: Destructive action on production profile "${profile.name}" (${plan.target}).\n`)
-      return confirmByName(`To proceed, type "${name}" or re-run this command with --confirm ${name}`, name, output)
+      return this.ask(confirmByName(`To proceed, type "${name}" or re-run this command with --confirm ${name}`, name, output))
     }
     if (flags.force) return true
     assertCanPrompt(what)
-    return confirm(`Are you sure you want to ${what}?`, output)
+    return this.ask(confirm(`Are you sure you want to ${what}?`, output))
   }
 
   private async firePlanHook(plan: Plan, flags: DestructiveFlags, result: DestructiveResult): Promise<void> {

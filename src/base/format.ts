@@ -8,7 +8,7 @@ export function plural(n: number, singular: string, pluralForm = `${singular}s`)
   return `${count(n)} ${n === 1 ? singular : pluralForm}`
 }
 
-/** Milliseconds as "850ms", "12.3s", "4m 05s", "1h 02m". */
+/** Milliseconds as "850ms", "12.3s", "4m 05s", "1h 02m", "7d 00h". */
 export function duration(ms: number): string {
   if (!Number.isFinite(ms) || ms < 0) return '?'
   if (ms < 1000) return `${Math.round(ms)}ms`
@@ -16,7 +16,9 @@ export function duration(ms: number): string {
   if (s < 60) return `${s.toFixed(1)}s`
   const m = Math.floor(s / 60)
   if (m < 60) return `${m}m ${String(Math.floor(s % 60)).padStart(2, '0')}s`
-  return `${Math.floor(m / 60)}h ${String(m % 60).padStart(2, '0')}m`
+  const h = Math.floor(m / 60)
+  if (h < 24) return `${h}h ${String(m % 60).padStart(2, '0')}m`
+  return `${Math.floor(h / 24)}d ${String(h % 24).padStart(2, '0')}h`
 }
 
 /** Left-aligned text table with a dashed rule under the header, as the original tools print. */
