@@ -1,6 +1,6 @@
 /** Runs the real `ops` binary (or a fixture CLI) in a child process, as a user would. */
-import {ChildProcess, execFile, spawn} from 'node:child_process'
-import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {ChildProcess, execFile, spawn, spawnSync} from 'node:child_process'
+import {existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -132,6 +132,8 @@ export function parseJsonOutput<T = Record<string, unknown>>(result: RunResult):
  * the test reads is the screen a person sees once the redraws are over, not a transcript.
  */
 export class Screen {
+  /** Terminals not closed yet: a test that timed out must not leave its tmux server behind. */
+  private static readonly open = new Set<Screen>()
   private readonly socket: string
   private readonly session = 'ops'
 
@@ -142,13 +144,17 @@ export class Screen {
   static async start(args: string[], options: RunOptions & {width?: number; height?: number} = {}): Promise<Screen> {
     needPackage('tmux')
     const screen = new Screen(mkdtempSync(join(tmpdir(), 'ops-screen-')))
+    if (Screen.open.size === 0) process.once('exit', () => Screen.open.forEach((s) => s.closeNow()))
+    Screen.open.add(screen)
     const config = join(screen.dir, 'tmux.conf')
     // The pane stays after ops exits so its last screen can be read; no status bar takes a line.
     writeFileSync(config, 'set -g remain-on-exit on\nset -g status off\nset -g history-limit 5000\n')
     const env = Object.entries(childEnv({...options.env, CI: undefined, TERM: undefined}) as Record<string, string | undefined>)
       .filter((e): e is [string, string] => e[1] !== undefined)
       .map(([k, v]) => shellQuote(`${k}=${v}`))
-    const command = `cd ${shellQuote(ROOT)} && exec env -i ${env.join(' ')} TERM=tmux-256color ${[NODE, ...nodeArgs(options.entry), ...args].map(shellQuote).join(' ')}`
+    // The shell outlives Ctrl-C (a trap with a command is not inherited) to write down ops' exit code.
+    const ops = `env -i ${env.join(' ')} TERM=tmux-256color ${[NODE, ...nodeArgs(options.entry), ...args].map(shellQuote).join(' ')}`
+    const command = `trap true INT; cd ${shellQuote(ROOT)} && ${ops}; echo $? > ${shellQuote(join(screen.dir, 'exit-code'))}`
     await screen.tmux(['-f', config, 'new-session', '-d', '-s', screen.session, '-x', String(options.width ?? 120), '-y', String(options.height ?? 35), command])
     return screen
   }
@@ -197,10 +203,10 @@ export class Screen {
     const deadline = Date.now() + timeoutMs
     try {
       for (;;) {
-        const [dead, status, signal] = (await this.tmux(['display-message', '-p', '-t', this.session, '#{pane_dead}|#{pane_dead_status}|#{pane_dead_signal}'])).trim().split('|')
+        const dead = (await this.tmux(['display-message', '-p', '-t', this.session, '#{pane_dead}'])).trim()
         if (dead === '1') {
-          if (signal) throw new Error(`ops was killed by signal ${signal}; the screen shows:\n${await this.text()}`)
-          return {code: Number(status), screen: await this.text()}
+          const code = existsSync(join(this.dir, 'exit-code')) ? Number(readFileSync(join(this.dir, 'exit-code'), 'utf8')) : NaN
+          return {code, screen: await this.text()}
         }
         if (Date.now() > deadline) throw new Error(`ops did not exit within ${timeoutMs} ms; the screen shows:\n${await this.text()}`)
         await new Promise((r) => setTimeout(r, 50))
@@ -212,6 +218,12 @@ export class Screen {
 
   async close(): Promise<void> {
     await this.tmux(['kill-server']).catch(() => {})
+    rmSync(this.dir, {recursive: true, force: true})
+    Screen.open.delete(this)
+  }
+
+  private closeNow(): void {
+    spawnSync('tmux', ['-S', this.socket, 'kill-server'], {stdio: 'ignore'})
     rmSync(this.dir, {recursive: true, force: true})
   }
 }
