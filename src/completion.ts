@@ -75,7 +75,11 @@ export function bashCompletion(commands: CompletionCommand[], bin: string, alias
       '      ;;',
     ].join('\n')
   })
+  const ids = [...new Set(commands.map((c) => c.id))]
   return `${MARKER}
+
+# Every command id, space-separated with a space at each end, for the space form (\`${bin} taskmanager clear\`).
+${fn}_ids=${q(` ${ids.join(' ')} `)}
 
 ${fn}_spec()
 {
@@ -94,8 +98,20 @@ ${fn}_values()
   _get_comp_words_by_ref -n := cur prev words cword
   # The command id itself: plugin-autocomplete's list.
   (( cword < 2 )) && { ${fn} "$@"; return; }
-  ${fn}_spec "\${words[1]}" ""
+  # The space form ("${bin} taskmanager clear --st"): words that extend a command id belong to it.
+  local id="\${words[1]}" i=2
+  while (( i < cword )) && [[ "\${words[i]}" != -* && "$${fn}_ids" == *" $id:\${words[i]}"[\\ :]* ]]; do id="$id:\${words[i]}"; (( i++ )); done
   COMPREPLY=()
+  if [[ "$cur" != -* && "$${fn}_ids" != *" $id "* && "$${fn}_ids" == *" $id:"* ]]; then
+    # A topic so far: offer the next word of the command ids under it.
+    for v in $${fn}_ids; do
+      [[ "$v" == "$id:$cur"* ]] || continue
+      v="\${v#"$id:"}"; v="\${v%%:*}"
+      [[ " \${COMPREPLY[*]} " == *" $v "* ]] || COMPREPLY+=("$v")
+    done
+    return 0
+  fi
+  ${fn}_spec "$id" ""
   local eq=""
   if [[ "$cur" == -*=* ]]; then
     prev="\${cur%%=*}"; cur="\${cur#*=}"; eq="$prev="
@@ -106,7 +122,7 @@ ${fn}_values()
   local t
   for t in "\${takes[@]}"; do
     [[ "$t" == "$prev" ]] || continue
-    ${fn}_spec "\${words[1]}" "$prev"
+    ${fn}_spec "$id" "$prev"
     for v in "\${values[@]}"; do [[ "$v" == "$cur"* ]] && COMPREPLY+=("\${v}"); done
     # Readline replaces only the text after "=" when "=" breaks words (the default); else the whole "--flag=value".
     [[ -n "$eq" && "$COMP_WORDBREAKS" != *=* ]] && COMPREPLY=("\${COMPREPLY[@]/#/$eq}")

@@ -22,11 +22,13 @@ import {createRequire} from 'node:module'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
+import {STATUS_CHOICES} from '../plugins/postgres-taskmanager/dist/filter.js'
 import {bashCompletion, MARKER} from '../src/completion.js'
 import {ROOT, runOps} from './helpers/cli.js'
+import {BASH_COMPLETION, needPackage} from './helpers/requirements.js'
 
-const BASH_COMPLETION = '/usr/share/bash-completion/bash_completion'
-const STATUSES = ['PENDING', 'DONE', 'CANCELLED', 'REVERSED', 'PAUSED', 'ABORTED', 'ERROR', 'SCHEDULED', 'ALL']
+// The plugin's one list of statuses, from its built module (what the completion script is generated from).
+const STATUSES = [...STATUS_CHOICES]
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
 
 /** How readline splits a line into COMP_WORDS with the default COMP_WORDBREAKS: spaces end words, ":" and "=" are words of their own. */
@@ -55,6 +57,7 @@ describe('shell completion (ops autocomplete)', function () {
    * calls the function `complete -p ops` names, with COMP_* set for `line`.
    */
   function complete(line: string, options: {bashCompletion?: boolean; setup?: string} = {}): {reply: string[]; stderr: string} {
+    if (options.bashCompletion !== false) needPackage('bash-completion')
     const words = compWords(line)
     const script = [
       options.bashCompletion === false ? '' : `source ${BASH_COMPLETION}`,
@@ -85,7 +88,26 @@ describe('shell completion (ops autocomplete)', function () {
     })
 
     it('`ops autocomplete:script bash` prints the line for ~/.bashrc, pointing into OPS_CACHE_DIR', () => {
-      expect(bashrcLine).to.equal(`OPS_AC_BASH_SETUP_PATH=${join(cache, 'bash_setup')} && test -f $OPS_AC_BASH_SETUP_PATH && source $OPS_AC_BASH_SETUP_PATH; # ops autocomplete setup`)
+      // The literal "\\n" in the comment is the newline printf writes at the end of the line.
+      expect(bashrcLine).to.equal(`OPS_AC_BASH_SETUP_PATH=${join(cache, 'bash_setup')} && test -f $OPS_AC_BASH_SETUP_PATH && source $OPS_AC_BASH_SETUP_PATH; # ops autocomplete setup\\n`)
+    })
+
+    it('the printf line `ops autocomplete bash` prints appends a whole line to ~/.bashrc: the next line appended stays on its own', () => {
+      const bin = join(home, 'bin')
+      execFileSync('mkdir', ['-p', bin, join(home, 'user')])
+      writeFileSync(join(bin, 'ops'), `#!/bin/sh\nexec ${quote(process.execPath)} ${quote(join(ROOT, 'bin', 'run.js'))} "$@"\n`, {mode: 0o755})
+      const bashrc = join(home, 'user', '.bashrc')
+      writeFileSync(bashrc, '# the user\'s own ~/.bashrc\n')
+      const env = {...process.env, ...dirs, HOME: join(home, 'user'), PATH: `${bin}:${process.env.PATH}`}
+      // The instruction exactly as printed, then what a user (or an installer) appends next.
+      execFileSync('bash', ['--norc', '-c', 'printf "$(ops autocomplete:script bash)" >> ~/.bashrc; echo "export EDITOR=vi" >> ~/.bashrc'], {env})
+      const lines = readFileSync(bashrc, 'utf8').split('\n')
+      expect(lines.at(-1)).to.equal('')
+      expect(lines.at(-2)).to.equal('export EDITOR=vi')
+      expect(lines.at(-3)).to.match(/^OPS_AC_BASH_SETUP_PATH=.* # ops autocomplete setup$/)
+      const loaded = spawnSync('bash', ['--norc', '-c', `source ${quote(bashrc)} && complete -p ops && echo "EDITOR=$EDITOR"`], {env, encoding: 'utf8'})
+      expect(loaded.stdout).to.contain('complete -o default -F _ops_autocomplete_values ops')
+      expect(loaded.stdout).to.contain('EDITOR=vi')
     })
 
     it('`ops autocomplete zsh` prints its instructions and writes _ops, with the values of option flags', async () => {
@@ -128,7 +150,7 @@ describe('shell completion (ops autocomplete)', function () {
 
   describe('in a real bash', () => {
     before(function () {
-      if (!existsSync(BASH_COMPLETION)) throw new Error(`${BASH_COMPLETION} is missing: apt-get install bash-completion (what users of bash completion have)`)
+      needPackage('bash-completion')
     })
 
     it('registers a completion function for ops', () => {
@@ -176,6 +198,16 @@ describe('shell completion (ops autocomplete)', function () {
       expect(complete('ops taskmanager:clear --archive=').reply).to.deep.equal([])
     })
 
+    it('completes the space form too: `ops taskmanager clear --st<TAB>`, `ops taskmanager cl<TAB>`, `ops taskflow counters sync --dr<TAB>`', () => {
+      expect(complete('ops taskmanager clear --st').reply).to.have.members(['--status', '--statement-timeout'])
+      expect(complete('ops taskmanager clear --status D').reply).to.deep.equal(['DONE'])
+      expect(complete('ops taskmanager clear --status=S').reply).to.deep.equal(['SCHEDULED'])
+      expect(complete('ops taskmanager cl').reply).to.deep.equal(['clear'])
+      expect(complete('ops taskmanager ').reply).to.have.members(['clear', 'stuck', 'summary'])
+      expect(complete('ops taskflow counters ').reply).to.have.members(['init', 'sync'])
+      expect(complete('ops taskflow counters sync --dr').reply).to.deep.equal(['--dry-run'])
+    })
+
     it('flags complete for commands with two colons too (the plugin\'s own bash list misses them)', () => {
       expect(complete('ops taskflow:counters:sync --dr').reply).to.deep.equal(['--dry-run'])
       expect(complete('ops taskflow:stuck:fix --ol').reply).to.deep.equal(['--older-than'])
@@ -214,7 +246,7 @@ describe('shell completion (ops autocomplete)', function () {
     const zdotdir = join(home, 'zdotdir')
 
     before(async function () {
-      if (spawnSync('zsh', ['-c', 'true']).error) throw new Error('zsh is missing: apt-get install zsh')
+      needPackage('zsh')
       zshrcLine = (await ops(['autocomplete:script', 'zsh'])).stdout.trim()
       execFileSync('mkdir', ['-p', zdotdir])
     })

@@ -14,6 +14,7 @@ import {join} from 'node:path'
 import pg from 'pg'
 
 import {ROOT, runOps} from './helpers/cli.js'
+import {createWidgets} from '../examples/plugin-template/test/widgets-table.js'
 import {freshDatabase} from './helpers/servers.js'
 
 const TEMPLATE = join(ROOT, 'examples', 'plugin-template')
@@ -45,9 +46,8 @@ describe('team plugins: pack, install, run, hooks, uninstall, link', function ()
   after(async () => db?.end())
 
   beforeEach(async () => {
-    await db.query('DROP TABLE IF EXISTS widgets')
-    await db.query('CREATE TABLE widgets (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL)')
-    await db.query(`INSERT INTO widgets (created_at) SELECT now() - CASE WHEN g <= 300 THEN interval '30 days' ELSE interval '1 day' END FROM generate_series(1, 400) g`)
+    // 300 widgets 30 days old, then 100 of a day.
+    await createWidgets(db, 400, (i) => ({ageDays: i <= 300 ? 30 : 1}))
   })
   const remaining = async () => (await db.query('SELECT count(*)::int AS n FROM widgets')).rows[0].n as number
   const clear = (...args: string[]) => ['widgets:clear', '--database-url', url, '--table', 'widgets', '--older-than', '7d', ...args]

@@ -5,6 +5,7 @@ import {join} from 'node:path'
 import pg from 'pg'
 
 import {OPS_HOME, parseJsonOutput, ROOT, runOps, runOpsInTty} from './helpers/cli.js'
+import {createWidgets} from '../examples/plugin-template/test/widgets-table.js'
 import {freshDatabase} from './helpers/servers.js'
 
 const fixture = {entry: join(ROOT, 'test', 'fixtures', 'protocol-cli.ts')}
@@ -25,9 +26,7 @@ describe('profiles and the audit log', function () {
   after(async () => db?.end())
 
   beforeEach(async () => {
-    await db.query('DROP TABLE IF EXISTS widgets')
-    await db.query('CREATE TABLE widgets (id serial PRIMARY KEY, kind text NOT NULL, payload text)')
-    await db.query(`INSERT INTO widgets (kind) SELECT 'drop' FROM generate_series(1, 300)`)
+    await createWidgets(db, 300)
   })
   const remaining = async () => (await db.query('SELECT count(*)::int AS n FROM widgets')).rows[0].n as number
 

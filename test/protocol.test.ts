@@ -1,5 +1,5 @@
 /**
- * The safety protocol of SPEC §2, tested through a test-only command built on
+ * The safety protocol (docs/protocol.md), tested through a test-only command built on
  * the public base API, against a real PostgreSQL table and real Redis keys.
  */
 import {expect} from 'chai'
@@ -8,7 +8,8 @@ import {readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import pg from 'pg'
 
-import {collect, OPS_HOME, parseJsonOutput, ROOT, runOps, runOpsInTty, spawnOps, waitForOutput} from './helpers/cli.js'
+import {collect, OPS_HOME, parseJsonOutput, ROOT, runOps, runOpsInTty, Screen, spawnOps, waitForOutput} from './helpers/cli.js'
+import {createWidgets} from '../examples/plugin-template/test/widgets-table.js'
 import {freshDatabase, freshRedis} from './helpers/servers.js'
 
 const entry = join(ROOT, 'test', 'fixtures', 'protocol-cli.ts')
@@ -26,9 +27,8 @@ describe('the destructive-command protocol', function () {
   after(async () => db?.end())
 
   beforeEach(async () => {
-    await db.query('DROP TABLE IF EXISTS widgets')
-    await db.query('CREATE TABLE widgets (id serial PRIMARY KEY, kind text NOT NULL, payload text)')
-    await db.query(`INSERT INTO widgets (kind, payload) SELECT CASE WHEN g % 4 = 0 THEN 'keep' ELSE 'drop' END, md5(g::text) FROM generate_series(1, 2000) g`)
+    // 2,000 widgets, every fourth one to keep.
+    await createWidgets(db, 2000, (i) => ({kind: i % 4 === 0 ? 'keep' : 'drop', payload: `payload ${i}`}))
   })
 
   const snapshot = async () => (await db.query('SELECT id, kind, payload FROM widgets ORDER BY id')).rows
@@ -120,6 +120,73 @@ describe('the destructive-command protocol', function () {
   it('exits 2 on bad usage', async () => {
     const result = await runOps(['widgets:clear', '--database-url', url, '--batch-size', 'many'], fixture)
     expect(result.code).to.equal(2)
+  })
+
+  describe('on the screen of a real terminal (120x35)', () => {
+    const lastAudit = () => readFileSync(join(OPS_HOME, 'data', 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).at(-1)
+
+    it('draws each batch as "batch N (R rows, T ms)", and the finished line without an ETA', async () => {
+      const screen = await Screen.start(clear('--force', '--batch-size', '100', '--delay-ms', '60'), fixture)
+      const live = await screen.waitFor(/batch \d+ \(100 rows, \d+ ms\)/)
+      expect(live).to.match(/› [\d,]+ \/ 1,500 \([\d.]+%\) · [\d,]+\/s · ETA \S+ · elapsed \S+ · batch \d+ \(100 rows, \d+ ms\)/)
+      const {code, screen: end} = await screen.exit()
+      expect(code, end).to.equal(0)
+      expect(end).to.match(/^✔ Deleting widgets: 1,500 \/ 1,500 \(100\.0%\) in [\d.]+m?s · [\d,]+\/s$/m)
+      expect(end).not.to.contain('ETA')
+      expect(end).to.contain('Successfully deleted 1,500 widgets')
+    })
+
+    it('"Done in" is the work\'s own time, not the seconds the user spent reading the prompt', async () => {
+      const screen = await Screen.start(clear(), fixture)
+      await screen.waitFor('Are you sure you want to delete 1,500 widgets? (yes/no)')
+      const reading = 3000
+      await new Promise((r) => setTimeout(r, reading))
+      await screen.answer('yes')
+      const {code, screen: end} = await screen.exit()
+      expect(code, end).to.equal(0)
+      const done = /^Done in ([\d.]+)(ms|s)\.$/m.exec(end)
+      expect(done, end).not.to.equal(null)
+      const shownMs = Number(done![1]) * (done![2] === 's' ? 1000 : 1)
+      const entry = lastAudit()
+      expect(entry.promptMs).to.be.at.least(reading)
+      // The screen and the audit log tell the same work time, and it leaves the prompt out.
+      expect(Math.abs(shownMs - entry.durationMs)).to.be.lessThan(100)
+      expect(entry.durationMs + entry.promptMs).to.be.at.least(reading)
+      expect(entry.durationMs).to.be.lessThan(reading)
+    })
+
+    it('draws an interrupted step as stopped (■), not done (✔), and says what was done', async () => {
+      const screen = await Screen.start(clear('--force', '--batch-size', '100', '--delay-ms', '150'), fixture)
+      await screen.waitFor(/[\d,]+ \/ 1,500/)
+      await screen.interrupt()
+      const {code, screen: end} = await screen.exit()
+      expect(code, end).to.equal(130)
+      expect(end).to.match(/^■ Deleting widgets: stopped at [\d,]+ \/ 1,500 \([\d.]+%\) after [\d.]+m?s · [\d,]+\/s \(interrupted\)$/m)
+      expect(end).not.to.match(/✔ Deleting widgets/)
+      expect(end).to.match(/Interrupted: deleted [\d,]+ of 1,500 widgets in/)
+      await runOps(clear('--force'), fixture)
+    })
+
+    it('wraps a long plan line at the terminal\'s width, its continuation indented, no word cut', async () => {
+      const label = Array.from({length: 14}, (_, i) => `word${i},`).join(' ')
+      const screen = await Screen.start(clear('--dry-run', '--label', label), {...fixture, width: 50})
+      const {code, screen: end} = await screen.exit()
+      expect(code, end).to.equal(0)
+      const lines = end.split('\n')
+      expect(lines.every((l) => l.length <= 50), end).to.equal(true)
+      const start = lines.findIndex((l) => l.startsWith('Label: '))
+      const block = lines.slice(start, lines.findIndex((l) => l.startsWith('DRY RUN')))
+      expect(block.length).to.be.greaterThan(1)
+      expect(block.slice(1).every((l) => l.startsWith('  '))).to.equal(true)
+      expect(block.map((l) => l.trim()).join(' ')).to.equal(`Label: ${label}`)
+    })
+  })
+
+  it('records a refusal without a TTY as "refused" in the audit log, not "failed"', async () => {
+    const result = await runOps(clear(), {...fixture, timeoutMs: 30_000})
+    expect(result.code).to.equal(2)
+    const audit = readFileSync(join(OPS_HOME, 'data', 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    expect(audit.at(-1)).to.include({outcome: 'refused', planned: 1500, done: 0})
   })
 
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {

@@ -14,8 +14,12 @@ export interface AuditEntry {
   filters: Record<string, unknown>
   planned: number | null
   done: number
+  /** The work's own time, without the time spent at the prompt. */
   durationMs: number
-  outcome: 'done' | 'interrupted' | 'failed' | 'cancelled' | 'nothing-to-do' | 'vetoed'
+  /** How long the user took to answer the prompt, when there was one. */
+  promptMs?: number
+  /** refused: nobody could confirm (no TTY without --force, a wrong --confirm); nothing was changed. */
+  outcome: 'done' | 'interrupted' | 'failed' | 'cancelled' | 'nothing-to-do' | 'vetoed' | 'refused'
   error?: string
 }
 

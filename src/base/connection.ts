@@ -10,7 +10,7 @@ export interface ResolvedUrl {
 }
 
 /**
- * Connection settings: flag > environment > profile > default (SPEC §2).
+ * Connection settings: flag > environment > profile > default, so one run can override a profile.
  * Empty strings count as unset so `DATABASE_URL= ops ...` falls through.
  */
 export function resolveUrl(options: {flag?: string; env: string; profile?: string; fallback: string}): ResolvedUrl {

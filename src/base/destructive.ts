@@ -3,11 +3,14 @@ import {Flags} from '@oclif/core'
 import {AuditLog} from './audit.js'
 import {assertCanPrompt, confirm, confirmByName} from './confirm.js'
 import {ExitCode, exitCodeOf, OpsError, UsageError} from './errors.js'
-import {count, duration} from './format.js'
+import {count, duration, wrap} from './format.js'
 import type {PlanHookOptions} from './hooks.js'
 import {OpsCommand} from './ops-command.js'
 import {activeProfile} from './profiles.js'
 import {renderModeFor, runSteps, Step, StepResult} from './progress.js'
+
+/** Plan lines are wrapped at the terminal's width, and never wider than this (read in a log, too). */
+const PLAN_WIDTH = 100
 
 /** What a destructive command intends to do, known before anything is written. */
 export interface Plan {
@@ -58,7 +61,7 @@ export interface DestructiveOperation<P extends Plan = Plan> {
   disconnect(): Promise<void>
 }
 
-export type Outcome = 'done' | 'dry-run' | 'nothing-to-do' | 'cancelled' | 'interrupted' | 'failed' | 'vetoed'
+export type Outcome = 'done' | 'dry-run' | 'nothing-to-do' | 'cancelled' | 'interrupted' | 'failed' | 'vetoed' | 'refused'
 
 export interface DestructiveResult {
   outcome: Outcome
@@ -68,7 +71,10 @@ export interface DestructiveResult {
   filters: Record<string, unknown>
   planned: number
   done: number
+  /** The work's own time: connect, plan and execute, without the time spent at the prompt. */
   durationMs: number
+  /** The time the user took to answer the prompt (0 without one). */
+  promptMs: number
   steps: StepResult[]
   warnings: string[]
   data?: unknown
@@ -96,7 +102,7 @@ export function resourceNameOf(plan: Plan): string {
 }
 
 /**
- * The protocol of SPEC §2, implemented once: connect, plan, hooks, dry-run
+ * The safety protocol (docs/protocol.md), implemented once: connect, plan, hooks, dry-run
  * exit, confirm, batched execute, report, audit. Commands of every plugin
  * extend this and call `runDestructive` from `run()`.
  */
@@ -113,16 +119,19 @@ export abstract class DestructiveCommand extends OpsCommand {
   }
 
   private interrupted = false
+  /** Time spent waiting for the user's answer, kept out of the work's duration. */
+  private promptMs = 0
 
   protected async runDestructive<P extends Plan>(operation: DestructiveOperation<P>, flags: DestructiveFlags): Promise<DestructiveResult> {
     const started = Date.now()
     let plan: P | undefined
     let result: DestructiveResult | undefined
     try {
+      this.refuseGuessedCommand()
       await operation.connect()
       plan = await operation.plan()
       result = this.newResult(plan)
-      const outcome = await this.guardAndExecute(operation, plan, result, flags, started)
+      const outcome = await this.guardAndExecute(operation, plan, result, flags, () => Date.now() - started - this.promptMs)
       result.outcome = outcome
       if (flags['show-summary'] && operation.summary) {
         const summary = await operation.summary()
@@ -134,16 +143,24 @@ export abstract class DestructiveCommand extends OpsCommand {
       return result
     } catch (error) {
       result ??= this.newResult(plan)
-      if (result.outcome !== 'vetoed') result.outcome = 'failed'
+      if (result.outcome !== 'vetoed' && result.outcome !== 'refused') result.outcome = 'failed'
       result.error = this.mask(error instanceof Error ? error.message : String(error))
       throw error
     } finally {
       await operation.disconnect()
       if (result) {
-        result.durationMs = Date.now() - started
+        result.durationMs = Date.now() - started - this.promptMs
+        result.promptMs = this.promptMs
         await this.afterRun(plan, result, flags)
       }
     }
+  }
+
+  /** "ops taskmanager:claer --force" must never become a clear because a "Did you mean" prompt defaulted to yes. */
+  private refuseGuessedCommand(): void {
+    const typed = (globalThis as Record<symbol, unknown>)[Symbol.for('ops.unknownCommand')]
+    if (typeof typed !== 'string') return
+    throw new UsageError(`"${typed}" is not an ${this.config.bin} command, and ${this.id} changes data: ${this.config.bin} does not run a destructive command it guessed. Type \`${this.config.bin} ${this.id}\` yourself.`)
   }
 
   private newResult(plan: Plan | undefined): DestructiveResult {
@@ -156,6 +173,7 @@ export abstract class DestructiveCommand extends OpsCommand {
       planned: plan?.count ?? 0,
       done: 0,
       durationMs: 0,
+      promptMs: 0,
       steps: [],
       warnings: plan?.warnings ?? [],
       ...(plan?.data === undefined ? {} : {data: plan.data}),
@@ -167,15 +185,14 @@ export abstract class DestructiveCommand extends OpsCommand {
     plan: P,
     result: DestructiveResult,
     flags: DestructiveFlags,
-    started: number,
+    workMs: () => number,
   ): Promise<Outcome> {
     const verb = plan.verb ?? {present: 'delete', past: 'deleted'}
     if (plan.count === 0) {
       this.log(plan.messages?.nothing ?? `No ${plan.noun} found with the specified criteria`)
       return 'nothing-to-do'
     }
-    this.log(plan.messages?.found ?? `Found ${count(plan.count)} ${plan.noun} to ${verb.present}`)
-    this.logLines(plan.details ?? [])
+    this.logPlanLines([plan.messages?.found ?? `Found ${count(plan.count)} ${plan.noun} to ${verb.present}`, ...(plan.details ?? [])])
     for (const warning of plan.warnings ?? []) this.warn(warning)
 
     await this.firePlanHook(plan, flags, result)
@@ -184,7 +201,7 @@ export abstract class DestructiveCommand extends OpsCommand {
       this.log(plan.messages?.dryRun ?? `DRY RUN MODE - No records will be ${verb.past}`)
       return 'dry-run'
     }
-    if (!(await this.confirmed(plan, flags, verb.present))) {
+    if (!(await this.confirmed(plan, flags, verb.present, result))) {
       this.log(`Operation cancelled: nothing was ${verb.past}.`)
       return 'cancelled'
     }
@@ -192,20 +209,52 @@ export abstract class DestructiveCommand extends OpsCommand {
     result.steps = await this.execute(operation.steps(plan), result)
     result.done = result.steps.reduce((sum, s) => sum + s.done, 0)
     if (this.interrupted) {
-      this.logToStderr(`Interrupted: ${verb.past} ${count(result.done)} of ${count(plan.count)} ${plan.noun} in ${duration(Date.now() - started)}.`)
+      this.logToStderr(`Interrupted: ${verb.past} ${count(result.done)} of ${count(plan.count)} ${plan.noun} in ${duration(workMs())}.`)
       this.logToStderr('The data is consistent; run the same command again to finish.')
       return 'interrupted'
     }
     this.log(plan.messages?.success ?? `Successfully ${verb.past} ${count(result.done)} ${plan.noun}`)
-    this.log(`Done in ${duration(Date.now() - started)}.`)
+    this.log(`Done in ${duration(workMs())}.`)
     return 'done'
+  }
+
+  /**
+   * Plan lines fit the terminal, at most PLAN_WIDTH columns: a long line is broken at a
+   * space, its continuation indented under it, never left to the terminal to cut anywhere.
+   */
+  private logPlanLines(lines: string[]): void {
+    const width = Math.min(PLAN_WIDTH, process.stdout.columns || PLAN_WIDTH)
+    for (const line of lines) {
+      const indent = `${/^\s*/.exec(line)![0]}  `
+      this.logLines(wrap(line, width, indent))
+    }
   }
 
   /**
    * Plain profiles: --force or "yes" at the prompt. Production profiles: the
    * resource name, typed at the prompt or passed as --confirm (as Heroku's pg:reset).
    */
-  private async confirmed(plan: Plan, flags: DestructiveFlags, verb: string): Promise<boolean> {
+  private async confirmed(plan: Plan, flags: DestructiveFlags, verb: string, result: DestructiveResult): Promise<boolean> {
+    try {
+      return await this.askOrRefuse(plan, flags, verb)
+    } catch (error) {
+      // Nobody could answer (no TTY) or the typed name was wrong: refused, not failed.
+      if (error instanceof UsageError) result.outcome = 'refused'
+      throw error
+    }
+  }
+
+  /** Waits for the user's answer, counting the wait as prompt time, not work. */
+  private async ask(prompt: Promise<boolean>): Promise<boolean> {
+    const asked = Date.now()
+    try {
+      return await prompt
+    } finally {
+      this.promptMs += Date.now() - asked
+    }
+  }
+
+  private async askOrRefuse(plan: Plan, flags: DestructiveFlags, verb: string): Promise<boolean> {
     const profile = activeProfile()
     const what = `${verb} ${count(plan.count)} ${plan.noun}`
     const output = this.jsonEnabled() ? process.stderr : process.stdout
@@ -217,11 +266,11 @@ export abstract class DestructiveCommand extends OpsCommand {
       }
       assertCanPrompt(`${what} on production profile "${profile.name}"`, process.stdin, [`Re-run with --confirm ${name}`])
       output.write(`WARNING: Destructive action on production profile "${profile.name}" (${plan.target}).\n`)
-      return confirmByName(`To proceed, type "${name}" or re-run this command with --confirm ${name}`, name, output)
+      return this.ask(confirmByName(`To proceed, type "${name}" or re-run this command with --confirm ${name}`, name, output))
     }
     if (flags.force) return true
     assertCanPrompt(what)
-    return confirm(`Are you sure you want to ${what}?`, output)
+    return this.ask(confirm(`Are you sure you want to ${what}?`, output))
   }
 
   private async firePlanHook(plan: Plan, flags: DestructiveFlags, result: DestructiveResult): Promise<void> {
@@ -258,6 +307,7 @@ export abstract class DestructiveCommand extends OpsCommand {
         done: result.done,
         durationMs: result.durationMs,
         outcome: result.outcome === 'dry-run' ? 'failed' : result.outcome,
+        ...(result.promptMs > 0 ? {promptMs: result.promptMs} : {}),
         ...(result.error ? {error: result.error} : {}),
       })
     } catch (error) {

@@ -1,6 +1,6 @@
 import {Errors} from '@oclif/core'
 
-/** The exit codes of every ops command (SPEC §2). */
+/** The exit codes of every ops command, as the README's table lists them. */
 export const ExitCode = {
   Done: 0,
   Failure: 1,

@@ -2,6 +2,7 @@ import {Command, Errors, Flags} from '@oclif/core'
 
 import {maskSecrets, secretsOf} from './connection.js'
 import {ExitCode, exitCodeOf, OpsError} from './errors.js'
+import {nearestFlag} from './flags.js'
 import {activeProfile, ProfileStore, setActiveProfile} from './profiles.js'
 
 /**
@@ -79,6 +80,25 @@ export abstract class OpsCommand extends Command {
   }
 
   /**
+   * A mistyped flag gets the nearest flag name and one line pointing at --help, instead
+   * of oclif's whole help screen after the error.
+   */
+  private explainParseError(error: Errors.CLIError & {flags?: string[]; showHelp?: boolean}): void {
+    error.showHelp = false
+    const help = `See \`${[this.config.bin, this.id].filter(Boolean).join(' ')} --help\` for its flags.`
+    const lines = error.message.split('\n').filter((line) => line !== 'See more help with --help')
+    // oclif's NonExistentFlagsError, which @oclif/core does not export: its `flags` are the unknown ones.
+    if (Array.isArray(error.flags) && error.flags.length > 0 && /^Nonexistent flag/.test(error.message)) {
+      const ctor = this.ctor as typeof OpsCommand & {flags?: Record<string, unknown>}
+      const known = Object.keys({...ctor.baseFlags, ...ctor.flags, ...(ctor.enableJsonFlag ? {json: true} : {}), help: true})
+      const hints = error.flags.map((typed) => [typed, nearestFlag(typed, known)] as const).filter(([, near]) => near)
+      lines[0] = `Unknown flag${error.flags.length === 1 ? '' : 's'}: ${error.flags.join(', ')}`
+      for (const [typed, near] of hints) lines.push(`Did you mean ${near}${hints.length > 1 ? ` (for ${typed})` : ''}?`)
+    }
+    error.message = [...lines, help].join('\n')
+  }
+
+  /**
    * Parse and usage errors exit 2, user-facing errors keep their code, anything
    * unexpected exits 1 with its message (no stack unless DEBUG is set), masked.
    */
@@ -87,7 +107,10 @@ export abstract class OpsCommand extends Command {
     if (error instanceof Errors.CLIError) {
       error.message = this.mask(error.message)
       const parse = (error as {parse?: unknown}).parse !== undefined
-      if (parse && exitCodeOf(error) === ExitCode.Failure) error.oclif.exit = ExitCode.Usage
+      if (parse) {
+        if (exitCodeOf(error) === ExitCode.Failure) error.oclif.exit = ExitCode.Usage
+        this.explainParseError(error as Errors.CLIError & {flags?: string[]; showHelp?: boolean})
+      }
       return error
     }
     const shaped = new OpsError(this.mask(error.message || String(error)), {cause: error})

@@ -1,13 +1,15 @@
-import {Listr} from 'listr2'
+import {Listr, ListrDefaultRendererLogLevels} from 'listr2'
 
-import {count, duration} from './format.js'
+import {count, duration, plural} from './format.js'
 
 /** One progress event of a long step: `done` is cumulative. */
 export interface Progress {
   done: number
   /** Set when the total is learned or changes during the run. */
   total?: number
-  /** Free text appended to the counter, e.g. "batch 12, last id 1200000". */
+  /** The batch just committed, drawn as "batch 3 (10,990 rows, 239 ms)". */
+  batch?: {number: number; size: number; ms: number; unit?: string}
+  /** Free text after the counter, e.g. "last id 1200000". */
   note?: string
 }
 
@@ -35,59 +37,135 @@ export function renderModeFor(options: {json: boolean; stream?: NodeJS.WriteStre
   return 'tty'
 }
 
+/** "batch 3 (10,990 rows, 239 ms)": which batch, how many it held, how long its transaction took. */
+export function describeBatch(batch: NonNullable<Progress['batch']>): string {
+  const unit = batch.unit ?? 'rows'
+  return `batch ${count(batch.number)} (${plural(batch.size, unit.replace(/s$/, ''), unit)}, ${count(Math.round(batch.ms))} ms)`
+}
+
 /** Counter, rate and ETA for one step. */
 export class RateMeter {
   private readonly started = Date.now()
 
   constructor(private total?: number) {}
 
-  describe(progress: Progress): string {
+  private counter(progress: Progress): {text: string; elapsed: number; rate: number} {
     if (progress.total !== undefined) this.total = progress.total
     const elapsed = Date.now() - this.started
     const rate = elapsed > 0 ? (progress.done * 1000) / elapsed : 0
-    const parts = [this.total === undefined ? count(progress.done) : `${count(progress.done)} / ${count(this.total)}`]
-    if (this.total) parts[0] += ` (${Math.min(100, (progress.done * 100) / this.total).toFixed(1)}%)`
-    parts.push(`${count(Math.round(rate))}/s`)
-    if (this.total !== undefined && rate > 0) parts.push(`ETA ${duration(((this.total - progress.done) * 1000) / rate)}`)
+    let text = this.total === undefined ? count(progress.done) : `${count(progress.done)} / ${count(this.total)}`
+    if (this.total) text += ` (${Math.min(100, (progress.done * 100) / this.total).toFixed(1)}%)`
+    return {text, elapsed, rate}
+  }
+
+  /** The live line: counter · rate · ETA · elapsed · the last batch · note. */
+  describe(progress: Progress): string {
+    const {text, elapsed, rate} = this.counter(progress)
+    const parts = [text, `${count(Math.round(rate))}/s`]
+    if (this.total !== undefined && rate > 0 && progress.done < this.total) parts.push(`ETA ${duration(((this.total - progress.done) * 1000) / rate)}`)
     parts.push(`elapsed ${duration(elapsed)}`)
+    if (progress.batch) parts.push(describeBatch(progress.batch))
     if (progress.note) parts.push(progress.note)
     return parts.join(' · ')
   }
+
+  /** The finished line: what was done, in how long, at what average rate; no ETA, nothing is left to wait for. */
+  finished(progress: Progress, stopped: boolean): string {
+    const {text, elapsed, rate} = this.counter(progress)
+    const head = stopped ? `stopped at ${text} after ${duration(elapsed)}` : `${text} in ${duration(elapsed)}`
+    return `${head} · ${count(Math.round(rate))}/s`
+  }
+}
+
+/** How a step ended, as the screen draws it. */
+type StepEnd = 'done' | 'stopped' | 'not-started'
+
+const ICON: Record<StepEnd | 'failed' | 'started' | 'output', string> = {
+  started: '❯',
+  output: '›',
+  done: '✔',
+  stopped: '■',
+  'not-started': '■',
+  failed: '✖',
 }
 
 /**
- * Runs the steps in order through listr2 and returns what each did, even when a
- * step fails (the error is rethrown with `results` attached).
+ * Runs the steps in order and returns what each did, even when a step fails (the
+ * error is rethrown with `results` attached). On a TTY listr2 draws them live; an
+ * interrupted step is drawn stopped (■), not done (✔), and the steps after it are
+ * not started. Without a TTY the same lines are printed plainly, throttled so a
+ * million-row run prints a line a second, not a line a batch.
  */
-export async function runSteps(steps: Step[], options: {mode: RenderMode; signal: AbortSignal}): Promise<StepResult[]> {
+export async function runSteps(steps: Step[], options: {mode: RenderMode; signal: AbortSignal; stream?: NodeJS.WritableStream}): Promise<StepResult[]> {
+  const {signal, mode} = options
+  const stream = options.stream ?? process.stdout
   const results: StepResult[] = steps.map((s) => ({title: s.title, done: 0, durationMs: 0, completed: false}))
-  // Plain lines are throttled so a million-row run prints a line a second, not a line a batch.
-  const interval = options.mode === 'lines' ? 1000 : 100
+  const interval = mode === 'lines' ? 1000 : 100
+
+  /** Runs one step, showing its live line through `show`; returns how it ended and its final line. */
+  const runOne = async (i: number, show: (text: string) => void): Promise<{end: StepEnd; line: string}> => {
+    const step = steps[i]
+    if (signal.aborted) return {end: 'not-started', line: `${step.title}: not started (interrupted)`}
+    const meter = new RateMeter(step.total)
+    const started = Date.now()
+    let shown = 0
+    let last: Progress = {done: 0}
+    for await (const progress of step.run(signal)) {
+      last = progress
+      results[i].done = progress.done
+      results[i].durationMs = Date.now() - started
+      if (Date.now() - shown >= interval) {
+        shown = Date.now()
+        show(meter.describe(progress))
+      }
+    }
+    results[i].durationMs = Date.now() - started
+    results[i].completed = !signal.aborted
+    const stopped = signal.aborted
+    return {end: stopped ? 'stopped' : 'done', line: `${step.title}: ${meter.finished(last, stopped)}${stopped ? ' (interrupted)' : ''}`}
+  }
+
+  try {
+    if (mode === 'tty') await runWithListr(steps, runOne)
+    else {
+      const print = mode === 'lines' ? (line: string) => stream.write(`${line}\n`) : () => {}
+      for (let i = 0; i < steps.length; i++) {
+        if (!signal.aborted) print(`${ICON.started} ${steps[i].title}`)
+        try {
+          const {end, line} = await runOne(i, (text) => print(`${ICON.output} ${text}`))
+          print(`${ICON[end]} ${line}`)
+        } catch (error) {
+          print(`${ICON.failed} ${steps[i].title}: failed after ${count(results[i].done)} (${(error as Error).message})`)
+          throw error
+        }
+      }
+    }
+  } catch (error) {
+    Object.assign(error as object, {results})
+    throw error
+  }
+  return results
+}
+
+async function runWithListr(steps: Step[], runOne: (i: number, show: (text: string) => void) => Promise<{end: StepEnd; line: string}>): Promise<void> {
   const listr = new Listr(
     steps.map((step, i) => ({
       title: step.title,
-      task: async (_ctx: unknown, task: {output: string; title: string}) => {
-        const meter = new RateMeter(step.total)
-        const started = Date.now()
-        let shown = 0
-        let last: Progress = {done: 0}
-        for await (const progress of step.run(options.signal)) {
-          last = progress
-          results[i].done = progress.done
-          results[i].durationMs = Date.now() - started
-          if (Date.now() - shown >= interval) {
-            shown = Date.now()
-            task.output = meter.describe(progress)
-          }
-        }
-        results[i].durationMs = Date.now() - started
-        results[i].completed = !options.signal.aborted
-        const suffix = options.signal.aborted ? ' (interrupted)' : ''
-        task.title = `${step.title}: ${meter.describe(last)}${suffix}`
+      task: async (_ctx: unknown, task: {output: string; title: string; skip(message?: string): void}) => {
+        const {end, line} = await runOne(i, (text) => (task.output = text))
+        task.title = line
+        // listr2 has no "stopped" state: a skipped task, drawn with the stop icon and its own line, is the nearest.
+        if (end !== 'done') task.skip(line)
       },
     })),
     {
-      renderer: options.mode === 'tty' ? 'default' : options.mode === 'lines' ? 'simple' : 'silent',
+      renderer: 'default',
+      rendererOptions: {
+        suffixSkips: false,
+        showSkipMessage: true,
+        collapseSkips: true,
+        icon: {[ListrDefaultRendererLogLevels.SKIPPED_WITH_COLLAPSE]: ICON.stopped},
+      },
       fallbackRenderer: 'simple',
       exitOnError: true,
       concurrent: false,
@@ -96,11 +174,5 @@ export async function runSteps(steps: Step[], options: {mode: RenderMode; signal
       collectErrors: false,
     },
   )
-  try {
-    await listr.run()
-  } catch (error) {
-    Object.assign(error as object, {results})
-    throw error
-  }
-  return results
+  await listr.run()
 }

@@ -5,9 +5,8 @@ import {count, duration, table} from '../base/format.js'
 import {OpsCommand} from '../base/ops-command.js'
 
 export default class Audit extends OpsCommand {
-  static override description = `Show recent destructive runs from the audit log.
-
-Every destructive run that is not a dry-run appends one JSON line (time, user, host,
+  static override summary = 'Show recent destructive runs from the audit log.'
+  static override description = `Every destructive run that is not a dry-run appends one JSON line (time, user, host,
 command, masked connection, filters, planned and done counts, duration, outcome) to
 audit.log in the data directory (OPS_DATA_DIR).`
 

@@ -1,9 +1,11 @@
 /** Runs the real `ops` binary (or a fixture CLI) in a child process, as a user would. */
-import {ChildProcess, spawn} from 'node:child_process'
-import {mkdtempSync} from 'node:fs'
+import {ChildProcess, execFile, spawn, spawnSync} from 'node:child_process'
+import {existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
+
+import {needPackage} from './requirements.js'
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const OPS_BIN = join(ROOT, 'bin', 'run.js')
@@ -105,6 +107,7 @@ const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
  * prompt (by default the "(yes/no)" one) with `answer`, and returns the transcript.
  */
 export async function runOpsInTty(args: string[], answer: string, options: RunOptions & {prompt?: string | RegExp} = {}): Promise<RunResult> {
+  needPackage('bsdutils')
   const command = [NODE, ...nodeArgs(options.entry), ...args].map(shellQuote).join(' ')
   const child = spawn('script', ['-qefc', command, '/dev/null'], {cwd: ROOT, env: {...childEnv(options.env), CI: undefined, TERM: 'xterm'}, stdio: ['pipe', 'pipe', 'pipe']})
   const done = collect(child, options.timeoutMs)
@@ -121,5 +124,106 @@ export function parseJsonOutput<T = Record<string, unknown>>(result: RunResult):
     return JSON.parse(result.stdout) as T
   } catch (error) {
     throw new Error(`stdout is not exactly one JSON document (${(error as Error).message}):\n${result.stdout}\nstderr: ${result.stderr}`)
+  }
+}
+
+/**
+ * ops running in a real terminal of `width` x `height` (a detached tmux session): what
+ * the test reads is the screen a person sees once the redraws are over, not a transcript.
+ */
+export class Screen {
+  /** Terminals not closed yet: a test that timed out must not leave its tmux server behind. */
+  private static readonly open = new Set<Screen>()
+  private readonly socket: string
+  private readonly session = 'ops'
+
+  private constructor(private readonly dir: string) {
+    this.socket = join(dir, 'tmux.sock')
+  }
+
+  static async start(args: string[], options: RunOptions & {width?: number; height?: number} = {}): Promise<Screen> {
+    needPackage('tmux')
+    const screen = new Screen(mkdtempSync(join(tmpdir(), 'ops-screen-')))
+    if (Screen.open.size === 0) process.once('exit', () => Screen.open.forEach((s) => s.closeNow()))
+    Screen.open.add(screen)
+    const config = join(screen.dir, 'tmux.conf')
+    // The pane stays after ops exits so its last screen can be read; no status bar takes a line.
+    writeFileSync(config, 'set -g remain-on-exit on\nset -g status off\nset -g history-limit 5000\n')
+    const env = Object.entries(childEnv({...options.env, CI: undefined, TERM: undefined}) as Record<string, string | undefined>)
+      .filter((e): e is [string, string] => e[1] !== undefined)
+      .map(([k, v]) => shellQuote(`${k}=${v}`))
+    // The shell outlives Ctrl-C (a trap with a command is not inherited) to write down ops' exit code.
+    const ops = `env -i ${env.join(' ')} TERM=tmux-256color ${[NODE, ...nodeArgs(options.entry), ...args].map(shellQuote).join(' ')}`
+    const command = `trap true INT; cd ${shellQuote(ROOT)} && ${ops}; echo $? > ${shellQuote(join(screen.dir, 'exit-code'))}`
+    await screen.tmux(['-f', config, 'new-session', '-d', '-s', screen.session, '-x', String(options.width ?? 120), '-y', String(options.height ?? 35), command])
+    return screen
+  }
+
+  private tmux(args: string[]): Promise<string> {
+    return new Promise((resolve, reject) => {
+      execFile('tmux', ['-S', this.socket, ...args], (error, stdout, stderr) => (error ? reject(new Error(`tmux ${args[0]}: ${stderr || error.message}`)) : resolve(stdout)))
+    })
+  }
+
+  /** The visible screen, trailing blanks trimmed (tmux's own "Pane is dead" line left out). */
+  async text(): Promise<string> {
+    const raw = await this.tmux(['capture-pane', '-p', '-S', '-', '-t', this.session])
+    return raw
+      .split('\n')
+      .filter((line) => !line.startsWith('Pane is dead'))
+      .map((line) => line.trimEnd())
+      .join('\n')
+      .trimEnd()
+  }
+
+  /** Waits until the screen shows `text`; returns the screen. */
+  async waitFor(text: string | RegExp, timeoutMs = 60_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const screen = await this.text()
+      if (typeof text === 'string' ? screen.includes(text) : text.test(screen)) return screen
+      if (Date.now() > deadline) throw new Error(`the screen never showed ${text}; it shows:\n${screen}`)
+      await new Promise((r) => setTimeout(r, 50))
+    }
+  }
+
+  /** Types `text` and Enter, as a person answering a prompt. */
+  async answer(text: string): Promise<void> {
+    if (text) await this.tmux(['send-keys', '-t', this.session, '-l', text])
+    await this.tmux(['send-keys', '-t', this.session, 'Enter'])
+  }
+
+  /** Presses Ctrl-C: the terminal sends SIGINT to ops. */
+  async interrupt(): Promise<void> {
+    await this.tmux(['send-keys', '-t', this.session, 'C-c'])
+  }
+
+  /** Waits for ops to exit; returns its exit code and final screen, and closes the terminal. */
+  async exit(timeoutMs = 120_000): Promise<{code: number; screen: string}> {
+    const deadline = Date.now() + timeoutMs
+    try {
+      for (;;) {
+        const dead = (await this.tmux(['display-message', '-p', '-t', this.session, '#{pane_dead}'])).trim()
+        if (dead === '1') {
+          const code = existsSync(join(this.dir, 'exit-code')) ? Number(readFileSync(join(this.dir, 'exit-code'), 'utf8')) : NaN
+          return {code, screen: await this.text()}
+        }
+        if (Date.now() > deadline) throw new Error(`ops did not exit within ${timeoutMs} ms; the screen shows:\n${await this.text()}`)
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    } finally {
+      await this.close()
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.tmux(['kill-server']).catch(() => {})
+    rmSync(this.dir, {recursive: true, force: true})
+    Screen.open.delete(this)
+  }
+
+  private closeNow(): void {
+    spawnSync('tmux', ['-S', this.socket, 'kill-server'], {stdio: 'ignore'})
+    rmSync(this.dir, {recursive: true, force: true})
   }
 }

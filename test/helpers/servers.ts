@@ -1,5 +1,5 @@
 /**
- * The test harness of SPEC §5. Servers are found in this order:
+ * The test harness: where the tests get their servers. Servers are found in this order:
  *   1. OPS_TEST_DATABASE_URL / OPS_TEST_REDIS_URL, if set;
  *   2. throwaway servers started from local binaries (initdb/postgres,
  *      redis-server) in a temporary directory on free loopback ports;

@@ -1,5 +1,4 @@
 /** What other code (and the tests) may reuse from this plugin. */
-export {cutoffOf} from './age.js'
 export type {OpsHooks} from './hook-types.js'
 export {isUnbounded, vetoReason} from './policy.js'
 export {qualifiedName, WidgetTable} from './widget-table.js'

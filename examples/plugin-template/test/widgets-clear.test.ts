@@ -8,6 +8,7 @@ import {join} from 'node:path'
 import pg from 'pg'
 
 import {buildPlugin, freshDatabase, oneLine, Ops, PLUGIN_ROOT} from './support.js'
+import {createWidgets} from './widgets-table.js'
 
 describe('widgets:clear (linked into ops)', function () {
   const ops = new Ops()
@@ -30,10 +31,7 @@ describe('widgets:clear (linked into ops)', function () {
 
   // 120 old rows (10 days) and 30 recent ones (1 hour), interleaved by id.
   beforeEach(async () => {
-    await db.query('DROP TABLE IF EXISTS widgets')
-    await db.query('CREATE TABLE widgets (id bigserial PRIMARY KEY, name text NOT NULL, created_at timestamptz NOT NULL)')
-    await db.query(`INSERT INTO widgets (name, created_at)
-      SELECT 'w' || g, now() - CASE WHEN g % 5 = 0 THEN interval '1 hour' ELSE interval '10 days' END FROM generate_series(1, 150) g`)
+    await createWidgets(db, 150, (i) => ({ageDays: i % 5 === 0 ? 1 / 24 : 10}))
   })
 
   const rows = async () => (await db.query('SELECT id::int, name, created_at FROM widgets ORDER BY id')).rows
@@ -44,7 +42,7 @@ describe('widgets:clear (linked into ops)', function () {
     const result = await ops.run(clear('--older-than', '7d', '--dry-run'))
     expect(result.code, result.stderr).to.equal(0)
     expect(result.stdout).to.contain('Found 120 rows of widgets to delete')
-    expect(result.stdout).to.contain('Older than: 7d')
+    expect(result.stdout).to.match(/^Older than: 7d 00h \(created_at before \d{4}-/m)
     expect(result.stdout).to.contain('DRY RUN MODE - No records will be deleted')
     expect(await rows()).to.deep.equal(before)
   })
@@ -71,7 +69,13 @@ describe('widgets:clear (linked into ops)', function () {
     expect(result.code, result.stderr).to.equal(0)
     const doc = JSON.parse(result.stdout)
     expect(doc).to.include({outcome: 'done', planned: 120, done: 120, noun: 'rows of widgets'})
-    expect(doc.filters).to.include({table: 'widgets', olderThan: '7d'})
+    expect(doc.filters).to.include({table: 'widgets', olderThanMs: 7 * 86_400_000})
+  })
+
+  it('rejects an age without a unit as bad usage (exit 2), before connecting', async () => {
+    const result = await ops.run(clear('--older-than', '7', '--dry-run'))
+    expect(result.code).to.equal(2)
+    expect(oneLine(result.stderr)).to.contain('Invalid --older-than "7": use a number and a unit')
   })
 
   it('rejects a table name that is not an identifier (exit 2) and names a missing table', async () => {

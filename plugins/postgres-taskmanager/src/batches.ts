@@ -214,7 +214,7 @@ async function walkRange(
     if (outcome.scannedTo === undefined) return
     afterId = outcome.scannedTo
     const skipped = stats.skipped > 0 ? `, ${count(stats.skipped)} skipped (changed or locked)` : ''
-    await push({done: stats.deleted, note: `batch ${stats.batches} of ${size} in ${Math.round(elapsed)}ms, last id ${afterId}${skipped}`})
+    await push({done: stats.deleted, batch: {number: stats.batches, size: outcome.deleted, ms: elapsed}, note: `last id ${afterId}${skipped}`})
     if (plan.targetMs > 0) size = nextSize(size, elapsed, plan.targetMs, plan.maxBatchSize)
     stats.batchSize = size
     if (plan.sleepMs > 0 && !signal.aborted) await sleep(plan.sleepMs)

@@ -1,5 +1,5 @@
 import {Flags} from '@oclif/core'
-import {connectionError, endpointOf, maskUrl, resolveUrl, ResolvedUrl} from 'ops-cli/base'
+import {connectionError, endpointOf, maskUrl, OpsError, resolveUrl, ResolvedUrl} from 'ops-cli/base'
 import pg from 'pg'
 
 import {DEFAULT_TABLE, parseTableName} from './table-name.js'
@@ -44,7 +44,7 @@ export async function openTaskManager(url: string, tableText: string, applicatio
     await client.connect()
   } catch (error) {
     await client.end().catch(() => {})
-    throw connectionError('PostgreSQL', url, 5432, error)
+    throw withUserHint(connectionError('PostgreSQL', url, 5432, error), url, error)
   }
   const endpoint = endpointOf(url, 5432)
   try {
@@ -54,4 +54,30 @@ export async function openTaskManager(url: string, tableText: string, applicatio
     await client.end().catch(() => {})
     throw error
   }
+}
+
+/** The user pg logs in as (the URL's, else PGUSER, else USER: node-postgres' defaults), as a sentence. */
+function userTried(url: string): string {
+  let fromUrl = ''
+  try {
+    fromUrl = decodeURIComponent(new URL(url).username)
+  } catch {
+    // An unparseable URL fails elsewhere with its own message.
+  }
+  if (fromUrl) return `Tried user "${fromUrl}" (from the URL).`
+  if (process.env.PGUSER) return `Tried user "${process.env.PGUSER}" (from PGUSER).`
+  if (process.env.USER) return `Tried user "${process.env.USER}" (from USER: the URL names none).`
+  return 'No user name was tried: the URL names none and neither PGUSER nor USER is set.'
+}
+
+/** 28000 (no user, unknown role, refused by pg_hba.conf) and 28P01 (bad password): the server did not accept the user. */
+const USER_REJECTED = new Set(['28000', '28P01'])
+
+/** When the server did not accept the user: which user was tried, and how to name another. */
+function withUserHint(error: OpsError, url: string, cause: unknown): OpsError {
+  if (!USER_REJECTED.has((cause as {code?: string})?.code ?? '')) return error
+  return new OpsError(`${error.message}\n${userTried(url)}`, {
+    cause,
+    suggestions: ['Name the user in the URL: --database-url postgres://USER@host:5432/db', 'or set PGUSER=USER (DATABASE_URL works too)'],
+  })
 }

@@ -191,7 +191,7 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
       stats.skipped += outcome.skipped
       if (outcome.lastId !== undefined) afterId = outcome.lastId
       const skipped = stats.skipped > 0 ? `, ${count(stats.skipped)} skipped (id exists)` : ''
-      yield {done: stats.restored, note: `batch ${stats.batches} in ${Math.round(performance.now() - started)}ms, last id ${afterId}${skipped}`}
+      yield {done: stats.restored, batch: {number: stats.batches, size: outcome.restored, ms: performance.now() - started}, note: `last id ${afterId}${skipped}`}
       if (outcome.lastId === undefined || !outcome.full) break
       if (this.options.sleepMs && !signal.aborted) await new Promise((resolve) => setTimeout(resolve, this.options.sleepMs))
     }

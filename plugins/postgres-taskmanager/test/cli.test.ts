@@ -6,7 +6,7 @@
 import {expect} from 'chai'
 import pg from 'pg'
 
-import {collect, parseJsonOutput, runOps, spawnOps, waitForOutput} from '../../../test/helpers/cli.js'
+import {collect, parseJsonOutput, runOps, runOpsInTty, spawnOps, waitForOutput} from '../../../test/helpers/cli.js'
 import {freshDatabase} from '../../../test/helpers/servers.js'
 import {createDjangoSchema, dropDjangoSchema, generateTasks, insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
 
@@ -42,6 +42,15 @@ describe('ops taskmanager:* (end to end)', function () {
   }
   const clear = (...args: string[]) => ['taskmanager:clear', '--database-url', url, ...args]
   const count = async (where = 'TRUE') => (await db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE ${where}`)).rows[0].n as number
+
+  it('a mistyped command with --force is never run as its guess: Enter at "Did you mean taskmanager:clear?" deletes nothing (exit 2)', async () => {
+    await seedExample()
+    const before = await rowTexts(db)
+    const result = await runOpsInTty(['taskmanager:claer', '--database-url', url, '--force'], '', {prompt: /Did you mean/})
+    expect(flat(result.stdout)).to.contain('"taskmanager:claer" is not an ops command, and taskmanager:clear changes data: ops does not run a destructive command it guessed')
+    expect(result.code, result.stdout).to.equal(2)
+    expect(await rowTexts(db)).to.deep.equal(before)
+  })
 
   it("prints clear_task_manager_queue's lines for a dry run and writes nothing (n_tup_del unchanged)", async () => {
     await seedExample()
@@ -240,7 +249,7 @@ breathecode.assignments.tasks: 6 records
       const text = await runOps(['taskmanager:stuck', '--database-url', url, '--hours', '24'])
       expect(text.code, text.stderr).to.equal(0)
       expect(text.stdout).to.contain('breathecode.notify.tasks.async_deliver_hook: 2 records (')
-      expect(text.stdout).to.contain('breathecode.payments.tasks.renew_consumables: 1 records (PENDING 1)')
+      expect(text.stdout).to.contain('breathecode.payments.tasks.renew_consumables: 1 record (PENDING 1)')
       const json = parseJsonOutput<{total: number; groups: {taskName: string; count: number; samples: unknown[]}[]}>(
         await runOps(['taskmanager:stuck', '--database-url', url, '--hours', '24', '--samples', '1', '--json']),
       )

@@ -3,7 +3,7 @@ import {table} from '../../base/format.js'
 import {OpsCommand} from '../../base/ops-command.js'
 
 export default class ProfilesList extends OpsCommand {
-  static override description = 'List the named profiles (passwords masked).'
+  static override summary = 'List the named profiles (passwords masked).'
   static override examples = ['<%= config.bin %> profiles:list', '<%= config.bin %> profiles:list --json']
 
   async run() {

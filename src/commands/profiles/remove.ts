@@ -3,7 +3,7 @@ import {Args} from '@oclif/core'
 import {OpsCommand} from '../../base/ops-command.js'
 
 export default class ProfilesRemove extends OpsCommand {
-  static override description = 'Remove a named profile.'
+  static override summary = 'Remove a named profile.'
   static override examples = ['<%= config.bin %> profiles:remove staging']
   static override args = {name: Args.string({description: 'Profile name.', required: true})}
 

@@ -4,9 +4,8 @@ import {maskUrl} from '../../base/connection.js'
 import {OpsCommand} from '../../base/ops-command.js'
 
 export default class ProfilesSet extends OpsCommand {
-  static override description = `Create or update a named profile of connection settings.
-
-Use it with --profile NAME (or OPS_PROFILE) on any command. Precedence is
+  static override summary = 'Create or update a named profile of connection settings.'
+  static override description = `Use it with --profile NAME (or OPS_PROFILE) on any command. Precedence is
 flag > environment > profile > default. A profile marked --production makes
 destructive commands ask for the database (or Redis host:port) name to be typed;
 there --force alone is not enough and automation passes --confirm NAME.`

@@ -1,8 +1,7 @@
 import {Flags} from '@oclif/core'
-import {connectionError, DestructiveCommand, maskUrl, type Plan, type Progress, resolveUrl} from 'ops-cli/base'
+import {connectionError, DestructiveCommand, duration, durationFlag, maskUrl, type Plan, type Progress, resolveUrl} from 'ops-cli/base'
 import pg from 'pg'
 
-import {cutoffOf} from '../../age.js'
 import {type WidgetFilter, WidgetTable} from '../../widget-table.js'
 
 /** The plan of this command: the shared fields plus the fixed filter the batches use. */
@@ -30,7 +29,7 @@ export default class WidgetsClear extends DestructiveCommand {
   static override flags = {
     'database-url': Flags.string({description: 'PostgreSQL URL [env: DATABASE_URL, or the profile\'s].', helpValue: 'URL'}),
     table: Flags.string({description: 'The table to clear: NAME or SCHEMA.NAME, with a numeric primary key "id".', required: true, helpValue: 'TABLE'}),
-    'older-than': Flags.string({description: 'Only rows whose timestamp column is older than this age: 90m, 12h, 7d, 2w.', helpValue: 'AGE'}),
+    'older-than': durationFlag({description: 'Only rows whose timestamp column is older than this age: 90m, 12h, 7d, 2w.', helpValue: 'AGE'}),
     'created-column': Flags.string({description: 'The timestamp column --older-than reads.', default: 'created_at', helpValue: 'COLUMN'}),
     'batch-size': Flags.integer({description: 'Rows per batch.', default: 1000, min: 1, max: 50_000}),
   }
@@ -41,8 +40,9 @@ export default class WidgetsClear extends DestructiveCommand {
     this.registerSecretsOf(url)
     const client = new pg.Client({connectionString: url})
     const table = new WidgetTable(client, flags.table, flags['created-column'])
-    const olderThan = flags['older-than']
-    const createdBefore = olderThan === undefined ? undefined : cutoffOf(olderThan)
+    // Milliseconds; the cutoff is fixed once so the plan and the batches agree.
+    const olderThanMs = flags['older-than']
+    const createdBefore = olderThanMs === undefined ? undefined : new Date(Date.now() - olderThanMs)
 
     return this.runDestructive<ClearPlan>(
       {
@@ -61,10 +61,10 @@ export default class WidgetsClear extends DestructiveCommand {
             target: maskUrl(url),
             noun: `rows of ${flags.table}`,
             count,
-            filters: {table: flags.table, olderThan: olderThan ?? null, createdBefore: createdBefore?.toISOString() ?? null},
+            filters: {table: flags.table, olderThanMs: olderThanMs ?? null, createdBefore: createdBefore?.toISOString() ?? null},
             details: [
               `Table: ${flags.table}`,
-              createdBefore ? `Older than: ${olderThan} (${flags['created-column']} before ${createdBefore.toISOString()})` : 'Filter: none (every row)',
+              createdBefore ? `Older than: ${duration(olderThanMs!)} (${flags['created-column']} before ${createdBefore.toISOString()})` : 'Filter: none (every row)',
             ],
             filter: {createdBefore, upToId: maxId ?? '0'},
           }
@@ -76,12 +76,14 @@ export default class WidgetsClear extends DestructiveCommand {
             async *run(signal): AsyncGenerator<Progress> {
               let done = 0
               let afterId: string | null = null
+              let batches = 0
               while (!signal.aborted) {
+                const started = performance.now()
                 const batch = await table.deleteBatch(plan.filter, afterId, flags['batch-size'])
                 if (batch.deleted === 0) break
                 done += batch.deleted
                 afterId = batch.lastId
-                yield {done, note: `last id ${afterId}`}
+                yield {done, batch: {number: ++batches, size: batch.deleted, ms: performance.now() - started}, note: `last id ${afterId}`}
               }
             },
           },

@@ -1,5 +1,5 @@
 import {Flags} from '@oclif/core'
-import {count, DestructiveCommand, DestructiveResult, durationFlag, OpsError, UsageError} from 'ops-cli/base'
+import {choiceFlag, count, DestructiveCommand, DestructiveResult, durationFlag, OpsError, UsageError} from 'ops-cli/base'
 
 import {ClearOperation, ClearPlan, MAX_BATCH_SIZE, ORM_THRESHOLD} from '../../clear-operation.js'
 import {databaseFlags, resolveDatabaseUrl} from '../../connection.js'
@@ -28,7 +28,7 @@ Exit codes: 0 done (also when --max-runtime stopped the run: what is left is pri
 
   static override flags = {
     ...databaseFlags,
-    status: Flags.string({description: 'Status to clear (ALL: no status filter).', options: [...STATUS_CHOICES]}),
+    status: choiceFlag({description: 'Status to clear (ALL: no status filter).', choices: STATUS_CHOICES}),
     'task-module': Flags.string({description: "Only this task module (e.g. 'breathecode.notify.tasks').", helpValue: 'MODULE'}),
     'task-name': Flags.string({description: "Only this task name (e.g. 'async_deliver_hook').", helpValue: 'NAME'}),
     'older-than': durationFlag({description: "Only rows whose created_at is older than this age (30d, 12h, 90m, 2w), from the server's now().", helpValue: 'AGE'}),

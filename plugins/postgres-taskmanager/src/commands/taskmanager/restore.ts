@@ -1,5 +1,5 @@
 import {Flags} from '@oclif/core'
-import {DestructiveCommand, durationFlag, UsageError} from 'ops-cli/base'
+import {choiceFlag, DestructiveCommand, durationFlag, UsageError} from 'ops-cli/base'
 
 import {databaseFlags, resolveDatabaseUrl} from '../../connection.js'
 import {STATUS_CHOICES} from '../../filter.js'
@@ -36,7 +36,7 @@ export default class Restore extends DestructiveCommand {
       exactlyOne: ['from-archive-table', 'from-file'],
     }),
     'from-file': Flags.string({description: 'A JSON-lines file written by taskmanager:clear --archive.', helpValue: 'FILE', exactlyOne: ['from-archive-table', 'from-file']}),
-    status: Flags.string({description: 'Only rows of this status (ALL: no status filter).', options: [...STATUS_CHOICES]}),
+    status: choiceFlag({description: 'Only rows of this status (ALL: no status filter).', choices: STATUS_CHOICES}),
     'task-module': Flags.string({description: 'Only this task module.', helpValue: 'MODULE'}),
     'task-name': Flags.string({description: 'Only this task name.', helpValue: 'NAME'}),
     'older-than': durationFlag({description: 'Only rows whose created_at is older than this age: 30d, 12h, 90m, 2w.', helpValue: 'AGE'}),

@@ -1,0 +1,107 @@
+/**
+ * The taskmanager commands as a person meets them in a terminal: a stuck-task report
+ * that fits one screen, status values in any case, a mistyped flag answered in two
+ * lines, and a login without a user name explained.
+ */
+import {expect} from 'chai'
+import pg from 'pg'
+
+import {parseJsonOutput, runOps, Screen} from '../../../test/helpers/cli.js'
+import {freshDatabase} from '../../../test/helpers/servers.js'
+import {createDjangoSchema, dropDjangoSchema, insertTasks, taskRow} from './helpers/django-fixture.js'
+
+/** oclif wraps error messages to the terminal width with " ›   " prefixes; undo that for matching. */
+const flat = (text: string) => text.replace(/\s*\n\s*›\s*/g, ' ')
+
+describe('taskmanager:* on a person\'s screen', function () {
+  let url: string
+  let db: pg.Client
+  const hoursAgo = (h: number) => new Date(Date.now() - h * 3_600_000).toISOString()
+
+  before(async () => {
+    url = await freshDatabase('ops_tm_screen')
+    db = new pg.Client({connectionString: url})
+    await db.connect()
+    await dropDjangoSchema(db)
+    await createDjangoSchema(db)
+    // 25 stuck groups of 3 rows with long arguments, one group of a single row, and rows that are not stuck.
+    const rows = []
+    for (let g = 0; g < 25; g++) {
+      for (let i = 0; i < 3; i++) rows.push(taskRow({status: i ? 'PENDING' : 'SCHEDULED', task_module: `breathecode.module_${g}.tasks`, task_name: `task_${g}`, last_run: hoursAgo(2 + g), arguments: {args: ['x'.repeat(300)]}}))
+    }
+    rows.push(taskRow({status: 'PENDING', task_module: 'breathecode.lonely.tasks', task_name: 'once', last_run: hoursAgo(1.5)}))
+    rows.push(taskRow({status: 'PENDING', task_module: 'breathecode.fresh.tasks', task_name: 'recent', last_run: hoursAgo(0.2)}))
+    rows.push(taskRow({status: 'DONE', task_module: 'breathecode.old.tasks', task_name: 'finished', last_run: hoursAgo(100)}))
+    await insertTasks(db, rows)
+  })
+  after(async () => db?.end())
+
+  it('taskmanager:stuck --hours 1 fits one 120x35 screen: the biggest groups, one "+N more" line, singular and plural right', async () => {
+    const screen = await Screen.start(['taskmanager:stuck', '--database-url', url, '--hours', '1'])
+    const {code, screen: text} = await screen.exit()
+    expect(code, text).to.equal(0)
+    const lines = text.split('\n')
+    expect(lines.length, text).to.be.at.most(35)
+    expect(lines.every((l) => l.length <= 120), text).to.equal(true)
+    expect(lines[0]).to.match(/^Tasks stuck in SCHEDULED or PENDING with last_run older than 1 hour \(before \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\):$/)
+    // Biggest first, then by name.
+    expect(lines[2], text).to.match(/^breathecode\.module_0\.tasks\.task_0: 3 records \(.*\), oldest last_run /)
+    expect(lines.filter((l) => /^breathecode\./.test(l))).to.have.length(10)
+    // One sample row per group, cut at the screen's edge.
+    expect(lines.filter((l) => /^ {2}id \d+ /.test(l))).to.have.length(10)
+    expect(text).to.contain('…')
+    expect(text).to.match(/^\+16 more tasks \(46 records\): --limit 26 to see them all$/m)
+    expect(text).to.match(/^Total: 76 stuck records in 26 tasks \(module and name\)$/m)
+    expect(text).not.to.contain('recent')
+  })
+
+  it('--limit and --samples show more; a group of one row says "1 record"', async () => {
+    const all = await runOps(['taskmanager:stuck', '--database-url', url, '--hours', '1', '--limit', '30', '--samples', '0'])
+    expect(all.code, all.stderr).to.equal(0)
+    expect(all.stdout.split('\n').filter((l) => /^breathecode\./.test(l))).to.have.length(26)
+    expect(all.stdout).to.match(/^breathecode\.lonely\.tasks\.once: 1 record \(PENDING 1\)/m)
+    expect(all.stdout).not.to.contain('more tasks')
+    expect(all.stdout).not.to.match(/^ {2}id /m)
+    const json = parseJsonOutput<{total: number; groupCount: number; groups: {samples: {arguments: {args: string[]}}[]}[]}>(
+      await runOps(['taskmanager:stuck', '--database-url', url, '--hours', '1', '--samples', '2', '--json']),
+    )
+    expect(json).to.include({total: 76, groupCount: 26})
+    expect(json.groups).to.have.length(10)
+    expect(json.groups[0].samples).to.have.length(2)
+    expect(json.groups[0].samples[0].arguments.args[0]).to.have.length(300)
+  })
+
+  it('accepts a status in any case and shows it upper-case', async () => {
+    const result = await runOps(['taskmanager:clear', '--database-url', url, '--status', 'done', '--dry-run'])
+    expect(result.code, result.stderr).to.equal(0)
+    expect(result.stdout).to.contain('Found 1 TaskManager records to delete')
+    expect(result.stdout).to.match(/^Status: DONE$/m)
+    const json = parseJsonOutput<{filters: {status: string}}>(await runOps(['taskmanager:clear', '--database-url', url, '--status', 'Scheduled', '--dry-run', '--json']))
+    expect(json.filters.status).to.equal('SCHEDULED')
+    const bad = await runOps(['taskmanager:clear', '--database-url', url, '--status', 'finished', '--dry-run'])
+    expect(bad.code).to.equal(2)
+    expect(flat(bad.stderr)).to.contain('Expected --status=finished to be one of: PENDING, DONE, CANCELLED, REVERSED, PAUSED, ABORTED, ERROR, SCHEDULED, ALL')
+  })
+
+  it('answers a mistyped flag with the nearest flag and one line pointing at --help, not the whole help', async () => {
+    const result = await runOps(['taskmanager:clear', '--database-url', url, '--stauts', 'DONE', '--dry-run'])
+    expect(result.code).to.equal(2)
+    expect(result.stderr.trimEnd().split('\n')).to.deep.equal([
+      ' ›   Error: Unknown flag: --stauts',
+      ' ›   Did you mean --status?',
+      ' ›   See `ops taskmanager:clear --help` for its flags.',
+    ])
+    expect(result.stdout).to.equal('')
+  })
+
+  it('with the default URL and no $USER, says that no user was tried and how to name one', async () => {
+    const endpoint = new URL(url)
+    const result = await runOps(['taskmanager:summary', '--database-url', `postgres://${endpoint.host}/postgres`], {env: {USER: undefined, PGUSER: undefined, LOGNAME: undefined}})
+    expect(result.code).to.equal(1)
+    const text = flat(result.stderr)
+    expect(text).to.contain('no PostgreSQL user name specified in startup packet')
+    expect(text).to.contain('No user name was tried: the URL names none and neither PGUSER nor USER is set.')
+    expect(text).to.contain('--database-url postgres://USER@host:5432/db')
+    expect(text).to.contain('PGUSER')
+  })
+})
