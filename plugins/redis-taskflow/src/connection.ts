@@ -4,7 +4,7 @@ import calculateSlot from 'cluster-key-slot'
 import {Cluster, Redis, RedisOptions} from 'ioredis'
 import {connectionError, maskUrl, resolveUrl, ResolvedUrl} from 'ops-cli/base'
 
-import {markClusterNodes} from './scan.js'
+import {markClusterNodes} from './read/scan.js'
 
 export const DEFAULT_REDIS_URL = 'redis://localhost:6379/0'
 

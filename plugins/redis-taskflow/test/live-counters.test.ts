@@ -18,10 +18,10 @@ import {join} from 'node:path'
 
 import type {ResolvedUrl} from 'ops-cli/base'
 
-import {measureStates} from '../src/census.js'
+import {measureStates} from '../src/census/census.js'
 import {connectRedis} from '../src/connection.js'
-import {applyChanges, counterChanges} from '../src/counters.js'
-import {StateLedger} from '../src/state-ledger.js'
+import {applyChanges, counterChanges} from '../src/repair/counters.js'
+import {StateLedger} from '../src/census/state-ledger.js'
 import {commandCalls, isoNow, readCounters, setCounters, taskHash, withFreshRedis, writeTasks} from './fixtures.js'
 
 const TASKS = 60_000

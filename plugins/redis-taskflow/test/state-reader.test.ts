@@ -3,8 +3,8 @@ import {expect} from 'chai'
 import {Redis} from 'ioredis'
 
 import {TASK_KEY_PATTERN} from '../src/keyspace.js'
-import {FieldRow, HashScanner, NOT_A_HASH, ROW_GONE} from '../src/hash-scan.js'
-import {NO_STATE, StateReader, StateReading} from '../src/state-reader.js'
+import {FieldRow, HashScanner, NOT_A_HASH, ROW_GONE} from '../src/read/hash-scan.js'
+import {NO_STATE, StateReader, StateReading} from '../src/read/state-reader.js'
 import {commandCalls, withFreshRedis, writesBetween, writeTask, writeTasks, writeUnrelatedKeys} from './fixtures.js'
 
 /** Every key the reader returned, with what it read; fails on a key returned twice with different readings. */

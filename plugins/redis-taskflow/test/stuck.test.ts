@@ -75,7 +75,7 @@ describe('taskflow:stuck:fix', function () {
   })
 
   it('leaves a task alone when a worker completed it after the scan', async () => {
-    const {failStuckTask} = await import('../src/stuck-task.js')
+    const {failStuckTask} = await import('../src/repair/stuck-task.js')
     await redis.hset(taskKey(ids.oldActive), 'state', 'COMPLETED')
     expect(await failStuckTask(redis, ids.oldActive, 'test')).to.equal(false)
     expect(await redis.hget(taskKey(ids.oldActive), 'state')).to.equal('COMPLETED')

@@ -1,7 +1,7 @@
 import {OpsCommand} from 'ops-cli/base'
 
 import {connectRedis, redisFlags, resolveRedisUrl} from '../../connection.js'
-import {inspectionLines, inspectTaskFlow, TaskFlowInspection} from '../../inspection.js'
+import {inspectionLines, inspectTaskFlow, TaskFlowInspection} from '../../census/inspection.js'
 
 export default class Inspect extends OpsCommand {
   static override description = `Queue lengths, key counts, live workers, state distribution and counters against actual states (read-only).

@@ -2,9 +2,10 @@ import {Flags} from '@oclif/core'
 import {count, DestructiveCommand, Progress} from 'ops-cli/base'
 
 import {connectRedis, RedisConnection, redisFlags, resolveRedisUrl} from '../../connection.js'
-import {queueLengths} from '../../inspection.js'
+import {queueLengths} from '../../census/inspection.js'
 import {TASK_FLOW_PATTERNS} from '../../keyspace.js'
-import {scanSorted, unlinkBatch} from '../../scan.js'
+import {scanSorted} from '../../read/scan.js'
+import {unlinkBatch} from '../../remove/unlink.js'
 
 export default class Reset extends DestructiveCommand {
   static override description = `Remove the task-flow keys, and only those (the seed's reset_redis).

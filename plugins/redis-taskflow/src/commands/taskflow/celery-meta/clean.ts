@@ -2,7 +2,7 @@ import {DestructiveCommand, Progress} from 'ops-cli/base'
 
 import {connectRedis, RedisConnection, redisFlags, resolveRedisUrl} from '../../../connection.js'
 import {CELERY_META_PATTERN} from '../../../keyspace.js'
-import {MatchedKeys} from '../../../scan.js'
+import {MatchedKeys} from '../../../remove/unlink.js'
 
 export default class CeleryMetaClean extends DestructiveCommand {
   static override description = `Remove Celery result keys (celery-task-meta-*) to free Redis memory (the seed's cleanup_celery_meta).

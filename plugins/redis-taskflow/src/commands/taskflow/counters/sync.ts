@@ -1,9 +1,9 @@
 import {Args} from '@oclif/core'
 import {count, DestructiveCommand, Progress, UsageError} from 'ops-cli/base'
 
-import {measureStates, StateMeasure} from '../../../census.js'
+import {measureStates, StateMeasure} from '../../../census/census.js'
 import {connectRedis, RedisConnection, redisFlags, resolveRedisUrl} from '../../../connection.js'
-import {applyChanges, changeTable, CounterChange, counterChanges, signed} from '../../../counters.js'
+import {applyChanges, changeTable, CounterChange, counterChanges, signed} from '../../../repair/counters.js'
 
 export default class CountersSync extends DestructiveCommand {
   static override description = `Detect and fix drift between the state counters and the task hashes (the seed's fix_counter_sync).

@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 import {count, DestructiveCommand, Progress} from 'ops-cli/base'
 
 import {connectRedis, RedisConnection, redisFlags, resolveRedisUrl} from '../../../connection.js'
-import {deleteDefectiveTask, DefectiveTask, findDefectiveTasks} from '../../../defective-task.js'
+import {deleteDefectiveTask, DefectiveTask, findDefectiveTasks} from '../../../repair/defective-task.js'
 
 export default class DefectiveDelete extends DestructiveCommand {
   static override description = `Find and delete task hashes with corrupted data (the seed's delete_defective_tasks).

@@ -2,8 +2,8 @@ import {Flags} from '@oclif/core'
 import {count, DestructiveCommand, Progress, UsageError} from 'ops-cli/base'
 
 import {connectRedis, RedisConnection, redisFlags, resolveRedisUrl} from '../../../connection.js'
-import {failStuckTask, findStuckTasks, requeuePending, StuckActiveTask, StuckFindings, TaskStore} from '../../../stuck-task.js'
-import {fixAll} from '../../../task-workers.js'
+import {failStuckTask, findStuckTasks, requeuePending, StuckActiveTask, StuckFindings, TaskStore} from '../../../repair/stuck-task.js'
+import {fixAll} from '../../../repair/task-workers.js'
 
 const UNITS: Record<string, number> = {s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000}
 

@@ -1,8 +1,8 @@
 import type {Redis} from 'ioredis'
 
-import {masterOf, RedisConnection} from './connection.js'
-import {counterKey, dlqTaskKey, idOfTaskKey, isTaskState, LIST_QUEUES, Queue, TASK_KEY_PATTERN} from './keyspace.js'
-import {HashScanner} from './hash-scan.js'
+import {masterOf, RedisConnection} from '../connection.js'
+import {counterKey, dlqTaskKey, idOfTaskKey, isTaskState, LIST_QUEUES, Queue, TASK_KEY_PATTERN} from '../keyspace.js'
+import {HashScanner} from '../read/hash-scan.js'
 
 /** The fields the rules and the seed's listing read. */
 export const LISTED_FIELDS = ['task_id', 'state', 'created_at', 'updated_at', 'completed_at', 'task_type', 'content'] as const

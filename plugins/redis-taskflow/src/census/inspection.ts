@@ -1,10 +1,10 @@
 import {count, table} from 'ops-cli/base'
 
 import {newCensus, readCounters, StateCounts, takeCensus} from './census.js'
-import {signed} from './counters.js'
-import type {RedisConnection} from './connection.js'
-import {CELERY_META_PATTERN, DLQ_TASK_KEY_PATTERN, HEARTBEAT_KEY_PATTERN, Queue, TASK_STATES} from './keyspace.js'
-import {countKeys, scanKeys} from './scan.js'
+import {signed} from '../repair/counters.js'
+import type {RedisConnection} from '../connection.js'
+import {CELERY_META_PATTERN, DLQ_TASK_KEY_PATTERN, HEARTBEAT_KEY_PATTERN, Queue, TASK_STATES} from '../keyspace.js'
+import {countKeys, scanKeys} from '../read/scan.js'
 
 /** What `taskflow:inspect` reports (its --json document) and `taskflow:reset` shows first. */
 export interface TaskFlowInspection {

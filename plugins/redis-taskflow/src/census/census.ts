@@ -1,11 +1,11 @@
 import type {Redis} from 'ioredis'
 
-import type {RedisConnection} from './connection.js'
-import {COUNTER_KEY_PATTERN, counterKey, TASK_KEY_PATTERN, TASK_STATES, TaskState} from './keyspace.js'
+import type {RedisConnection} from '../connection.js'
+import {COUNTER_KEY_PATTERN, counterKey, TASK_KEY_PATTERN, TASK_STATES, TaskState} from '../keyspace.js'
 import {KeyspaceWatch} from './keyspace-watch.js'
-import {scanKeys} from './scan.js'
+import {scanKeys} from '../read/scan.js'
 import {StateLedger} from './state-ledger.js'
-import {GONE, StateBatch, StateReader, StateReading} from './state-reader.js'
+import {GONE, StateBatch, StateReader, StateReading} from '../read/state-reader.js'
 
 /** How many task hashes are in each state: six numbers, never a list of keys. */
 export type StateCounts = Record<TaskState, number>

@@ -1,8 +1,8 @@
 import {count, table} from 'ops-cli/base'
 
-import {Census, readCounters, StateCounts} from './census.js'
-import type {RedisConnection} from './connection.js'
-import {counterKey, TASK_STATES, TaskState} from './keyspace.js'
+import {Census, readCounters, StateCounts} from '../census/census.js'
+import type {RedisConnection} from '../connection.js'
+import {counterKey, TASK_STATES, TaskState} from '../keyspace.js'
 
 export interface CounterChange {
   state: TaskState

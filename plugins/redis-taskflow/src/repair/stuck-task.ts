@@ -1,9 +1,9 @@
 import type {Cluster, Redis} from 'ioredis'
 
-import {masterOf, RedisConnection} from './connection.js'
-import {counterKey, heartbeatKey, idOfTaskKey, Queue, TASK_KEY_PATTERN, taskKey} from './keyspace.js'
-import {HashScanner} from './hash-scan.js'
-import {StateLedger} from './state-ledger.js'
+import {masterOf, RedisConnection} from '../connection.js'
+import {counterKey, heartbeatKey, idOfTaskKey, Queue, TASK_KEY_PATTERN, taskKey} from '../keyspace.js'
+import {HashScanner} from '../read/hash-scan.js'
+import {StateLedger} from '../census/state-ledger.js'
 
 /** `datetime.utcnow().isoformat()`: the application's naive timestamps. */
 export const utcIsoNow = (): string => new Date().toISOString().replace('Z', '000')
