@@ -18,7 +18,7 @@ import {join} from 'node:path'
 
 import type {ResolvedUrl} from 'ops-cli/base'
 
-import {measureStates} from '../src/census/census.js'
+import {measureStates} from '../src/census/instant.js'
 import {connectRedis} from '../src/connection.js'
 import {applyChanges, counterChanges} from '../src/repair/counters.js'
 import {StateLedger} from '../src/census/state-ledger.js'
@@ -121,9 +121,10 @@ describe('counters under live traffic', function () {
     expect(movesDuring, 'the writer must interleave with the scan').to.be.greaterThan(200)
     expect(doc.data.changedDuringScan).to.be.greaterThan(0)
     expect(await readCounters(redis)).to.deep.equal(await trueCounts(redis))
-    // INCRBY only, and the server's notification setting is back as it was.
+    // INCRBY only, and no server setting touched at all.
     const after = await commandCalls(redis)
     expect((after.set ?? 0) - (calls.set ?? 0)).to.equal(0)
+    expect((after.config ?? 0) - (calls.config ?? 0), 'CONFIG calls').to.equal(0)
     expect(await redis.config('GET', 'notify-keyspace-events')).to.deep.equal(['notify-keyspace-events', ''])
   })
 
@@ -137,20 +138,23 @@ describe('counters under live traffic', function () {
     expect(await readCounters(redis)).to.deep.equal(await trueCounts(redis))
   })
 
-  it('keeps notifications the server already had, and leaves them on', async () => {
-    await redis.config('SET', 'notify-keyspace-events', 'KEA')
+  it('leaves a notification setting the server already had exactly as it was', async () => {
+    await redis.config('SET', 'notify-keyspace-events', 'Kh')
     const writer = startWriter(url, ids)
     const result = await ops(['taskflow:counters:sync', '--force', '--json'])
     await writer.stop()
     expect(result.code, result.stderr).to.equal(0)
     expect(await readCounters(redis)).to.deep.equal(await trueCounts(redis))
-    expect(((await redis.config('GET', 'notify-keyspace-events')) as string[])[1]).to.equal('AKE')
+    expect(((await redis.config('GET', 'notify-keyspace-events')) as string[])[1]).to.equal('hK')
   })
 
-  it('a dry run changes no server setting and says its figures are those of the scan', async () => {
+  it('a dry run is exact under live traffic too, and says it changed no server setting', async () => {
+    const writer = startWriter(url, ids)
     const result = await ops(['taskflow:counters:sync', '--dry-run'])
+    await writer.stop()
     expect(result.code, result.stderr).to.equal(0)
-    expect(result.stdout).to.contain('Not exact under live traffic: keyspace notifications are off')
+    expect(result.stdout).to.match(/Exact: [\d,]+ task keys changed during the scan/)
+    expect(result.stdout).to.contain('Server settings changed: none')
     expect(await redis.config('GET', 'notify-keyspace-events')).to.deep.equal(['notify-keyspace-events', ''])
   })
 
@@ -188,7 +192,7 @@ describe('counters under live traffic, with a ledger that spills to disk', funct
     let spilled = false
     const watcher = setInterval(() => (spilled ||= readdirSync(ownTmp).some((f) => f.startsWith('ops-ledger-'))), 5)
     try {
-      const measure = await measureStates(connection, {configure: true, maxLedgerSlots: 1024})
+      const measure = await measureStates(connection, {maxLedgerSlots: 1024})
       await applyChanges(connection, counterChanges(measure.census, measure.counters))
       await writer.stop()
       expect(spilled, 'the ledger spilled to disk').to.equal(true)

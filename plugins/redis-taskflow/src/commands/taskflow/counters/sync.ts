@@ -1,7 +1,7 @@
 import {Args} from '@oclif/core'
 import {count, DestructiveCommand, Progress, UsageError} from 'ops-cli/base'
 
-import {measureStates, StateMeasure} from '../../../census/census.js'
+import {measureStates, StateMeasure} from '../../../census/instant.js'
 import {connectRedis, RedisConnection, redisFlags, resolveRedisUrl} from '../../../connection.js'
 import {applyChanges, changeTable, CounterChange, counterChanges, signed} from '../../../repair/counters.js'
 
@@ -59,7 +59,7 @@ scan and it says so. On a cluster there is no single instant (see the note print
             shown = Date.now()
             this.logToStderr(`   ... ${count(scanned)} task keys read (${count(Math.round(scanned / ((shown - started) / 1000)))}/s)`)
           }
-          measure = await measureStates(connection!, {configure: !flags['dry-run'], onProgress})
+          measure = await measureStates(connection!, {onProgress})
           const {census} = measure
           changes = counterChanges(census, measure.counters)
           const off = changes.filter((c) => c.change !== 0)
@@ -76,6 +76,7 @@ scan and it says so. On a cluster there is no single instant (see the note print
               `   Total tasks found: ${count(census.tasks)}`,
               ...(census.unknownState ? [`   Tasks without a valid state: ${count(census.unknownState)} (see taskflow:defective:delete)`] : []),
               `   ${measure.note}`,
+              `   Server settings changed: none (changed keys are learnt from client tracking on ops' own connection, which ends with it)`,
               '',
               'Counter Values:',
               ...changeTable(changes).map((l) => `   ${l}`),
@@ -86,7 +87,7 @@ scan and it says so. On a cluster there is no single instant (see the note print
               dryRun: 'DRY RUN MODE - No counters will be changed',
               success: `Fixed ${off.length} ${this.wording.noun}:\n${off.map((c) => `   - ${c.state}: ${signed(c.change)}`).join('\n')}`,
             },
-            data: {tasks: census.tasks, unknownState: census.unknownState, exact: measure.exact, note: measure.note, changedDuringScan: measure.changedDuringScan, changes},
+            data: {tasks: census.tasks, unknownState: census.unknownState, exact: measure.exact, offBy: measure.offBy, note: measure.note, changedDuringScan: measure.changedDuringScan, serverSettingsChanged: measure.serverSettingsChanged, changes},
           }
         },
         steps: () => [
