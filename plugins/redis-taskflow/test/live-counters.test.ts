@@ -22,57 +22,9 @@ import {measureStates} from '../src/census/instant.js'
 import {connectRedis} from '../src/connection.js'
 import {applyChanges, counterChanges} from '../src/repair/counters.js'
 import {StateLedger} from '../src/census/state-ledger.js'
-import {commandCalls, isoNow, readCounters, setCounters, taskHash, withFreshRedis, writeTasks} from './fixtures.js'
+import {commandCalls, readCounters, setCounters, startWriter, withFreshRedis, writeTasks} from './fixtures.js'
 
 const TASKS = 60_000
-
-/** Two worker loops moving, creating and deleting tasks the application's way until stopped. */
-function startWriter(url: string, ids: string[]) {
-  let running = true
-  let moves = 0
-  const loop = async () => {
-    const redis = new Redis(url)
-    try {
-      while (running) {
-        const roll = Math.random()
-        if (roll < 0.05) {
-          const id = randomUUID()
-          const hash = taskHash({task_id: id, state: 'PENDING'})
-          if (await redis.multi().hset(taskKey(id), hash).incr(counterKey('PENDING')).exec()) moves++
-          ids.push(id)
-          continue
-        }
-        const id = ids[Math.floor(Math.random() * ids.length)]
-        const key = taskKey(id)
-        await redis.watch(key)
-        const state = (await redis.hget(key, 'state')) as TaskState | null
-        if (!state) {
-          await redis.unwatch()
-          continue
-        }
-        const multi = redis.multi()
-        if (roll < 0.08) multi.del(key).decrby(counterKey(state), 1)
-        else {
-          const next = TASK_STATES[(TASK_STATES.indexOf(state) + 1 + Math.floor(Math.random() * 5)) % TASK_STATES.length]
-          multi.hset(key, 'state', next, 'updated_at', isoNow()).decrby(counterKey(state), 1).incrby(counterKey(next), 1)
-        }
-        if (await multi.exec()) moves++
-      }
-    } finally {
-      redis.disconnect()
-    }
-  }
-  const loops = [loop(), loop()]
-  return {
-    get moves() {
-      return moves
-    },
-    async stop() {
-      running = false
-      await Promise.all(loops)
-    },
-  }
-}
 
 /** The true number of hashes per state, read after the writer stopped. */
 async function trueCounts(redis: Redis): Promise<Record<TaskState, number>> {
