@@ -10,7 +10,7 @@ import {expect} from 'chai'
 import {randomUUID} from 'node:crypto'
 import {Redis} from 'ioredis'
 
-import {parseJsonOutput, runOps} from '../../../test/helpers/cli.js'
+import {collect, parseJsonOutput, runOps, spawnOps} from '../../../test/helpers/cli.js'
 import {counterKey, TASK_STATES, taskKey, TaskState} from '../src/keyspace.js'
 import {mkdtempSync, readdirSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
@@ -108,6 +108,31 @@ describe('counters under live traffic', function () {
     expect(result.stdout).to.match(/Exact: [\d,]+ task keys changed during the scan/)
     expect(result.stdout).to.contain('Server settings changed: none')
     expect(await redis.config('GET', 'notify-keyspace-events')).to.deep.equal(['notify-keyspace-events', ''])
+  })
+
+  it('killed with SIGKILL in the middle of its scan, counters:sync leaves no trace on the server, and the next run is exact', async () => {
+    await redis.config('SET', 'notify-keyspace-events', 'Ex') // the operator's own setting, which must survive
+    const tracking = async () => Number(/tracking_clients:(\d+)/.exec(await redis.info('clients'))?.[1])
+    expect(await tracking()).to.equal(0)
+    const writer = startWriter(url, ids)
+    const child = spawnOps(['taskflow:counters:sync', '--force'], {env: {REDIS_URL: url}})
+    child.stdin?.end()
+    const exited = collect(child)
+    // Its change stream is open once the server counts a tracking client: the scan is under way.
+    while ((await tracking()) === 0 && child.exitCode === null) await new Promise((r) => setTimeout(r, 5))
+    child.kill('SIGKILL')
+    const killed = await exited
+    expect(killed.signal, killed.stdout).to.equal('SIGKILL')
+    expect(killed.stdout).not.to.contain('Fixed')
+    for (let i = 0; i < 100 && (await tracking()) > 0; i++) await new Promise((r) => setTimeout(r, 20))
+    expect(await tracking(), 'tracking ended with the killed connection').to.equal(0)
+    expect(((await redis.config('GET', 'notify-keyspace-events')) as string[])[1]).to.equal('xE')
+    const next = await ops(['taskflow:counters:sync', '--force', '--json'])
+    await writer.stop()
+    expect(next.code, next.stderr).to.equal(0)
+    expect(parseJsonOutput<{data: {exact: boolean}}>(next).data.exact).to.equal(true)
+    expect(await readCounters(redis)).to.deep.equal(await trueCounts(redis))
+    expect(((await redis.config('GET', 'notify-keyspace-events')) as string[])[1]).to.equal('xE')
   })
 
   it('the naive sync (scan, then SET the counted values) loses the moves made during its scan: the test can fail', async () => {

@@ -6,6 +6,8 @@ import {connectRedis, RedisConnection, redisFlags, resolveRedisUrl} from '../../
 import {applyChanges, changeTable, CounterChange, counterChanges, signed} from '../../../repair/counters.js'
 
 export default class CountersSync extends DestructiveCommand {
+  static override summary = 'Detect and fix drift between the state counters and the task hashes.'
+
   static override description = `Detect and fix drift between the state counters and the task hashes (the seed's fix_counter_sync).
 
 Scans every task:* hash (one read-only script call per SCAN COUNT 1000 step reads
@@ -13,12 +15,12 @@ the states of the keys it returned, about 3 ms of server time each), compares wi
 table, and applies the differences with INCRBY in one MULTI/EXEC — never SET, so
 counter moves made by workers while ops runs are kept.
 
-Exact while workers run: task keys are watched with keyspace notifications during
-the scan (notify-keyspace-events is extended for the run if needed and put back
-after), and the keys that changed are re-read with the counters in one MULTI/EXEC,
-so states and counters are compared at one instant. A --dry-run does not change
-server settings: unless notifications are already on, its figures are those of the
-scan and it says so. On a cluster there is no single instant (see the note printed).`
+Exact while workers run: changed task keys are learnt from client tracking on a
+connection of ops' own (CLIENT TRACKING BCAST PREFIX task:), which changes no server
+setting and ends with the connection; the keys that changed are re-read with the
+counters in one script, so states and counters are compared at one instant. A
+--dry-run measures the same way. On a cluster each master has its own instant; the
+output and --json say whether they count as one, or how far off the figures may be.`
 
   static override examples = [
     '<%= config.bin %> taskflow:counters:sync --dry-run',
