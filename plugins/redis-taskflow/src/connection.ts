@@ -131,3 +131,8 @@ export function masterOf(connection: RedisConnection, key: string): Redis {
   if (!master) throw new Error(`No master of the cluster serves the slot of ${key} (${nodeKey ?? 'slot not mapped'}); retry once the cluster is stable.`)
   return master
 }
+
+/** The Redis a command's flags name: --redis-url (else REDIS_URL, else the default) and --cluster. */
+export function redisTarget(flags: {'redis-url'?: string; cluster?: boolean}): {resolved: ResolvedUrl; cluster?: boolean} {
+  return {resolved: resolveRedisUrl(flags['redis-url']), cluster: flags.cluster}
+}
