@@ -1,5 +1,5 @@
 /**
- * AsyncTaskFlow's Redis layout (SPEC §4), in one place. All values are strings.
+ * AsyncTaskFlow's Redis layout, in one place (the full list of fields: docs/asynctaskflow-keys.md). All values are strings.
  *
  * - `task:{uuid4}` hash: task_id, content, task_type, state, retry_count, ...,
  *   created_at / updated_at / completed_at as naive ISO-8601 (utcnow().isoformat()).

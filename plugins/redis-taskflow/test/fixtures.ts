@@ -1,6 +1,6 @@
 /**
  * The one fixture builder of the redis-taskflow tests: real AsyncTaskFlow-shaped
- * data (SPEC §4) — `task:{uuid4}` hashes with every field the application writes,
+ * data (../docs/asynctaskflow-keys.md) — `task:{uuid4}` hashes with every field the application writes,
  * ids in the queue the state implies, state counters, DLQ copies, worker
  * heartbeats and Celery result keys — plus helpers to snapshot a database and
  * to read INFO commandstats (for "dry-run writes nothing" checks).
@@ -344,7 +344,7 @@ export async function flushAll(client: Client): Promise<void> {
 }
 
 /**
- * One task per defective-task rule (SPEC §4), as [what is wrong, overrides]:
+ * One task per defective-task rule (../docs/asynctaskflow-keys.md), as [what is wrong, overrides]:
  * every rule of delete_defective_tasks, in several states.
  */
 export const DEFECTIVE_CASES: [string, TaskOverrides][] = [
