@@ -320,7 +320,7 @@ export async function trueStateCounts(client: Client): Promise<Record<TaskState,
       const pipeline = node.pipeline()
       for (const key of keys) pipeline.hget(key, 'state')
       for (const [error, state] of (await pipeline.exec()) ?? []) {
-        if (error) throw error
+        if (error && !/WRONGTYPE/.test(error.message)) throw error // a task:* key that is not a hash is no task
         if (TASK_STATES.includes(state as TaskState)) counts[state as TaskState]++
       }
     } while (cursor !== '0')

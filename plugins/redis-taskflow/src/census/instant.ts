@@ -5,7 +5,7 @@ import type {Redis} from 'ioredis'
 import {masterOf, RedisConnection} from '../connection.js'
 import {COUNTER_KEY_PREFIX, counterKey, TASK_KEY_PREFIX, TASK_STATES, TaskState} from '../keyspace.js'
 import {evalCached} from '../read/hash-scan.js'
-import {GONE, NO_STATE, StateReader} from '../read/state-reader.js'
+import {GONE, isBadName, NO_STATE, NOT_HASH, StateReader} from '../read/state-reader.js'
 import {Census, codeOf, emptyCounts, readCounters, readTaskStates, StateCounts, Tally} from './census.js'
 import {ChangeStream} from './change-stream.js'
 import {StateLedger} from './state-ledger.js'
@@ -34,7 +34,7 @@ const MAX_ROUNDS = 60
 /**
  * The instant of one master, in one script (atomic, and allowed by a cluster
  * node to read keys of its own slots, as MULTI is not): the counters it holds,
- * the state of the keys given ("\0" deleted, "\1" no state or not a hash), then
+ * the state of the keys given ("\0" deleted, "\1" no state, "\2" not a hash), then
  * a PUBLISH of the marker that places the instant in the change stream.
  */
 const INSTANT_SCRIPT = `
@@ -46,7 +46,7 @@ for i = 4 + nc, #ARGV do
   local kind = call('TYPE', ARGV[i]).ok
   if kind == 'hash' then out[#out + 1] = call('HGET', ARGV[i], 'state') or '\\1'
   elseif kind == 'none' then out[#out + 1] = '\\0'
-  else out[#out + 1] = '\\1' end
+  else out[#out + 1] = '\\2' end
 end
 call('PUBLISH', ARGV[1], ARGV[2])
 return out`
@@ -161,7 +161,8 @@ export async function measureStates(connection: RedisConnection, options: {onPro
  * every tracked key that changed after a master's instant and before the last.
  */
 async function instantRound(masters: Master[], latest: Map<string, number>, isCluster: boolean): Promise<Round> {
-  const stale = masters.map((m) => m.stream.take(TASK_KEY_PREFIX))
+  // A name that is not UTF-8 cannot be sent back: such a key keeps what the scan counted for it (not a task).
+  const stale = masters.map((m) => new Set([...m.stream.take(TASK_KEY_PREFIX)].filter((key) => !isBadName(key))))
   if (stale.some((keys) => keys.size > INSTANT_READ_LIMIT)) {
     // Too many to read at one instant without stalling the server: read them now (in short script calls), look again.
     await Promise.all(
@@ -193,11 +194,11 @@ async function instantRound(masters: Master[], latest: Map<string, number>, isCl
     m.counters.forEach((state, j) => (counters[state] = Number(values[j])))
     keys.forEach((key, j) => {
       const value = values[m.counters.length + j]
-      latest.set(key, codeOf(value === '\u0000' ? GONE : value === '\u0001' ? NO_STATE : value))
+      latest.set(key, codeOf(value === '\u0000' ? GONE : value === '\u0001' ? NO_STATE : value === '\u0002' ? NOT_HASH : value))
     })
     const window = m.stream.window(markers[i].id, closing[i].id)
     const read = stale[i]
-    const unplaced = (keys: Set<string>) => [...keys].filter((key) => key.startsWith(TASK_KEY_PREFIX) && !read.has(key)).length
+    const unplaced = (keys: Set<string>) => [...keys].filter((key) => key.startsWith(TASK_KEY_PREFIX) && !read.has(key) && !isBadName(key)).length
     uncertain += unplaced(window.beforeInstant) + unplaced(window.instantTurn)
     if (isCluster && masters.length > 1) uncertain += window.afterInstant.size
   })

@@ -1,5 +1,6 @@
 import {count, Plan, Progress, Step} from 'ops-cli/base'
 
+import {oddKeyLines} from '../census/census.js'
 import {measureStates} from '../census/instant.js'
 import {applyChanges, changeTable, CounterChange, counterChanges, signed} from '../repair/counters.js'
 import {OperationOutput, RedisTarget, TaskFlowOperation} from './taskflow-operation.js'
@@ -52,6 +53,7 @@ export class CountersSyncOperation extends TaskFlowOperation {
         'Analysis Results:',
         `   Total tasks found: ${count(census.tasks)}`,
         ...(census.unknownState ? [`   Tasks without a valid state: ${count(census.unknownState)} (see taskflow:defective:delete)`] : []),
+        ...oddKeyLines(census).map((l) => `   ${l}`),
         `   ${measure.note}`,
         `   Server settings changed: ${settings}`,
         '',
@@ -67,6 +69,8 @@ export class CountersSyncOperation extends TaskFlowOperation {
       data: {
         tasks: census.tasks,
         unknownState: census.unknownState,
+        notHashes: census.notHashes,
+        badNames: census.badNames,
         exact: measure.exact,
         offBy: measure.offBy,
         note: measure.note,
