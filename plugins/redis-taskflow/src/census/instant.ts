@@ -4,7 +4,7 @@ import type {Redis} from 'ioredis'
 
 import {masterOf, RedisConnection} from '../connection.js'
 import {COUNTER_KEY_PREFIX, counterKey, TASK_KEY_PREFIX, TASK_STATES, TaskState} from '../keyspace.js'
-import {evalCached} from '../read/hash-scan.js'
+import {evalCached, SCRIPTS_UNAVAILABLE} from '../read/hash-scan.js'
 import {GONE, isBadName, NO_STATE, NOT_HASH, StateReader} from '../read/state-reader.js'
 import {Census, codeOf, emptyCounts, readCounters, readTaskStates, StateCounts, Tally} from './census.js'
 import {ChangeStream} from './change-stream.js'
@@ -126,7 +126,14 @@ export async function measureStates(connection: RedisConnection, options: {onPro
       if (failure) {
         return {...base, census: correct(), counters: await readCounters(connection), exact: false, offBy: Number.NaN, note: `Not exact: ${failure}.`, changedDuringScan: latest.size}
       }
-      round = await instantRound(masters, latest, connection.isCluster)
+      try {
+        round = await instantRound(masters, latest, connection.isCluster)
+      } catch (error) {
+        if (!SCRIPTS_UNAVAILABLE.test(String(error))) throw error
+        const census = correct()
+        const note = `Not exact under live traffic: the server refuses scripts to this user (${(error as Error).message}), so no instant could be read; the states are those seen by the scan.`
+        return {...base, census, counters: await readCounters(connection), exact: false, offBy: latest.size, note, changedDuringScan: latest.size}
+      }
       if (round.uncertain === 0) break
     }
     const census = correct()

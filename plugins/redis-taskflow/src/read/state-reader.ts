@@ -12,8 +12,8 @@ import {SCAN_COUNT} from './scan.js'
 export type StateReading = string | typeof NO_STATE | typeof NOT_HASH | typeof BAD_NAME | typeof GONE
 export const NO_STATE = null
 export const GONE = undefined
-export const NOT_HASH: unique symbol = Symbol('not a hash')
-export const BAD_NAME: unique symbol = Symbol('name not UTF-8')
+export const NOT_HASH = Object.freeze({reading: 'not a hash'})
+export const BAD_NAME = Object.freeze({reading: 'name not UTF-8'})
 
 /** A key name that did not decode as UTF-8 carries U+FFFD in place of its bytes. */
 export const isBadName = (key: string): boolean => key.includes('\uFFFD')
