@@ -34,7 +34,7 @@ export function codeOf(reading: StateReading): number {
   if (reading === GONE) return ABSENT
   if (reading === NOT_HASH) return NOT_A_HASH_CODE
   if (reading === BAD_NAME) return BAD_NAME_CODE
-  return STATE_CODES.get(reading ?? '') ?? UNKNOWN
+  return (typeof reading === 'string' ? STATE_CODES.get(reading) : undefined) ?? UNKNOWN
 }
 
 /** Counts per code; ABSENT is kept only so a correction can take it back. */
