@@ -15,7 +15,7 @@ export const redisFlags = {
     helpValue: 'URL',
   }),
   cluster: Flags.boolean({
-    description: 'Treat the URL as a seed node of a Redis Cluster (detected automatically when omitted).',
+    description: 'Treat the URL as one node of a Redis Cluster, the others found from it (detected automatically when omitted).',
     allowNo: true,
   }),
 }
