@@ -2,6 +2,7 @@ import {count} from 'ops-cli/base'
 
 import type {RedisConnection} from '../connection.js'
 import {counterKey, TASK_KEY_PATTERN, TASK_STATES, TaskState} from '../keyspace.js'
+import {mergeConcurrently} from '../read/scan.js'
 import {BAD_NAME, GONE, NOT_HASH, StateBatch, StateReader, StateReading} from '../read/state-reader.js'
 
 /** How many task hashes are in each state: six numbers, never a list of keys. */
@@ -53,13 +54,15 @@ export class Tally {
 }
 
 /**
- * The state of every task key, batch by batch, master after master: one
+ * The state of every task key, batch by batch, the masters side by side: one
  * read-only SCAN-and-HGET call per step (StateReader.scan). Memory holds a
  * batch or two whatever the number of keys.
  */
 export async function* readTaskStates(connection: RedisConnection): AsyncGenerator<StateBatch> {
   // No SCAN TYPE filter: it costs the server a third more per call; a task:* key that is not a hash reads as NOT_HASH.
-  for (const node of connection.masters()) yield* new StateReader(node).scan(TASK_KEY_PATTERN)
+  const masters = connection.masters()
+  if (masters.length === 1) yield* new StateReader(masters[0]).scan(TASK_KEY_PATTERN)
+  else yield* mergeConcurrently(masters.map((node) => new StateReader(node).scan(TASK_KEY_PATTERN)))
 }
 
 /**

@@ -109,3 +109,22 @@ export async function* scanSorted(connection: RedisConnection, patterns: readonl
     }
   }
 }
+
+/**
+ * The items of several generators as each one yields them, all running side
+ * by side (one per master: their servers work in parallel). Ends when all
+ * have ended; the first failure is thrown, the others are then left alone.
+ */
+export async function* mergeConcurrently<T>(sources: AsyncGenerator<T>[]): AsyncGenerator<T> {
+  const pull = (i: number) => quiet(sources[i].next().then((result) => ({i, result})))
+  const pending = new Map(sources.map((_, i) => [i, pull(i)]))
+  while (pending.size > 0) {
+    const {i, result} = await Promise.race(pending.values())
+    if (result.done) {
+      pending.delete(i)
+      continue
+    }
+    pending.set(i, pull(i))
+    yield result.value
+  }
+}
