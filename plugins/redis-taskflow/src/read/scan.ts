@@ -2,7 +2,7 @@ import type {Redis} from 'ioredis'
 
 import type {RedisConnection} from '../connection.js'
 
-/** SCAN COUNT: the seeds used the default (10), which costs a round trip per ten keys. */
+/** SCAN COUNT: the Python utilities used the default (10), which costs a round trip per ten keys. */
 export const SCAN_COUNT = 1000
 
 export interface KeyBatch {
