@@ -15,6 +15,8 @@ import {spawn} from 'node:child_process'
 import {randomUUID} from 'node:crypto'
 import {once} from 'node:events'
 
+import calculateSlot from 'cluster-key-slot'
+
 import {taskHash} from '../plugins/redis-taskflow/test/fixtures.js'
 import {counterKey, Queue, TASK_STATES, taskKey, TaskState} from '../plugins/redis-taskflow/src/keyspace.js'
 
@@ -62,24 +64,35 @@ function template(args: (string | number)[]): (id: string) => string {
   }
 }
 
-/** Streams RESP text into `redis-cli --pipe`, honouring backpressure. */
-async function pipeInto(url: string, chunks: () => Generator<string>): Promise<void> {
+/** A `redis-cli --pipe` child fed RESP text, honouring backpressure. */
+function openPipe(url: string): {write(text: string): Promise<void>; end(): Promise<void>} {
   const {hostname, port, pathname} = new URL(url)
   const db = pathname.slice(1) || '0'
-  const child = spawn('redis-cli', ['-h', hostname, '-p', port || '6379', '-n', db, '--pipe'], {stdio: ['pipe', 'pipe', 'inherit']})
+  const child = spawn('redis-cli', ['-h', hostname, '-p', port || '6379', ...(db === '0' ? [] : ['-n', db]), '--pipe'], {stdio: ['pipe', 'pipe', 'inherit']})
   let output = ''
   child.stdout.on('data', (d) => (output += d))
   let chunk = ''
-  for (const text of chunks()) {
-    chunk += text
-    if (chunk.length > 1 << 20) {
-      if (!child.stdin.write(chunk)) await once(child.stdin, 'drain')
-      chunk = ''
-    }
+  return {
+    async write(text) {
+      chunk += text
+      if (chunk.length > 1 << 20) {
+        if (!child.stdin.write(chunk)) await once(child.stdin, 'drain')
+        chunk = ''
+      }
+    },
+    async end() {
+      child.stdin.end(chunk)
+      const [code] = await once(child, 'exit')
+      if (code !== 0 || !/errors: 0/.test(output)) throw new Error(`redis-cli --pipe failed (${code}): ${output}`)
+    },
   }
-  child.stdin.end(chunk)
-  const [code] = await once(child, 'exit')
-  if (code !== 0 || !/errors: 0/.test(output)) throw new Error(`redis-cli --pipe failed (${code}): ${output}`)
+}
+
+/** Streams RESP text into `redis-cli --pipe`. */
+async function pipeInto(url: string, chunks: () => Generator<string>): Promise<void> {
+  const pipe = openPipe(url)
+  for (const text of chunks()) await pipe.write(text)
+  await pipe.end()
 }
 
 export interface LoadedTaskFlow {
@@ -140,4 +153,42 @@ export async function loadCeleryMeta(url: string, n: number): Promise<void> {
   await pipeInto(url, function* () {
     for (let i = 0; i < n; i++) yield set(randomUUID())
   })
+}
+
+/** A master of a cluster: its URL and whether it serves a hash slot. */
+export interface ClusterMaster {
+  url: string
+  owns(slot: number): boolean
+}
+
+/**
+ * loadTasks for a Redis Cluster: the same data, each command piped into the
+ * master that serves its key's slot (one `redis-cli --pipe` per master).
+ */
+export async function loadTasksIntoCluster(masters: ClusterMaster[], tasks: number): Promise<LoadedTaskFlow> {
+  const pipes = masters.map((m) => openPipe(m.url))
+  const pipeOf = (key: string) => pipes[masters.findIndex((m) => m.owns(calculateSlot(key)))]
+  const states = Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as Record<TaskState, number>
+  const hset = Object.fromEntries(
+    TASK_STATES.map((state) => [state, template(['HSET', taskKey(ID), ...Object.entries(taskHash({task_id: ID, state})).flat()])]),
+  ) as Record<TaskState, (id: string) => string>
+  const retryAt = Math.floor(Date.now() / 1000) + 3600
+  const queued: Record<string, (string | number)[]> = {[Queue.primary]: [], [Queue.scheduled]: [], [Queue.dlq]: []}
+  const flush = async (queue: string) => {
+    const items = queued[queue].splice(0)
+    if (items.length > 0) await pipeOf(queue).write(resp([queue === Queue.scheduled ? 'ZADD' : 'LPUSH', queue, ...items]))
+  }
+  for (let i = 0; i < tasks; i++) {
+    const id = randomUUID()
+    const state = STATE_OF[i % 100]
+    states[state]++
+    await pipeOf(taskKey(id)).write(hset[state](id))
+    const queue = state === 'PENDING' ? Queue.primary : state === 'SCHEDULED' ? Queue.scheduled : state === 'DLQ' ? Queue.dlq : undefined
+    if (queue && queued[queue].push(...(queue === Queue.scheduled ? [retryAt, id] : [id])) >= 1000) await flush(queue)
+  }
+  for (const queue of Object.keys(queued)) await flush(queue)
+  const counters = driftedCounters(states)
+  for (const state of TASK_STATES) await pipeOf(counterKey(state)).write(resp(['SET', counterKey(state), counters[state]]))
+  await Promise.all(pipes.map((p) => p.end()))
+  return {states, counters}
 }

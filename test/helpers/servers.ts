@@ -26,6 +26,11 @@ const HOW =
 type Stop = () => Promise<void>
 const stops: Stop[] = []
 
+/** Runs `stop` in stopAll(), before what was registered earlier. */
+export function onStop(stop: Stop): void {
+  stops.push(stop)
+}
+
 /** Stops every server and drops every database this process created. Idempotent. */
 export async function stopAll(): Promise<void> {
   while (stops.length > 0) {
@@ -259,9 +264,10 @@ export async function freshRedis(): Promise<RedisServer> {
   throw new Error(`No Redis for the tests. ${HOW}`)
 }
 
-async function startRedisFromBinary(binary: string, extra: string[] = [], dir?: string): Promise<RedisServer> {
+/** A redis-server from `binary` on `port` (default: any free one), stopped by stopAll(). */
+export async function startRedisFromBinary(binary: string, extra: string[] = [], dir?: string, port?: number): Promise<RedisServer> {
   const workdir = dir ?? mkdtempSync(join(tmpdir(), 'ops-test-redis-'))
-  const port = await freePort()
+  port ??= await freePort()
   const child = spawn(
     binary,
     ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', workdir, ...extra],
@@ -336,48 +342,4 @@ export async function freshRedisWithTls(): Promise<TlsRedisServer | undefined> {
     rmSync(dir, {recursive: true, force: true})
     return undefined // a redis-server built without TLS refuses --tls-port
   }
-}
-
-export interface RedisCluster {
-  /** Seed nodes, e.g. for `--redis-url redis://127.0.0.1:PORT --cluster`. */
-  nodes: {host: string; port: number}[]
-  url: string
-}
-
-/**
- * A three-master Redis Cluster from redis-server binaries (no replicas), or
- * OPS_TEST_REDIS_CLUSTER_URL (a seed node of an empty cluster).
- */
-export async function freshRedisCluster(): Promise<RedisCluster> {
-  const fromEnv = process.env.OPS_TEST_REDIS_CLUSTER_URL
-  if (fromEnv) {
-    const u = new URL(fromEnv)
-    return {nodes: [{host: u.hostname, port: Number(u.port || 6379)}], url: fromEnv}
-  }
-  const binary = which('redis-server')
-  const cli = which('redis-cli')
-  if (!binary || !cli) throw new Error(`A Redis Cluster test needs redis-server and redis-cli on PATH, or OPS_TEST_REDIS_CLUSTER_URL.`)
-  const dir = mkdtempSync(join(tmpdir(), 'ops-test-cluster-'))
-  stops.push(async () => rmSync(dir, {recursive: true, force: true}))
-  const nodes: RedisServer[] = []
-  for (let i = 0; i < 3; i++) {
-    nodes.push(
-      await startRedisFromBinary(binary, ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${i}.conf`, '--cluster-node-timeout', '5000'], dir),
-    )
-  }
-  execFileSync(cli, ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {stdio: 'pipe'})
-  await waitFor('Redis Cluster', async () => {
-    for (const node of nodes) {
-      const client = new Redis(node.port, '127.0.0.1', {lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null})
-      client.on('error', () => {})
-      try {
-        await client.connect()
-        const info = await client.cluster('INFO')
-        if (!String(info).includes('cluster_state:ok')) throw new Error('cluster_state is not ok yet')
-      } finally {
-        client.disconnect()
-      }
-    }
-  })
-  return {nodes: nodes.map((n) => ({host: n.host, port: n.port})), url: `redis://127.0.0.1:${nodes[0].port}`}
 }

@@ -4,7 +4,7 @@ import calculateSlot from 'cluster-key-slot'
 import {Cluster, Redis, RedisOptions} from 'ioredis'
 import {connectionError, maskUrl, resolveUrl, ResolvedUrl} from 'ops-cli/base'
 
-import {markClusterNodes} from './scan.js'
+import {markClusterNodes} from './read/scan.js'
 
 export const DEFAULT_REDIS_URL = 'redis://localhost:6379/0'
 
@@ -15,7 +15,7 @@ export const redisFlags = {
     helpValue: 'URL',
   }),
   cluster: Flags.boolean({
-    description: 'Treat the URL as a seed node of a Redis Cluster (detected automatically when omitted).',
+    description: 'Treat the URL as one node of a Redis Cluster, the others found from it (detected automatically when omitted).',
     allowNo: true,
   }),
 }
@@ -130,4 +130,9 @@ export function masterOf(connection: RedisConnection, key: string): Redis {
   const master = connection.masters().find((node) => `${node.options.host}:${node.options.port}` === nodeKey)
   if (!master) throw new Error(`No master of the cluster serves the slot of ${key} (${nodeKey ?? 'slot not mapped'}); retry once the cluster is stable.`)
   return master
+}
+
+/** The Redis a command's flags name: --redis-url (else REDIS_URL, else the default) and --cluster. */
+export function redisTarget(flags: {'redis-url'?: string; cluster?: boolean}): {resolved: ResolvedUrl; cluster?: boolean} {
+  return {resolved: resolveRedisUrl(flags['redis-url']), cluster: flags.cluster}
 }

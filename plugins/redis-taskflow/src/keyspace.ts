@@ -1,5 +1,5 @@
 /**
- * AsyncTaskFlow's Redis layout (SPEC §4), in one place. All values are strings.
+ * AsyncTaskFlow's Redis layout, in one place (the full list of fields: docs/asynctaskflow-keys.md). All values are strings.
  *
  * - `task:{uuid4}` hash: task_id, content, task_type, state, retry_count, ...,
  *   created_at / updated_at / completed_at as naive ISO-8601 (utcnow().isoformat()).
@@ -17,7 +17,8 @@ export const DLQ_TASK_KEY_PREFIX = 'dlq:task:'
 export const DLQ_TASK_KEY_PATTERN = 'dlq:task:*'
 export const CELERY_META_PATTERN = 'celery-task-meta-*'
 export const HEARTBEAT_KEY_PATTERN = 'worker:heartbeat:*'
-export const COUNTER_KEY_PATTERN = 'metrics:tasks:state:*'
+export const COUNTER_KEY_PREFIX = 'metrics:tasks:state:'
+export const COUNTER_KEY_PATTERN = `${COUNTER_KEY_PREFIX}*`
 export const QUEUE_UPDATES_CHANNEL = 'queue-updates'
 
 export const Queue = {
@@ -33,7 +34,7 @@ export const LIST_QUEUES = [Queue.primary, Queue.retry, Queue.dlq] as const
 export const taskKey = (id: string): string => `${TASK_KEY_PREFIX}${id}`
 export const dlqTaskKey = (id: string): string => `${DLQ_TASK_KEY_PREFIX}${id}`
 export const heartbeatKey = (workerId: string): string => `worker:heartbeat:${workerId}`
-export const counterKey = (state: TaskState): string => `metrics:tasks:state:${state.toLowerCase()}`
+export const counterKey = (state: TaskState): string => `${COUNTER_KEY_PREFIX}${state.toLowerCase()}`
 export const idOfTaskKey = (key: string): string => key.slice(TASK_KEY_PREFIX.length)
 
 export function isTaskState(value: string | null | undefined): value is TaskState {

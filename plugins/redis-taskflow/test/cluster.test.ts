@@ -8,11 +8,12 @@ import {expect} from 'chai'
 import {Cluster} from 'ioredis'
 
 import {parseJsonOutput, runOps} from '../../../test/helpers/cli.js'
-import {freshRedisCluster} from '../../../test/helpers/servers.js'
+import {freshRedisCluster} from '../../../test/helpers/redis-cluster.js'
 import {counterKey, dlqTaskKey, Queue, TASK_STATES, taskKey} from '../src/keyspace.js'
 import {
   commandCalls,
   connectTestCluster,
+  DATA_CHANGES,
   DEFECTIVE_CASES,
   flushAll,
   isoNow,
@@ -22,6 +23,7 @@ import {
   readCounters,
   setCounters,
   snapshot,
+  startWriter,
   trueStateCounts,
   writeCeleryMeta,
   writeHeartbeat,
@@ -53,9 +55,11 @@ describe('taskflow commands on a three-master Redis Cluster', function () {
   })
   after(() => cluster?.disconnect())
 
+  let ids: string[]
+
   beforeEach(async () => {
     await flushAll(cluster)
-    await writeTasks(cluster, TASKS, (i) => ({state: TASK_STATES[i % TASK_STATES.length]}), {count: true})
+    ids = await writeTasks(cluster, TASKS, (i) => ({state: TASK_STATES[i % TASK_STATES.length]}), {count: true})
     const perMaster = await keysPerMaster(cluster, 'task:*')
     expect(perMaster.every((n) => n > 300), `task keys per master: ${perMaster}`).to.equal(true)
   })
@@ -156,7 +160,7 @@ describe('taskflow commands on a three-master Redis Cluster', function () {
     const run = await ops(['taskflow:reset', '--all-keys', '--force'])
     expect(run.code, run.stderr).to.equal(0)
     expect(await Promise.all(mastersOf(cluster).map((m) => m.dbsize()))).to.deep.equal([0, 0, 0])
-    const writes = writesBetween(before, await commandCalls(cluster))
+    const {[DATA_CHANGES]: _changes, ...writes} = writesBetween(before, await commandCalls(cluster))
     expect(writes).to.deep.equal({flushdb: 3})
   })
 
@@ -252,6 +256,48 @@ describe('taskflow commands on a three-master Redis Cluster', function () {
       const counters = await readCounters(cluster)
       expect(counters).to.deep.equal(await trueStateCounts(cluster))
       expect(counters).to.include({PENDING: 560, ACTIVE: 500, FAILED: 590})
+    })
+  })
+
+  describe('while a writer moves tasks on every master', () => {
+    /** Runs `args` with the writer going, stops it, and checks ops neither failed nor showed a raw server error. */
+    async function withWriter(args: string[]) {
+      const writer = startWriter(cluster, ids)
+      await new Promise((r) => setTimeout(r, 100))
+      const movesBefore = writer.moves
+      const result = await ops(args)
+      const moves = writer.moves - movesBefore
+      await writer.stop()
+      expect(result.stdout + result.stderr).not.to.match(/CROSSSLOT|MOVED|ASK /)
+      expect(result.code, result.stderr).to.equal(0)
+      expect(moves, 'the writer moved tasks while ops ran').to.be.greaterThan(20)
+      return result
+    }
+
+    it('counters:sync --force measures each master at its own instant and ends exact, or says how far off it may be', async () => {
+      await setCounters(cluster, {PENDING: 0, ACTIVE: 900, FAILED: -4})
+      const result = await withWriter(['taskflow:counters:sync', '--force', '--json'])
+      const doc = parseJsonOutput<{data: {exact: boolean; offBy: number; note: string; serverSettingsChanged: string[]}}>(result)
+      expect(doc.data.serverSettingsChanged).to.deep.equal([])
+      const counters = await readCounters(cluster)
+      const truth = await trueStateCounts(cluster)
+      const allowed = doc.data.exact ? 0 : doc.data.offBy
+      for (const state of TASK_STATES) expect(Math.abs(counters[state] - truth[state]), `${state}: ${doc.data.note}`).to.be.at.most(allowed)
+    })
+
+    it('inspect, defective:delete, stuck:fix, celery-meta:clean and reset --force each finish on every master', async () => {
+      await writeCeleryMeta(cluster, 900)
+      await writeTasks(cluster, 40, {state: 'ACTIVE', started_at: isoNow(-2 * 3_600_000)}, {count: true})
+      for (const [, overrides] of DEFECTIVE_CASES) await writeTask(cluster, overrides, {count: true})
+      await withWriter(['taskflow:inspect', '--json'])
+      const defective = await withWriter(['taskflow:defective:delete', '--force'])
+      expect(defective.stdout, defective.stdout).to.contain(`Successfully deleted ${DEFECTIVE_CASES.length} defective tasks`)
+      const stuck = await withWriter(['taskflow:stuck:fix', '--force'])
+      expect(stuck.stdout).to.match(/Successfully fixed [\d,]+ stuck tasks/)
+      const celery = await withWriter(['taskflow:celery-meta:clean', '--force'])
+      expect(celery.stdout).to.contain('Successfully deleted 900 celery-task-meta-* keys')
+      expect(await keysPerMaster(cluster, 'celery-task-meta-*')).to.deep.equal([0, 0, 0])
+      await withWriter(['taskflow:reset', '--force'])
     })
   })
 })

@@ -138,11 +138,11 @@ describe('taskflow commands on a real Redis', function () {
   })
 
   it('tells the seed\'s bare --confirm from a production --confirm NAME', async () => {
-    const {seedConfirmSwitch} = await import('../src/commands/taskflow/reset.js')
-    expect(seedConfirmSwitch(['--confirm'])).to.deep.equal({argv: [], confirmSwitch: true})
-    expect(seedConfirmSwitch(['--confirm', '--force'])).to.deep.equal({argv: ['--force'], confirmSwitch: true})
-    expect(seedConfirmSwitch(['--confirm', 'cache:6379', '--profile', 'prod'])).to.deep.equal({argv: ['--confirm', 'cache:6379', '--profile', 'prod'], confirmSwitch: false})
-    expect(seedConfirmSwitch(['--confirm=cache:6379'])).to.deep.equal({argv: ['--confirm=cache:6379'], confirmSwitch: false})
+    const {confirmSwitchOf} = await import('../src/commands/taskflow/reset.js')
+    expect(confirmSwitchOf(['--confirm'])).to.deep.equal({argv: [], confirmSwitch: true})
+    expect(confirmSwitchOf(['--confirm', '--force'])).to.deep.equal({argv: ['--force'], confirmSwitch: true})
+    expect(confirmSwitchOf(['--confirm', 'cache:6379', '--profile', 'prod'])).to.deep.equal({argv: ['--confirm', 'cache:6379', '--profile', 'prod'], confirmSwitch: false})
+    expect(confirmSwitchOf(['--confirm=cache:6379'])).to.deep.equal({argv: ['--confirm=cache:6379'], confirmSwitch: false})
   })
 
   it('names host and port and masks the password when Redis is unreachable', async () => {

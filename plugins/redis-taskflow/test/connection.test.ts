@@ -22,6 +22,8 @@ describe('taskflow connections: TLS, ACL users, passwords', function () {
     await redis.call('ACL', 'SETUSER', 'ops', 'on', `>${password}`, '~*', '&*', '+@all')
     // A managed-Redis-like user: no CONFIG, so no keyspace notifications can be enabled for the run.
     await redis.call('ACL', 'SETUSER', 'noconfig', 'on', `>${password}`, '~*', '&*', '+@all', '-config')
+    await redis.call('ACL', 'SETUSER', 'noscripts', 'on', `>${password}`, '~*', '&*', '+@all', '-@scripting')
+    await redis.call('ACL', 'SETUSER', 'noclient', 'on', `>${password}`, '~*', '&*', '+@all', '-client|tracking')
   })
   after(() => redis?.disconnect())
 
@@ -56,12 +58,29 @@ describe('taskflow connections: TLS, ACL users, passwords', function () {
     expect(result.stderr).to.contain('ops:****@').and.not.contain('not-it')
   })
 
-  it('without CONFIG rights, counters:sync still fixes the counters and says it could not be exact under live traffic', async () => {
+  it('without CONFIG rights, counters:sync is still exact: it needs no server setting', async () => {
     const result = await ops(['taskflow:counters:sync', '--force', '--json'], userUrl('noconfig'))
     expect(result.code, result.stderr).to.equal(0)
     const doc = parseJsonOutput<{data: {exact: boolean; note: string}}>(result)
+    expect(doc.data.exact, doc.data.note).to.equal(true)
+    expect(await readCounters(redis)).to.deep.equal(await trueStateCounts(redis))
+  })
+
+  it('without CLIENT rights (no client tracking), counters:sync still fixes the counters and says it could not be exact under live traffic', async () => {
+    const result = await ops(['taskflow:counters:sync', '--force', '--json'], userUrl('noclient'))
+    expect(result.code, result.stderr).to.equal(0)
+    const doc = parseJsonOutput<{data: {exact: boolean; note: string}}>(result)
     expect(doc.data.exact).to.equal(false)
-    expect(doc.data.note).to.match(/Not exact under live traffic: CONFIG GET notify-keyspace-events is not allowed/)
+    expect(doc.data.note).to.match(/Not exact under live traffic: the server does not offer client tracking to this user/)
+    expect(await readCounters(redis)).to.deep.equal(await trueStateCounts(redis))
+  })
+
+  it('without script rights, counters:sync still fixes the counters and says why it could not be exact', async () => {
+    const result = await ops(['taskflow:counters:sync', '--force', '--json'], userUrl('noscripts'))
+    expect(result.code, result.stderr).to.equal(0)
+    const doc = parseJsonOutput<{data: {exact: boolean; note: string}}>(result)
+    expect(doc.data.exact).to.equal(false)
+    expect(doc.data.note).to.match(/the server refuses scripts to this user/)
     expect(await readCounters(redis)).to.deep.equal(await trueStateCounts(redis))
   })
 })

@@ -4,7 +4,7 @@ import {execFileSync} from 'node:child_process'
 import {Redis} from 'ioredis'
 
 import {childEnv, OPS_BIN, runOps} from '../../../test/helpers/cli.js'
-import {defectsOf, TaskFields} from '../src/defective-task.js'
+import {defectsOf, TaskFields} from '../src/repair/defective-task.js'
 import {Queue, taskKey} from '../src/keyspace.js'
 import {commandCalls, readCounters, snapshot, TaskOverrides, withFreshRedis, writesBetween, writeTask, writeTasks} from './fixtures.js'
 

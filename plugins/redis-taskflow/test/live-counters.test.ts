@@ -10,7 +10,7 @@ import {expect} from 'chai'
 import {randomUUID} from 'node:crypto'
 import {Redis} from 'ioredis'
 
-import {parseJsonOutput, runOps} from '../../../test/helpers/cli.js'
+import {collect, parseJsonOutput, runOps, spawnOps} from '../../../test/helpers/cli.js'
 import {counterKey, TASK_STATES, taskKey, TaskState} from '../src/keyspace.js'
 import {mkdtempSync, readdirSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
@@ -18,61 +18,13 @@ import {join} from 'node:path'
 
 import type {ResolvedUrl} from 'ops-cli/base'
 
-import {measureStates} from '../src/census.js'
+import {measureStates} from '../src/census/instant.js'
 import {connectRedis} from '../src/connection.js'
-import {applyChanges, counterChanges} from '../src/counters.js'
-import {StateLedger} from '../src/state-ledger.js'
-import {commandCalls, isoNow, readCounters, setCounters, taskHash, withFreshRedis, writeTasks} from './fixtures.js'
+import {applyChanges, counterChanges} from '../src/repair/counters.js'
+import {StateLedger} from '../src/census/state-ledger.js'
+import {commandCalls, readCounters, setCounters, startWriter, withFreshRedis, writeTasks} from './fixtures.js'
 
 const TASKS = 60_000
-
-/** Two worker loops moving, creating and deleting tasks the application's way until stopped. */
-function startWriter(url: string, ids: string[]) {
-  let running = true
-  let moves = 0
-  const loop = async () => {
-    const redis = new Redis(url)
-    try {
-      while (running) {
-        const roll = Math.random()
-        if (roll < 0.05) {
-          const id = randomUUID()
-          const hash = taskHash({task_id: id, state: 'PENDING'})
-          if (await redis.multi().hset(taskKey(id), hash).incr(counterKey('PENDING')).exec()) moves++
-          ids.push(id)
-          continue
-        }
-        const id = ids[Math.floor(Math.random() * ids.length)]
-        const key = taskKey(id)
-        await redis.watch(key)
-        const state = (await redis.hget(key, 'state')) as TaskState | null
-        if (!state) {
-          await redis.unwatch()
-          continue
-        }
-        const multi = redis.multi()
-        if (roll < 0.08) multi.del(key).decrby(counterKey(state), 1)
-        else {
-          const next = TASK_STATES[(TASK_STATES.indexOf(state) + 1 + Math.floor(Math.random() * 5)) % TASK_STATES.length]
-          multi.hset(key, 'state', next, 'updated_at', isoNow()).decrby(counterKey(state), 1).incrby(counterKey(next), 1)
-        }
-        if (await multi.exec()) moves++
-      }
-    } finally {
-      redis.disconnect()
-    }
-  }
-  const loops = [loop(), loop()]
-  return {
-    get moves() {
-      return moves
-    },
-    async stop() {
-      running = false
-      await Promise.all(loops)
-    },
-  }
-}
 
 /** The true number of hashes per state, read after the writer stopped. */
 async function trueCounts(redis: Redis): Promise<Record<TaskState, number>> {
@@ -121,9 +73,10 @@ describe('counters under live traffic', function () {
     expect(movesDuring, 'the writer must interleave with the scan').to.be.greaterThan(200)
     expect(doc.data.changedDuringScan).to.be.greaterThan(0)
     expect(await readCounters(redis)).to.deep.equal(await trueCounts(redis))
-    // INCRBY only, and the server's notification setting is back as it was.
+    // INCRBY only, and no server setting touched at all.
     const after = await commandCalls(redis)
     expect((after.set ?? 0) - (calls.set ?? 0)).to.equal(0)
+    expect((after.config ?? 0) - (calls.config ?? 0), 'CONFIG calls').to.equal(0)
     expect(await redis.config('GET', 'notify-keyspace-events')).to.deep.equal(['notify-keyspace-events', ''])
   })
 
@@ -137,21 +90,49 @@ describe('counters under live traffic', function () {
     expect(await readCounters(redis)).to.deep.equal(await trueCounts(redis))
   })
 
-  it('keeps notifications the server already had, and leaves them on', async () => {
-    await redis.config('SET', 'notify-keyspace-events', 'KEA')
+  it('leaves a notification setting the server already had exactly as it was', async () => {
+    await redis.config('SET', 'notify-keyspace-events', 'Kh')
     const writer = startWriter(url, ids)
     const result = await ops(['taskflow:counters:sync', '--force', '--json'])
     await writer.stop()
     expect(result.code, result.stderr).to.equal(0)
     expect(await readCounters(redis)).to.deep.equal(await trueCounts(redis))
-    expect(((await redis.config('GET', 'notify-keyspace-events')) as string[])[1]).to.equal('AKE')
+    expect(((await redis.config('GET', 'notify-keyspace-events')) as string[])[1]).to.equal('hK')
   })
 
-  it('a dry run changes no server setting and says its figures are those of the scan', async () => {
+  it('a dry run is exact under live traffic too, and says it changed no server setting', async () => {
+    const writer = startWriter(url, ids)
     const result = await ops(['taskflow:counters:sync', '--dry-run'])
+    await writer.stop()
     expect(result.code, result.stderr).to.equal(0)
-    expect(result.stdout).to.contain('Not exact under live traffic: keyspace notifications are off')
+    expect(result.stdout).to.match(/Exact: [\d,]+ task keys changed during the scan/)
+    expect(result.stdout).to.contain('Server settings changed: none')
     expect(await redis.config('GET', 'notify-keyspace-events')).to.deep.equal(['notify-keyspace-events', ''])
+  })
+
+  it('killed with SIGKILL in the middle of its scan, counters:sync leaves no trace on the server, and the next run is exact', async () => {
+    await redis.config('SET', 'notify-keyspace-events', 'Ex') // the operator's own setting, which must survive
+    const tracking = async () => Number(/tracking_clients:(\d+)/.exec(await redis.info('clients'))?.[1])
+    expect(await tracking()).to.equal(0)
+    const writer = startWriter(url, ids)
+    const child = spawnOps(['taskflow:counters:sync', '--force'], {env: {REDIS_URL: url}})
+    child.stdin?.end()
+    const exited = collect(child)
+    // Its change stream is open once the server counts a tracking client: the scan is under way.
+    while ((await tracking()) === 0 && child.exitCode === null) await new Promise((r) => setTimeout(r, 5))
+    child.kill('SIGKILL')
+    const killed = await exited
+    expect(killed.signal, killed.stdout).to.equal('SIGKILL')
+    expect(killed.stdout).not.to.contain('Fixed')
+    for (let i = 0; i < 100 && (await tracking()) > 0; i++) await new Promise((r) => setTimeout(r, 20))
+    expect(await tracking(), 'tracking ended with the killed connection').to.equal(0)
+    expect(((await redis.config('GET', 'notify-keyspace-events')) as string[])[1]).to.equal('xE')
+    const next = await ops(['taskflow:counters:sync', '--force', '--json'])
+    await writer.stop()
+    expect(next.code, next.stderr).to.equal(0)
+    expect(parseJsonOutput<{data: {exact: boolean}}>(next).data.exact).to.equal(true)
+    expect(await readCounters(redis)).to.deep.equal(await trueCounts(redis))
+    expect(((await redis.config('GET', 'notify-keyspace-events')) as string[])[1]).to.equal('xE')
   })
 
   it('the naive sync (scan, then SET the counted values) loses the moves made during its scan: the test can fail', async () => {
@@ -188,7 +169,7 @@ describe('counters under live traffic, with a ledger that spills to disk', funct
     let spilled = false
     const watcher = setInterval(() => (spilled ||= readdirSync(ownTmp).some((f) => f.startsWith('ops-ledger-'))), 5)
     try {
-      const measure = await measureStates(connection, {configure: true, maxLedgerSlots: 1024})
+      const measure = await measureStates(connection, {maxLedgerSlots: 1024})
       await applyChanges(connection, counterChanges(measure.census, measure.counters))
       await writer.stop()
       expect(spilled, 'the ledger spilled to disk').to.equal(true)

@@ -3,7 +3,7 @@ import {expect} from 'chai'
 import {Redis} from 'ioredis'
 
 import {TASK_FLOW_PATTERNS} from '../src/keyspace.js'
-import {PatternSorter} from '../src/scan.js'
+import {PatternSorter} from '../src/read/scan.js'
 import {withFreshRedis, writeCeleryMeta, writeHeartbeat, writeTasks, writeUnrelatedKeys} from './fixtures.js'
 
 describe('PatternSorter', function () {

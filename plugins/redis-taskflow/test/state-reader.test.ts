@@ -3,8 +3,8 @@ import {expect} from 'chai'
 import {Redis} from 'ioredis'
 
 import {TASK_KEY_PATTERN} from '../src/keyspace.js'
-import {FieldRow, HashScanner, NOT_A_HASH, ROW_GONE} from '../src/hash-scan.js'
-import {NO_STATE, StateReader, StateReading} from '../src/state-reader.js'
+import {FieldRow, HashScanner, NOT_A_HASH, ROW_GONE} from '../src/read/hash-scan.js'
+import {NO_STATE, NOT_HASH, StateReader, StateReading} from '../src/read/state-reader.js'
 import {commandCalls, withFreshRedis, writesBetween, writeTask, writeTasks, writeUnrelatedKeys} from './fixtures.js'
 
 /** Every key the reader returned, with what it read; fails on a key returned twice with different readings. */
@@ -24,7 +24,7 @@ async function readAll(node: Redis): Promise<Map<string, StateReading>> {
 async function truth(node: Redis): Promise<Map<string, StateReading>> {
   const out = new Map<string, StateReading>()
   for (const key of await node.keys(TASK_KEY_PATTERN)) {
-    out.set(key, (await node.type(key)) === 'hash' ? ((await node.hget(key, 'state')) ?? NO_STATE) : NO_STATE)
+    out.set(key, (await node.type(key)) === 'hash' ? ((await node.hget(key, 'state')) ?? NO_STATE) : NOT_HASH)
   }
   return out
 }
@@ -65,7 +65,7 @@ describe('StateReader.scan on a real Redis', function () {
     const odd = await writeTask(redis, {state: 'PENDING\nACTIVE'})
     const read = await readAll(redis)
     expect(read).to.deep.equal(await truth(redis))
-    expect(read.get('task:not-a-hash')).to.equal(NO_STATE)
+    expect(read.get('task:not-a-hash')).to.equal(NOT_HASH)
     expect(read.get('task:multi\nline')).to.equal('PENDING')
     expect(read.get(`task:${odd}`)).to.equal('PENDING\nACTIVE')
   })

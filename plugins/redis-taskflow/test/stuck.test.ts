@@ -75,9 +75,18 @@ describe('taskflow:stuck:fix', function () {
   })
 
   it('leaves a task alone when a worker completed it after the scan', async () => {
-    const {failStuckTask} = await import('../src/stuck-task.js')
+    const {failStuckTask} = await import('../src/repair/stuck-task.js')
     await redis.hset(taskKey(ids.oldActive), 'state', 'COMPLETED')
     expect(await failStuckTask(redis, ids.oldActive, 'test')).to.equal(false)
     expect(await redis.hget(taskKey(ids.oldActive), 'state')).to.equal('COMPLETED')
+  })
+
+  it('takes --older-than as the one ops duration (90m, 1.5h, 2 days) and refuses a bare number as bad usage', async () => {
+    const dry = await ops(['taskflow:stuck:fix', '--dry-run', '--older-than', '1.5h', '--json'])
+    expect(dry.code, dry.stderr).to.equal(0)
+    expect(parseJsonOutput<{filters: {olderThanMs: number}}>(dry).filters.olderThanMs).to.equal(5_400_000)
+    const bare = await ops(['taskflow:stuck:fix', '--dry-run', '--older-than', '30'])
+    expect(bare.code).to.equal(2)
+    expect(bare.stderr).to.contain('--older-than')
   })
 })

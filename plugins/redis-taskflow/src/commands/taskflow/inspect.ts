@@ -1,13 +1,15 @@
 import {OpsCommand} from 'ops-cli/base'
 
 import {connectRedis, redisFlags, resolveRedisUrl} from '../../connection.js'
-import {inspectionLines, inspectTaskFlow, TaskFlowInspection} from '../../inspection.js'
+import {inspectionLines, inspectTaskFlow, TaskFlowInspection} from '../../census/inspection.js'
 
 export default class Inspect extends OpsCommand {
+  static override summary = 'Queue lengths, key counts, live workers, state distribution and counter drift (read-only).'
+
   static override description = `Queue lengths, key counts, live workers, state distribution and counters against actual states (read-only).
 
-The inspection of the seed's reset_redis, plus the check fix_counter_sync makes.
-Uses SCAN with COUNT 1000 and pipelined reads on every master; writes nothing.
+The inspection of reset_redis.py, plus the check fix_counter_sync.py makes.
+Uses SCAN with COUNT 1000 on every master, the states read in each step by a read-only script; writes nothing.
 Under live traffic the drift is approximate by the transitions made during the scan.`
 
   static override examples = [

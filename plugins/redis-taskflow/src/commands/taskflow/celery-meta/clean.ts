@@ -1,11 +1,13 @@
-import {DestructiveCommand, Progress} from 'ops-cli/base'
+import {DestructiveCommand} from 'ops-cli/base'
 
-import {connectRedis, RedisConnection, redisFlags, resolveRedisUrl} from '../../../connection.js'
-import {CELERY_META_PATTERN} from '../../../keyspace.js'
-import {MatchedKeys} from '../../../scan.js'
+import {redisFlags, redisTarget} from '../../../connection.js'
+import {CeleryMetaCleanOperation} from '../../../operations/celery-meta-clean.js'
+import {outputOf} from '../../../operations/taskflow-operation.js'
 
 export default class CeleryMetaClean extends DestructiveCommand {
-  static override description = `Remove Celery result keys (celery-task-meta-*) to free Redis memory (the seed's cleanup_celery_meta).
+  static override summary = 'Remove Celery result keys (celery-task-meta-*) to free Redis memory.'
+
+  static override description = `Remove Celery result keys (celery-task-meta-*) to free Redis memory (cleanup_celery_meta.py).
 
 The task flow keeps its own task:{id} hashes, so Celery's result backend keys are
 dead weight. SCAN (COUNT 1000) finds them on every master while counting, keeping up to 64 MiB
@@ -24,37 +26,8 @@ redis-cli --scan | xargs redis-cli unlink.`
 
   async run() {
     const {flags} = await this.parse(CeleryMetaClean)
-    const resolved = resolveRedisUrl(flags['redis-url'])
-    this.registerSecretsOf(resolved.url)
-    let connection: RedisConnection | undefined
-    let matched: MatchedKeys | undefined
-    return this.runDestructive(
-      {
-        connect: async () => {
-          connection = await connectRedis(resolved, flags.cluster)
-        },
-        plan: async () => ({
-          store: 'Redis',
-          target: connection!.maskedUrl,
-          noun: 'celery-task-meta-* keys',
-          count: (matched = await MatchedKeys.collect(connection!, CELERY_META_PATTERN)).count,
-          filters: {pattern: CELERY_META_PATTERN},
-          details: [`Redis URL: ${connection!.maskedUrl}`],
-          messages: {dryRun: 'DRY RUN MODE - No keys will be deleted'},
-        }),
-        steps: (plan) => [
-          {
-            title: 'Unlinking celery-task-meta-* keys',
-            total: plan.count,
-            async *run(signal): AsyncGenerator<Progress> {
-              // The keys the plan found (up to 64 MiB of names), then a second scan only past that.
-              for await (const done of matched!.unlink(connection!, {signal})) yield {done}
-            },
-          },
-        ],
-        disconnect: async () => connection?.close(),
-      },
-      flags,
-    )
+    const target = redisTarget(flags)
+    this.registerSecretsOf(target.resolved.url)
+    return this.runDestructive(new CeleryMetaCleanOperation(target, outputOf(this)), flags)
   }
 }

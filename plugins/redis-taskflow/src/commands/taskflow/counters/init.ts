@@ -1,7 +1,9 @@
 import CountersSync from './sync.js'
 
 export default class CountersInit extends CountersSync {
-  static override description = `Initialize the state counters from the task hashes (the seed's initialize_counters).
+  static override summary = 'Initialize the state counters from the task hashes.'
+
+  static override description = `Initialize the state counters from the task hashes (initialize_counters.py).
 
 Run once when deploying the counter-based monitoring. Same engine as
 taskflow:counters:sync: counts every task:* hash by state and moves each

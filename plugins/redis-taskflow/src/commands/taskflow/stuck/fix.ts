@@ -1,14 +1,13 @@
-import {Flags} from '@oclif/core'
-import {count, DestructiveCommand, Progress, UsageError} from 'ops-cli/base'
+import {DestructiveCommand, durationFlag} from 'ops-cli/base'
 
-import {connectRedis, RedisConnection, redisFlags, resolveRedisUrl} from '../../../connection.js'
-import {failStuckTask, findStuckTasks, requeuePending, StuckActiveTask, StuckFindings, TaskStore} from '../../../stuck-task.js'
-import {fixAll} from '../../../task-workers.js'
-
-const UNITS: Record<string, number> = {s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000}
+import {redisFlags, redisTarget} from '../../../connection.js'
+import {StuckFixOperation} from '../../../operations/stuck-fix.js'
+import {outputOf} from '../../../operations/taskflow-operation.js'
 
 export default class StuckFix extends DestructiveCommand {
-  static override description = `Fix stuck or orphaned tasks (the seed's fix_stuck_tasks and fix_active_stuck_tasks).
+  static override summary = 'Fix stuck or orphaned tasks.'
+
+  static override description = `Fix stuck or orphaned tasks (fix_stuck_tasks.py and fix_active_stuck_tasks.py).
 
 PENDING tasks whose id is in neither tasks:pending:primary nor tasks:pending:retry are
 re-queued on the primary queue. ACTIVE tasks older than --older-than (started_at,
@@ -33,64 +32,13 @@ connection; orphans are re-queued one at a time (each WATCHes the queues).`
 
   static override flags = {
     ...redisFlags,
-    'older-than': Flags.string({description: 'ACTIVE for longer than this is stuck: 30m, 2h, 1d.', default: '30m', helpValue: 'AGE'}),
+    'older-than': durationFlag({description: 'ACTIVE for longer than this is stuck: 30m, 2h, 1d.', default: '30m', helpValue: 'AGE'}),
   }
 
   async run() {
     const {flags} = await this.parse(StuckFix)
-    const match = /^(\d+)([smhd])$/.exec(flags['older-than'])
-    if (!match) throw new UsageError(`--older-than "${flags['older-than']}" is not an age like 30m, 2h or 1d.`)
-    const olderThanMs = Number(match[1]) * UNITS[match[2]]
-    const resolved = resolveRedisUrl(flags['redis-url'])
-    this.registerSecretsOf(resolved.url)
-    let connection: RedisConnection | undefined
-    let findings: StuckFindings = {scanned: 0, orphanedPending: [], stuckActive: []}
-    return this.runDestructive(
-      {
-        connect: async () => {
-          connection = await connectRedis(resolved, flags.cluster)
-        },
-        plan: async () => {
-          findings = await findStuckTasks(connection!, olderThanMs)
-          return {
-            store: 'Redis',
-            target: connection!.maskedUrl,
-            noun: 'stuck tasks',
-            count: findings.orphanedPending.length + findings.stuckActive.length,
-            filters: {olderThan: flags['older-than']},
-            verb: {present: 'fix', past: 'fixed'},
-            details: [
-              `Scanned ${count(findings.scanned)} tasks`,
-              `PENDING tasks in no queue (re-queue on ${'tasks:pending:primary'}): ${count(findings.orphanedPending.length)}`,
-              ...findings.orphanedPending.slice(0, 20).map((id) => `   ${id}`),
-              `ACTIVE tasks stuck (mark FAILED, push to tasks:pending:retry): ${count(findings.stuckActive.length)}`,
-              ...findings.stuckActive.slice(0, 20).map((t) => `   ${t.id}: ${t.reason}`),
-            ],
-            messages: {nothing: `No stuck tasks among ${count(findings.scanned)} tasks`, dryRun: 'DRY RUN MODE - No tasks will be changed'},
-            data: findings,
-          }
-        },
-        steps: () => [
-          {
-            title: 'Re-queueing orphaned PENDING tasks',
-            total: findings.orphanedPending.length,
-            async *run(signal): AsyncGenerator<Progress> {
-              // One at a time: each re-queue WATCHes the two queues, which parallel workers would keep invalidating.
-              for await (const done of fixAll(connection!, findings.orphanedPending, requeuePending, signal, 1)) yield {done}
-            },
-          },
-          {
-            title: 'Failing stuck ACTIVE tasks',
-            total: findings.stuckActive.length,
-            async *run(signal): AsyncGenerator<Progress> {
-              const fail = (store: TaskStore, task: StuckActiveTask) => failStuckTask(store, task.id, task.reason, task.since)
-              for await (const done of fixAll(connection!, findings.stuckActive, fail, signal)) yield {done}
-            },
-          },
-        ],
-        disconnect: async () => connection?.close(),
-      },
-      flags,
-    )
+    const target = redisTarget(flags)
+    this.registerSecretsOf(target.resolved.url)
+    return this.runDestructive(new StuckFixOperation(target, outputOf(this), {olderThanMs: flags['older-than']}), flags)
   }
 }

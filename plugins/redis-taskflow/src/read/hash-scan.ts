@@ -80,11 +80,16 @@ export const SCRIPTS_UNAVAILABLE = /unknown command|NOPERM|not allowed|no permis
 
 /** EVALSHA_RO, loading the script with EVAL_RO when the server does not have it yet. */
 export async function evalReadOnly(node: Redis, script: string, sha: string, args: (string | number)[]): Promise<unknown> {
+  return evalCached(node, script, sha, args, '_RO')
+}
+
+/** EVALSHA (or its `_RO` form), loading the script with EVAL when the server does not have it yet. */
+export async function evalCached(node: Redis, script: string, sha: string, args: (string | number)[], form: '' | '_RO' = ''): Promise<unknown> {
   try {
-    return await node.call('EVALSHA_RO', sha, 0, ...args)
+    return await node.call(`EVALSHA${form}`, sha, 0, ...args)
   } catch (error) {
     if (!/NOSCRIPT/.test(String(error))) throw error
-    return node.call('EVAL_RO', script, 0, ...args)
+    return node.call(`EVAL${form}`, script, 0, ...args)
   }
 }
 

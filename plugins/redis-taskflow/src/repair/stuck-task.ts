@@ -1,9 +1,10 @@
 import type {Cluster, Redis} from 'ioredis'
 
-import {masterOf, RedisConnection} from './connection.js'
-import {counterKey, heartbeatKey, idOfTaskKey, Queue, TASK_KEY_PATTERN, taskKey} from './keyspace.js'
-import {HashScanner} from './hash-scan.js'
-import {StateLedger} from './state-ledger.js'
+import {masterOf, RedisConnection} from '../connection.js'
+import {counterKey, heartbeatKey, idOfTaskKey, Queue, TASK_KEY_PATTERN, taskKey} from '../keyspace.js'
+import {HashScanner} from '../read/hash-scan.js'
+import {isBadName} from '../read/state-reader.js'
+import {StateLedger} from '../census/state-ledger.js'
 
 /** `datetime.utcnow().isoformat()`: the application's naive timestamps. */
 export const utcIsoNow = (): string => new Date().toISOString().replace('Z', '000')
@@ -68,7 +69,7 @@ export async function findStuckTasks(connection: RedisConnection, olderThanMs: n
     for await (const batch of new HashScanner(node, ['state']).scan(TASK_KEY_PATTERN)) {
       const activeKeys: string[] = []
       batch.rows.forEach((row, i) => {
-        if (!Array.isArray(row)) return // not a hash, or gone: not a task
+        if (!Array.isArray(row) || isBadName(batch.keys[i])) return // not a hash, gone, or a name ops cannot send back: not a task
         findings.scanned++
         if (row[0] === 'PENDING' && !queued.has(idOfTaskKey(batch.keys[i]))) findings.orphanedPending.push(idOfTaskKey(batch.keys[i]))
         if (row[0] === 'ACTIVE') activeKeys.push(batch.keys[i])

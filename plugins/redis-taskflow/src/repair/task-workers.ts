@@ -1,6 +1,6 @@
 import type {Redis} from 'ioredis'
 
-import type {RedisConnection} from './connection.js'
+import type {RedisConnection} from '../connection.js'
 import type {TaskStore} from './stuck-task.js'
 
 /**

@@ -1,8 +1,8 @@
 import {count, table} from 'ops-cli/base'
 
-import {Census, readCounters, StateCounts} from './census.js'
-import type {RedisConnection} from './connection.js'
-import {counterKey, TASK_STATES, TaskState} from './keyspace.js'
+import {Census, readCounters, StateCounts} from '../census/census.js'
+import type {RedisConnection} from '../connection.js'
+import {counterKey, TASK_STATES, TaskState} from '../keyspace.js'
 
 export interface CounterChange {
   state: TaskState
@@ -11,7 +11,7 @@ export interface CounterChange {
   change: number
 }
 
-/** The seed's State / Old / New / Change rows: counters and states of one measurement. */
+/** fix_counter_sync.py's State / Old / New / Change rows: counters and states of one measurement. */
 export function counterChanges(census: Census, counters: StateCounts): CounterChange[] {
   return TASK_STATES.map((state) => ({state, old: counters[state], new: census.states[state], change: census.states[state] - counters[state]}))
 }

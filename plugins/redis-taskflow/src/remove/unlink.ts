@@ -1,52 +1,11 @@
 import calculateSlot from 'cluster-key-slot'
 import type {Redis} from 'ioredis'
 
-import type {RedisConnection} from './connection.js'
-
-/** SCAN COUNT: the seeds used the default (10), which costs a round trip per ten keys. */
-export const SCAN_COUNT = 1000
+import type {RedisConnection} from '../connection.js'
+import {isClusterNode, KeyBatch, quiet, scanKeys, scanNode} from '../read/scan.js'
 
 /** Keys per multi-key UNLINK: large enough to amortise the round trip, small enough to never block. */
 export const UNLINK_CHUNK = 1000
-
-export interface KeyBatch {
-  /** The master that holds these keys: pipeline reads and writes for them through it. */
-  node: Redis
-  keys: string[]
-}
-
-/**
- * Bounded SCAN batches over every master (one for a single node). Memory holds
- * one batch at a time whatever the number of keys. SCAN may return a key twice
- * across batches (rehashing); callers that count must tolerate or dedupe per batch.
- */
-export async function* scanKeys(
-  connection: RedisConnection,
-  pattern: string,
-  options: {count?: number} = {},
-): AsyncGenerator<KeyBatch> {
-  for (const node of connection.masters()) yield* scanNode(node, pattern, options)
-}
-
-/** The SCAN loop of one node; the next SCAN is already on the wire while the caller works on a batch. */
-export async function* scanNode(node: Redis, pattern: string, options: {count?: number} = {}): AsyncGenerator<KeyBatch> {
-  const count = Math.max(options.count ?? SCAN_COUNT, 10)
-  const scan = (cursor: string) => node.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', count) as Promise<[string, string[]]>
-  let pending = scan('0')
-  for (;;) {
-    const [next, keys] = await pending
-    if (next !== '0') pending = scan(next)
-    if (keys.length > 0) yield {node, keys}
-    if (next === '0') return
-  }
-}
-
-/** Number of keys matching `pattern` on every master (a full scan, nothing held). */
-export async function countKeys(connection: RedisConnection, pattern: string, options: {count?: number} = {}): Promise<number> {
-  let total = 0
-  for await (const batch of scanKeys(connection, pattern, options)) total += batch.keys.length
-  return total
-}
 
 /**
  * Keys grouped by hash slot, in chunks of at most `chunk`: the unit a cluster
@@ -69,19 +28,6 @@ export function slotGroups(keys: string[], isCluster: boolean, chunk = UNLINK_CH
   return [...bySlot.values()].flatMap((group) => slotGroups(group, false, chunk))
 }
 
-const clusterNodes = new WeakSet<Redis>()
-
-/** Marks the masters of a cluster connection (connectRedis does) so their keys get grouped by slot. */
-export function markClusterNodes(nodes: Redis[]): Redis[] {
-  for (const node of nodes) clusterNodes.add(node)
-  return nodes
-}
-
-/** Whether `node` is a master of a cluster: the keys of one command there must share a slot. */
-export function isClusterNode(node: Redis): boolean {
-  return clusterNodes.has(node)
-}
-
 /**
  * UNLINK the keys of one batch through their node in one pipeline of multi-key
  * UNLINKs (grouped by hash slot on a cluster node); returns how many existed.
@@ -94,16 +40,6 @@ export async function unlinkBatch(batch: KeyBatch, cluster?: boolean): Promise<n
   const pipeline = batch.node.pipeline()
   for (const group of groups) pipeline.unlink(...group)
   return sumReplies(await pipeline.exec())
-}
-
-/**
- * Marks a promise that is awaited later as handled now: with several in
- * flight, one failing before its turn would otherwise crash the process as
- * an unhandled rejection. Awaiting it still throws.
- */
-export function quiet<T>(promise: Promise<T>): Promise<T> {
-  promise.catch(() => {})
-  return promise
 }
 
 /** Sum of integer replies of a pipeline; throws the first error. */
@@ -144,49 +80,6 @@ export async function* scanAndUnlink(
       yield removed
     }
     if (options.signal?.aborted) return
-  }
-}
-
-/**
- * Tells which of a few glob patterns a key name matches, client-side, so one
- * SCAN pass can sort every key instead of one pass per pattern (each pass
- * walks the whole keyspace: SCAN copies every key it visits before MATCH
- * filters). Takes the glob subset the task flow uses, `*` and `?` and
- * literals; a pattern with `[` or `\` is refused rather than half-understood.
- */
-export class PatternSorter {
-  private readonly expressions: RegExp[]
-
-  constructor(readonly patterns: readonly string[]) {
-    this.expressions = patterns.map((pattern) => {
-      if (/[[\\]/.test(pattern)) throw new Error(`PatternSorter takes only * and ? globs, not ${pattern}`)
-      const body = pattern.replace(/[.+^${}()|]/g, '\\$&').replace(/\*/g, '[\\s\\S]*').replace(/\?/g, '[\\s\\S]')
-      return new RegExp(`^${body}$`)
-    })
-  }
-
-  /** The index of the first pattern `key` matches, or -1. */
-  indexOf(key: string): number {
-    return this.expressions.findIndex((expression) => expression.test(key))
-  }
-}
-
-/**
- * One SCAN pass over every master (SCAN COUNT 1000, no MATCH) sorting keys by
- * the first of `patterns` they match; keys matching none are dropped at once.
- * Yields per batch the matching keys, grouped by pattern index.
- */
-export async function* scanSorted(connection: RedisConnection, patterns: readonly string[]): AsyncGenerator<{node: Redis; byPattern: string[][]}> {
-  const sorter = new PatternSorter(patterns)
-  for (const node of connection.masters()) {
-    for await (const batch of scanNode(node, '*')) {
-      const byPattern: string[][] = patterns.map(() => [])
-      for (const key of batch.keys) {
-        const i = sorter.indexOf(key)
-        if (i >= 0) byPattern[i].push(key)
-      }
-      yield {node, byPattern}
-    }
   }
 }
 

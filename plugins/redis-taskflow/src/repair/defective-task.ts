@@ -1,10 +1,10 @@
 import type {Redis} from 'ioredis'
 
-import {masterOf, RedisConnection} from './connection.js'
-import {counterKey, dlqTaskKey, idOfTaskKey, isTaskState, LIST_QUEUES, Queue, TASK_KEY_PATTERN} from './keyspace.js'
-import {HashScanner} from './hash-scan.js'
+import {masterOf, RedisConnection} from '../connection.js'
+import {counterKey, dlqTaskKey, idOfTaskKey, isTaskState, LIST_QUEUES, Queue, TASK_KEY_PATTERN} from '../keyspace.js'
+import {HashScanner} from '../read/hash-scan.js'
 
-/** The fields the rules and the seed's listing read. */
+/** The fields the rules and delete_defective_tasks.py's listing read. */
 export const LISTED_FIELDS = ['task_id', 'state', 'created_at', 'updated_at', 'completed_at', 'task_type', 'content'] as const
 export type TaskFields = Record<(typeof LISTED_FIELDS)[number], string | null>
 
@@ -26,7 +26,7 @@ function badTimestamp(value: string | null): boolean {
 
 const empty = (value: string | null) => value === null || value.trim() === ''
 
-/** delete_defective_tasks' rules (SPEC §4). */
+/** delete_defective_tasks.py's rules (docs/asynctaskflow-keys.md). */
 export const DEFECTIVE_TASK_RULES: DefectiveTaskRule[] = [
   {reason: 'task_id missing or empty', applies: (t) => empty(t.task_id)},
   {reason: 'task_id is "unknown_id"', applies: (t) => t.task_id === 'unknown_id'},
@@ -67,7 +67,8 @@ const RULE_FIELDS = ['task_id', 'state', 'created_at', 'updated_at', 'completed_
 
 /**
  * Scans task hashes on every master (SCAN COUNT 1000, the rules' fields read
- * with pipelined HMGET: HashScanner), then reads the listed fields of those
+ * by HashScanner: a read-only script per chunk of keys, pipelined HMGET only
+ * where scripts are refused), then reads the listed fields of those
  * that break a rule and keeps the ones still defective. A task:* key that is not a hash is not a task and
  * is left alone.
  */

@@ -1,10 +1,10 @@
 import {count, table} from 'ops-cli/base'
 
-import {newCensus, readCounters, StateCounts, takeCensus} from './census.js'
-import {signed} from './counters.js'
-import type {RedisConnection} from './connection.js'
-import {CELERY_META_PATTERN, DLQ_TASK_KEY_PATTERN, HEARTBEAT_KEY_PATTERN, Queue, TASK_STATES} from './keyspace.js'
-import {countKeys, scanKeys} from './scan.js'
+import {newCensus, oddKeyLines, readCounters, StateCounts, takeCensus} from './census.js'
+import {signed} from '../repair/counters.js'
+import type {RedisConnection} from '../connection.js'
+import {CELERY_META_PATTERN, DLQ_TASK_KEY_PATTERN, HEARTBEAT_KEY_PATTERN, Queue, TASK_STATES} from '../keyspace.js'
+import {countKeys, scanKeys} from '../read/scan.js'
 
 /** What `taskflow:inspect` reports (its --json document) and `taskflow:reset` shows first. */
 export interface TaskFlowInspection {
@@ -18,6 +18,9 @@ export interface TaskFlowInspection {
   states: StateCounts
   /** Task hashes whose state is missing or not one of the six. */
   unknownState: number
+  /** task:* keys that are not hashes, and task:* keys whose name is not UTF-8: counted apart, not tasks. */
+  notHashes: number
+  badNames: number
   counters: StateCounts
   /** counter - actual, per state. */
   drift: StateCounts
@@ -65,6 +68,8 @@ export async function inspectTaskFlow(connection: RedisConnection): Promise<Task
     workers: workers.sort(),
     states: census.states,
     unknownState: census.unknownState,
+    notHashes: census.notHashes,
+    badNames: census.badNames,
     counters,
     drift,
   }
@@ -98,6 +103,7 @@ export function inspectionLines(inspection: TaskFlowInspection, masters = 1): st
     `  dlq:task:* hashes      ${count(keys.dlqTasks)}`,
     `  celery-task-meta-*     ${count(keys.celeryMeta)}`,
     `  live worker heartbeats ${count(keys.workerHeartbeats)}${workers}`,
+    ...oddKeyLines(inspection).map((l) => `  ${l}`),
     '',
     'States (counter against the task hashes):',
     ...table(

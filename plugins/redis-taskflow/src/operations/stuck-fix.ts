@@ -1,0 +1,60 @@
+import {count, duration, Plan, Progress, Step} from 'ops-cli/base'
+
+import {Queue} from '../keyspace.js'
+import {failStuckTask, findStuckTasks, requeuePending, StuckActiveTask, StuckFindings, TaskStore} from '../repair/stuck-task.js'
+import {fixAll} from '../repair/task-workers.js'
+import {OperationOutput, RedisTarget, TaskFlowOperation} from './taskflow-operation.js'
+
+/** Ids listed per kind in the plan. */
+const LISTED = 20
+
+/** taskflow:stuck:fix: re-queue orphaned PENDING tasks, fail stuck ACTIVE ones. */
+export class StuckFixOperation extends TaskFlowOperation {
+  private findings: StuckFindings = {scanned: 0, orphanedPending: [], stuckActive: []}
+
+  constructor(
+    target: RedisTarget,
+    output: OperationOutput,
+    private readonly options: {olderThanMs: number},
+  ) {
+    super(target, output)
+  }
+
+  async plan(): Promise<Plan> {
+    const findings = (this.findings = await findStuckTasks(this.redis, this.options.olderThanMs))
+    return {
+      store: 'Redis',
+      target: this.redis.maskedUrl,
+      noun: 'stuck tasks',
+      count: findings.orphanedPending.length + findings.stuckActive.length,
+      filters: {olderThan: duration(this.options.olderThanMs), olderThanMs: this.options.olderThanMs},
+      verb: {present: 'fix', past: 'fixed'},
+      details: [
+        `Scanned ${count(findings.scanned)} tasks`,
+        `PENDING tasks in no queue (re-queue on ${Queue.primary}): ${count(findings.orphanedPending.length)}`,
+        ...findings.orphanedPending.slice(0, LISTED).map((id) => `   ${id}`),
+        `ACTIVE tasks stuck (mark FAILED, push to ${Queue.retry}): ${count(findings.stuckActive.length)}`,
+        ...findings.stuckActive.slice(0, LISTED).map((t) => `   ${t.id}: ${t.reason}`),
+      ],
+      messages: {nothing: `No stuck tasks among ${count(findings.scanned)} tasks`, dryRun: 'DRY RUN MODE - No tasks will be changed'},
+      data: findings,
+    }
+  }
+
+  steps(): Step[] {
+    return [
+      {title: 'Re-queueing orphaned PENDING tasks', total: this.findings.orphanedPending.length, run: (signal) => this.requeue(signal)},
+      {title: 'Failing stuck ACTIVE tasks', total: this.findings.stuckActive.length, run: (signal) => this.fail(signal)},
+    ]
+  }
+
+  /** One at a time: each re-queue WATCHes the two queues, which parallel workers would keep invalidating. */
+  private async *requeue(signal: AbortSignal): AsyncGenerator<Progress> {
+    for await (const done of fixAll(this.redis, this.findings.orphanedPending, requeuePending, signal, 1)) yield {done}
+  }
+
+  private async *fail(signal: AbortSignal): AsyncGenerator<Progress> {
+    const fail = (store: TaskStore, task: StuckActiveTask) => failStuckTask(store, task.id, task.reason, task.since)
+    for await (const done of fixAll(this.redis, this.findings.stuckActive, fail, signal)) yield {done}
+  }
+}
