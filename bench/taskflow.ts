@@ -22,7 +22,6 @@
  * server spent (INFO cpu). Peak RSS is the CLI's VmHWM. Uses OPS_TEST_REDIS_URL
  * (an empty database) or a throwaway redis-server, always stopped. */
 import {spawn} from 'node:child_process'
-import {readFileSync} from 'node:fs'
 import {parseArgs} from 'node:util'
 
 import calculateSlot from 'cluster-key-slot'
@@ -33,6 +32,7 @@ import {collect, parseJsonOutput, spawnOps} from '../test/helpers/cli.js'
 import {freshRedisCluster} from '../test/helpers/redis-cluster.js'
 import {freshRedis, stopAll} from '../test/helpers/servers.js'
 import {driftedCounters, loadCeleryMeta, loadTasks, loadTasksIntoCluster, writeCounters} from './taskflow-data.js'
+import {watchRss} from './process-stats.js'
 
 const {values} = parseArgs({
   options: {
@@ -64,26 +64,6 @@ interface Measure {
 
 const fmt = (n: number) => n.toLocaleString('en-US')
 const log = (line: string) => process.stderr.write(`${line}\n`)
-
-/** Peak resident set of a child, from /proc (VmHWM is the high-water mark). */
-function watchRss(pid: number): {stop(): number} {
-  let peak = 0
-  const read = () => {
-    try {
-      const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-      if (match) peak = Math.max(peak, Number(match[1]))
-    } catch {
-      // the process has exited
-    }
-  }
-  const timer = setInterval(read, 25)
-  return {
-    stop() {
-      clearInterval(timer)
-      return peak / 1024
-    },
-  }
-}
 
 /** Runs a bash pipeline, timed from spawn to exit; fails on any non-zero status in it. */
 async function shell(script: string, env: NodeJS.ProcessEnv): Promise<{seconds: number; stdout: string}> {
