@@ -56,7 +56,8 @@ const ID = '~'.repeat(36)
  */
 function template(args: (string | number)[]): (id: string) => string {
   const parts = resp(args).split(/(~+)/)
-  for (let i = 1; i < parts.length; i += 2) if (parts[i].length !== 36 && parts[i].length !== 8) throw new Error(`unexpected placeholder run: ${parts[i]}`)
+  for (let i = 1; i < parts.length; i += 2)
+    if (parts[i].length !== 36 && parts[i].length !== 8) throw new Error(`unexpected placeholder run: ${parts[i]}`)
   return (id: string) => {
     let out = parts[0]
     for (let i = 1; i < parts.length; i += 2) out += (parts[i].length === 36 ? id : id.slice(0, 8)) + parts[i + 1]
@@ -68,7 +69,9 @@ function template(args: (string | number)[]): (id: string) => string {
 function openPipe(url: string): {write(text: string): Promise<void>; end(): Promise<void>} {
   const {hostname, port, pathname} = new URL(url)
   const db = pathname.slice(1) || '0'
-  const child = spawn('redis-cli', ['-h', hostname, '-p', port || '6379', ...(db === '0' ? [] : ['-n', db]), '--pipe'], {stdio: ['pipe', 'pipe', 'inherit']})
+  const child = spawn('redis-cli', ['-h', hostname, '-p', port || '6379', ...(db === '0' ? [] : ['-n', db]), '--pipe'], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  })
   let output = ''
   child.stdout.on('data', (d) => (output += d))
   let chunk = ''
@@ -148,7 +151,14 @@ export async function loadCeleryMeta(url: string, n: number): Promise<void> {
   const set = template([
     'SET',
     `celery-task-meta-${ID}`,
-    JSON.stringify({status: 'SUCCESS', result: {summary: 'done'}, traceback: null, children: [], date_done: new Date().toISOString(), task_id: ID}),
+    JSON.stringify({
+      status: 'SUCCESS',
+      result: {summary: 'done'},
+      traceback: null,
+      children: [],
+      date_done: new Date().toISOString(),
+      task_id: ID,
+    }),
   ])
   await pipeInto(url, function* () {
     for (let i = 0; i < n; i++) yield set(randomUUID())

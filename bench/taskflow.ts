@@ -45,7 +45,8 @@ const {values} = parseArgs({
 const TASKS = Number(values.tasks)
 const CELERY = Number(values['celery-meta'])
 const RUNS = Number(values.runs)
-if (![TASKS, CELERY, RUNS].every((n) => Number.isInteger(n) && n > 0)) throw new Error('--tasks, --celery-meta and --runs take positive integers')
+if (![TASKS, CELERY, RUNS].every((n) => Number.isInteger(n) && n > 0))
+  throw new Error('--tasks, --celery-meta and --runs take positive integers')
 
 type Phase = 'counters' | 'counters+celery' | 'celery-meta'
 
@@ -143,7 +144,8 @@ const PHASE_TITLE: Record<Phase, string> = {
 
 function report(results: Measure[], startupSeconds: number): void {
   const isBaseline = (r: Measure) => r.method.startsWith('redis-cli')
-  const medianOf = (phase: Phase, baseline: boolean) => median(results.filter((r) => r.phase === phase && isBaseline(r) === baseline).map((r) => r.seconds))
+  const medianOf = (phase: Phase, baseline: boolean) =>
+    median(results.filter((r) => r.phase === phase && isBaseline(r) === baseline).map((r) => r.seconds))
   const order: Phase[] = ['counters', 'counters+celery', 'celery-meta']
   const sorted = [...results].sort((x, y) => order.indexOf(x.phase) - order.indexOf(y.phase))
   const rows = sorted.map((r) => [
@@ -219,7 +221,14 @@ async function clusterBench(): Promise<void> {
           scans.push(seconds)
           rows.push(`bare scan of the 3 masters   ${seconds.toFixed(2)} s   Redis CPU ${((await cpu()) - before).toFixed(2)} s`)
         } else {
-          await Promise.all(TASK_STATES.map((state, i) => clients[masters.findIndex((m) => m.owns(calculateSlot(counterKey(state))))].set(counterKey(state), states[state] + (i % 2 ? -3 : 17))))
+          await Promise.all(
+            TASK_STATES.map((state, i) =>
+              clients[masters.findIndex((m) => m.owns(calculateSlot(counterKey(state))))].set(
+                counterKey(state),
+                states[state] + (i % 2 ? -3 : 17),
+              ),
+            ),
+          )
           const {seconds, peakRssMb, doc} = await viaCli(['taskflow:counters:sync', '--redis-url', cluster.url])
           check(doc.outcome === 'done' && doc.data?.tasks === TASKS, `counters:sync ${doc.outcome}, counted ${doc.data?.tasks}`)
           for (const state of TASK_STATES) {
@@ -227,14 +236,18 @@ async function clusterBench(): Promise<void> {
             check(value === states[state], `after counters:sync ${counterKey(state)} = ${value}, true count ${states[state]}`)
           }
           syncs.push(seconds)
-          rows.push(`ops taskflow:counters:sync   ${seconds.toFixed(2)} s   Redis CPU ${((await cpu()) - before).toFixed(2)} s   peak RSS ${peakRssMb.toFixed(0)} MB   exact: ${doc.data?.exact}`)
+          rows.push(
+            `ops taskflow:counters:sync   ${seconds.toFixed(2)} s   Redis CPU ${((await cpu()) - before).toFixed(2)} s   peak RSS ${peakRssMb.toFixed(0)} MB   exact: ${doc.data?.exact}`,
+          )
         }
         log(`  ${rows.at(-1)}`)
       }
     }
     const ratio = median(syncs) / median(scans)
     console.log(`\n${fmt(TASKS)} tasks on a 3-master cluster, ${RUNS} round(s); wall seconds, process start to exit:\n${rows.join('\n')}`)
-    console.log(`\nTarget: cluster counters:sync <= 1.00x a bare scan of all three masters: ${ratio.toFixed(2)}x, ${ratio <= 1 ? 'met' : 'NOT met'}.`)
+    console.log(
+      `\nTarget: cluster counters:sync <= 1.00x a bare scan of all three masters: ${ratio.toFixed(2)}x, ${ratio <= 1 ? 'met' : 'NOT met'}.`,
+    )
   } finally {
     for (const client of clients) client.disconnect()
   }
@@ -276,7 +289,10 @@ try {
       const {note, ...row} = await work()
       const measured = {...row, phase, redisCpuSeconds: (await redisCpu(client)) - before}
       results.push(measured)
-      const extra = measured.operationSeconds === undefined ? '' : ` (operation ${measured.operationSeconds.toFixed(2)}s${note ? `, ${note}` : ''}), peak RSS ${measured.peakRssMb!.toFixed(0)} MB`
+      const extra =
+        measured.operationSeconds === undefined
+          ? ''
+          : ` (operation ${measured.operationSeconds.toFixed(2)}s${note ? `, ${note}` : ''}), peak RSS ${measured.peakRssMb!.toFixed(0)} MB`
       log(`  ${measured.method}: ${measured.seconds.toFixed(2)}s${extra}, Redis CPU ${measured.redisCpuSeconds.toFixed(2)}s`)
     }
 
@@ -297,10 +313,18 @@ try {
         check(doc.outcome === 'done', `counters:sync outcome ${doc.outcome}`)
         check(doc.data?.tasks === TASKS, `counters:sync counted ${doc.data?.tasks} tasks, not ${TASKS}`)
         const note = `exact: ${doc.data?.exact}`
-        return {method: 'ops taskflow:counters:sync --force', keys: TASKS, seconds, operationSeconds: doc.durationMs / 1000, peakRssMb, note}
+        return {
+          method: 'ops taskflow:counters:sync --force',
+          keys: TASKS,
+          seconds,
+          operationSeconds: doc.durationMs / 1000,
+          peakRssMb,
+          note,
+        }
       })
       const counters = await readCounters(client)
-      for (const s of TASK_STATES) check(counters[s] === states[s], `after counters:sync ${counterKey(s)} = ${counters[s]}, true count ${states[s]}`)
+      for (const s of TASK_STATES)
+        check(counters[s] === states[s], `after counters:sync ${counterKey(s)} = ${counters[s]}, true count ${states[s]}`)
       check((await client.dbsize()) === expected, 'counters:sync changed the number of keys')
     }
     /** Baseline and ops alternately: A B in even rounds, B A in odd ones. */
@@ -316,7 +340,10 @@ try {
     const celeryBaseline = async () => {
       await run('celery-meta', async () => {
         const {seconds, stdout} = await shell(`${cli} --scan --pattern 'celery-task-meta-*' | xargs -n 1000 ${cli} unlink`, env)
-        const unlinked = stdout.split('\n').filter(Boolean).reduce((sum, n) => sum + Number(n), 0)
+        const unlinked = stdout
+          .split('\n')
+          .filter(Boolean)
+          .reduce((sum, n) => sum + Number(n), 0)
         check(unlinked === CELERY, `the pipeline unlinked ${unlinked} keys, not ${CELERY}`)
         return {method: "redis-cli --scan --pattern 'celery-task-meta-*' | xargs -n 1000 redis-cli unlink", keys: CELERY, seconds}
       })
@@ -332,7 +359,8 @@ try {
     }
 
     log(`counters, ${fmt(TASKS)} task keys alone:`)
-    for (let round = 0; round < RUNS; round++) for (const step of pair(round, countersBaseline('counters'), countersOps('counters'))) await step()
+    for (let round = 0; round < RUNS; round++)
+      for (const step of pair(round, countersBaseline('counters'), countersOps('counters'))) await step()
     check((await countKeys(client, 'task:*')) === TASKS, 'task keys changed during the counters phase')
 
     for (let round = 0; round < RUNS; round++) {

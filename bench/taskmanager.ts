@@ -28,7 +28,9 @@ import {stopAll, which} from '../test/helpers/servers.js'
 import {runAsServerUser, serverDirectory, startPostmaster} from '../test/helpers/standby.js'
 import {watchRss} from './process-stats.js'
 
-const {values} = parseArgs({options: {rows: {type: 'string', default: '1000000'}, runs: {type: 'string', default: '1'}, 'batch-size': {type: 'string'}}})
+const {values} = parseArgs({
+  options: {rows: {type: 'string', default: '1000000'}, runs: {type: 'string', default: '1'}, 'batch-size': {type: 'string'}},
+})
 const ROWS = Number(values.rows)
 const RUNS = Number(values.runs)
 const TEMPLATE = 'ops_bench_tm_template'
@@ -51,7 +53,13 @@ async function durableServer(): Promise<{adminUrl: string; how: string}> {
   const data = join(dir, 'data')
   runAsServerUser(initdb, ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C'])
   // PostgreSQL's defaults, durability included; only the WAL budget is raised so no checkpoint is forced mid-run.
-  const server = await startPostmaster(dir, data, {fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on', max_wal_size: '4GB', checkpoint_timeout: '15min'})
+  const server = await startPostmaster(dir, data, {
+    fsync: 'on',
+    synchronous_commit: 'on',
+    full_page_writes: 'on',
+    max_wal_size: '4GB',
+    checkpoint_timeout: '15min',
+  })
   return {adminUrl: server.url('postgres'), how: 'local binaries'}
 }
 
@@ -80,7 +88,9 @@ async function buildTemplate(adminUrl: string): Promise<number> {
     const {rows} = await db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE status = 'DONE'`)
     return rows[0].n as number
   })
-  process.stderr.write(`built ${ROWS.toLocaleString('en-US')} rows (${done.toLocaleString('en-US')} DONE) in ${((Date.now() - started) / 1000).toFixed(1)}s\n`)
+  process.stderr.write(
+    `built ${ROWS.toLocaleString('en-US')} rows (${done.toLocaleString('en-US')} DONE) in ${((Date.now() - started) / 1000).toFixed(1)}s\n`,
+  )
   return done
 }
 
@@ -98,7 +108,9 @@ async function baseline(url: string): Promise<Measure> {
   return withClient(url, async (db) => {
     const started = performance.now()
     await db.query('BEGIN')
-    await db.query(`DELETE FROM task_manager_taskwatcher_tasks WHERE taskmanager_id IN (SELECT id FROM task_manager_taskmanager WHERE status = 'DONE')`)
+    await db.query(
+      `DELETE FROM task_manager_taskwatcher_tasks WHERE taskmanager_id IN (SELECT id FROM task_manager_taskmanager WHERE status = 'DONE')`,
+    )
     const {rowCount} = await db.query(`DELETE FROM task_manager_taskmanager WHERE status = 'DONE'`)
     await db.query('COMMIT')
     const ms = performance.now() - started
@@ -117,9 +129,18 @@ async function viaCli(url: string, method: string, extra: string[]): Promise<Mea
   const peak = rss.stop()
   const seconds = (performance.now() - started) / 1000
   if (result.code !== 0) throw new Error(`${method} failed (${result.code}): ${result.stderr}`)
-  const doc = parseJsonOutput<{done: number; data: {execution: {longestTransactionMs: number; batches: number; stillMatching: number}}}>(result)
+  const doc = parseJsonOutput<{done: number; data: {execution: {longestTransactionMs: number; batches: number; stillMatching: number}}}>(
+    result,
+  )
   if (doc.data.execution.stillMatching !== 0) throw new Error(`${method} left ${doc.data.execution.stillMatching} DONE rows`)
-  return {method, deleted: doc.done, seconds, longestTxnMs: doc.data.execution.longestTransactionMs, peakRssMb: peak, batches: doc.data.execution.batches}
+  return {
+    method,
+    deleted: doc.done,
+    seconds,
+    longestTxnMs: doc.data.execution.longestTransactionMs,
+    peakRssMb: peak,
+    batches: doc.data.execution.batches,
+  }
 }
 
 async function settingsOf(adminUrl: string): Promise<string> {
@@ -153,8 +174,12 @@ function report(runs: Measure[][], server: string): void {
   }
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((r) => r[i].length)))
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`
-  console.log(`\nDeleting every DONE row of ${ROWS.toLocaleString('en-US')} TaskManager rows (link rows on 1%); ops timed as the whole CLI process.`)
-  console.log(`Machine: ${cpus().length} cores (${cpus()[0]?.model.trim()}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.versions.node}; ${server}\n`)
+  console.log(
+    `\nDeleting every DONE row of ${ROWS.toLocaleString('en-US')} TaskManager rows (link rows on 1%); ops timed as the whole CLI process.`,
+  )
+  console.log(
+    `Machine: ${cpus().length} cores (${cpus()[0]?.model.trim()}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.versions.node}; ${server}\n`,
+  )
   console.log(line(header))
   console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`)
   for (const r of lines) console.log(line(r))

@@ -49,7 +49,11 @@ async function main(): Promise<void> {
 
   const env = {DATABASE_URL: databaseUrl, REDIS_URL: redis.url}
   ops('the status and module summaries', ['taskmanager:summary'], env)
-  ops('what clearing old DONE tasks would do', ['taskmanager:clear', '--status', 'DONE', '--older-than', '30d', '--dry-run', '--show-summary'], env)
+  ops(
+    'what clearing old DONE tasks would do',
+    ['taskmanager:clear', '--status', 'DONE', '--older-than', '30d', '--dry-run', '--show-summary'],
+    env,
+  )
   ops('the Redis task store at a glance', ['taskflow:inspect'], env)
   ops('what a counter sync would fix', ['taskflow:counters:sync', '--dry-run'], env)
   console.log('\nNothing was written: every destructive command above ran with --dry-run.')

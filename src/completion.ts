@@ -67,7 +67,9 @@ export function bashCompletion(commands: CompletionCommand[], bin: string, alias
     const takes = c.flags.filter((f) => f.takesValue).flatMap((f) => [`--${f.name}`, ...(f.char ? [`-${f.char}`] : [])])
     const values = c.flags
       .filter((f) => f.takesValue && f.options?.length)
-      .map((f) => `        ${[`--${f.name}`, ...(f.char ? [`-${f.char}`] : [])].map(q).join('|')}) values=(${f.options!.map(q).join(' ')}) ;;`)
+      .map(
+        (f) => `        ${[`--${f.name}`, ...(f.char ? [`-${f.char}`] : [])].map(q).join('|')}) values=(${f.options!.map(q).join(' ')}) ;;`,
+      )
     return [
       `    ${q(c.id)})`,
       `      flags=(${names.map(q).join(' ')}); takes=(${takes.map(q).join(' ')})`,

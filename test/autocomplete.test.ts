@@ -33,7 +33,10 @@ const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
 
 /** How readline splits a line into COMP_WORDS with the default COMP_WORDBREAKS: spaces end words, ":" and "=" are words of their own. */
 function compWords(line: string): string[] {
-  const words = line.split(' ').flatMap((w) => w.split(/([:=])/)).filter((w, i, all) => w !== '' || i === all.length - 1)
+  const words = line
+    .split(' ')
+    .flatMap((w) => w.split(/([:=])/))
+    .filter((w, i, all) => w !== '' || i === all.length - 1)
   return line.endsWith(' ') ? words : words.filter((w) => w !== '')
 }
 
@@ -76,7 +79,17 @@ describe('shell completion (ops autocomplete)', function () {
     return {reply: result.stdout.split('\n').filter(Boolean), stderr: result.stderr}
   }
 
-  const commonPrefix = (words: string[]) => words.reduce((p, w) => (w.startsWith(p) ? p : p.slice(0, [...p].findIndex((c, i) => c !== w[i]))), words[0] ?? '')
+  const commonPrefix = (words: string[]) =>
+    words.reduce(
+      (p, w) =>
+        w.startsWith(p)
+          ? p
+          : p.slice(
+              0,
+              [...p].findIndex((c, i) => c !== w[i]),
+            ),
+      words[0] ?? '',
+    )
 
   describe('setup', () => {
     it('`ops autocomplete bash` prints the setup instructions and writes the script under the cache dir', async () => {
@@ -89,23 +102,34 @@ describe('shell completion (ops autocomplete)', function () {
 
     it('`ops autocomplete:script bash` prints the line for ~/.bashrc, pointing into OPS_CACHE_DIR', () => {
       // The literal "\\n" in the comment is the newline printf writes at the end of the line.
-      expect(bashrcLine).to.equal(`OPS_AC_BASH_SETUP_PATH=${join(cache, 'bash_setup')} && test -f $OPS_AC_BASH_SETUP_PATH && source $OPS_AC_BASH_SETUP_PATH; # ops autocomplete setup\\n`)
+      expect(bashrcLine).to.equal(
+        `OPS_AC_BASH_SETUP_PATH=${join(cache, 'bash_setup')} && test -f $OPS_AC_BASH_SETUP_PATH && source $OPS_AC_BASH_SETUP_PATH; # ops autocomplete setup\\n`,
+      )
     })
 
     it('the printf line `ops autocomplete bash` prints appends a whole line to ~/.bashrc: the next line appended stays on its own', () => {
       const bin = join(home, 'bin')
       execFileSync('mkdir', ['-p', bin, join(home, 'user')])
-      writeFileSync(join(bin, 'ops'), `#!/bin/sh\nexec ${quote(process.execPath)} ${quote(join(ROOT, 'bin', 'run.js'))} "$@"\n`, {mode: 0o755})
+      writeFileSync(join(bin, 'ops'), `#!/bin/sh\nexec ${quote(process.execPath)} ${quote(join(ROOT, 'bin', 'run.js'))} "$@"\n`, {
+        mode: 0o755,
+      })
       const bashrc = join(home, 'user', '.bashrc')
-      writeFileSync(bashrc, '# the user\'s own ~/.bashrc\n')
+      writeFileSync(bashrc, "# the user's own ~/.bashrc\n")
       const env = {...process.env, ...dirs, HOME: join(home, 'user'), PATH: `${bin}:${process.env.PATH}`}
       // The instruction exactly as printed, then what a user (or an installer) appends next.
-      execFileSync('bash', ['--norc', '-c', 'printf "$(ops autocomplete:script bash)" >> ~/.bashrc; echo "export EDITOR=vi" >> ~/.bashrc'], {env})
+      execFileSync(
+        'bash',
+        ['--norc', '-c', 'printf "$(ops autocomplete:script bash)" >> ~/.bashrc; echo "export EDITOR=vi" >> ~/.bashrc'],
+        {env},
+      )
       const lines = readFileSync(bashrc, 'utf8').split('\n')
       expect(lines.at(-1)).to.equal('')
       expect(lines.at(-2)).to.equal('export EDITOR=vi')
       expect(lines.at(-3)).to.match(/^OPS_AC_BASH_SETUP_PATH=.* # ops autocomplete setup$/)
-      const loaded = spawnSync('bash', ['--norc', '-c', `source ${quote(bashrc)} && complete -p ops && echo "EDITOR=$EDITOR"`], {env, encoding: 'utf8'})
+      const loaded = spawnSync('bash', ['--norc', '-c', `source ${quote(bashrc)} && complete -p ops && echo "EDITOR=$EDITOR"`], {
+        env,
+        encoding: 'utf8',
+      })
       expect(loaded.stdout).to.contain('complete -o default -F _ops_autocomplete_values ops')
       expect(loaded.stdout).to.contain('EDITOR=vi')
     })
@@ -121,7 +145,7 @@ describe('shell completion (ops autocomplete)', function () {
       expect((await ops(['autocomplete:script', 'zsh'])).stdout).to.contain(join(cache, 'zsh_setup'))
     })
 
-    it('`ops autocomplete --refresh-cache` rebuilds the scripts, picking up a linked plugin\'s commands, values included', async function () {
+    it("`ops autocomplete --refresh-cache` rebuilds the scripts, picking up a linked plugin's commands, values included", async function () {
       const template = join(ROOT, 'examples', 'plugin-template')
       execFileSync(process.execPath, [createRequire(import.meta.url).resolve('typescript/bin/tsc'), '-p', template], {stdio: 'inherit'})
       const link = await ops(['plugins:link', template, '--no-install'])
@@ -175,8 +199,20 @@ describe('shell completion (ops autocomplete)', function () {
     it('`ops taskmanager:clear --st<TAB>` completes the flag, and `--<TAB>` lists them all', () => {
       expect(complete('ops taskmanager:clear --st').reply).to.have.members(['--status', '--statement-timeout'])
       expect(complete('ops taskmanager:clear --statu').reply).to.deep.equal(['--status'])
-      expect(complete('ops taskmanager:clear --').reply).to.include.members(['--status', '--task-module', '--older-than', '--dry-run', '--force', '--json'])
-      expect(complete('ops taskmanager:clear --status DONE --ta').reply).to.have.members(['--table', '--task-module', '--task-name', '--target-batch-ms'])
+      expect(complete('ops taskmanager:clear --').reply).to.include.members([
+        '--status',
+        '--task-module',
+        '--older-than',
+        '--dry-run',
+        '--force',
+        '--json',
+      ])
+      expect(complete('ops taskmanager:clear --status DONE --ta').reply).to.have.members([
+        '--table',
+        '--task-module',
+        '--task-name',
+        '--target-batch-ms',
+      ])
     })
 
     it('`ops taskmanager:clear --status <TAB>` offers the nine statuses, `--status D<TAB>` completes DONE', () => {
@@ -208,13 +244,18 @@ describe('shell completion (ops autocomplete)', function () {
       expect(complete('ops taskflow counters sync --dr').reply).to.deep.equal(['--dry-run'])
     })
 
-    it('flags complete for commands with two colons too (the plugin\'s own bash list misses them)', () => {
+    it("flags complete for commands with two colons too (the plugin's own bash list misses them)", () => {
       expect(complete('ops taskflow:counters:sync --dr').reply).to.deep.equal(['--dry-run'])
       expect(complete('ops taskflow:stuck:fix --ol').reply).to.deep.equal(['--older-than'])
     })
 
-    it('a positional word still gets plugin-autocomplete\'s command ids (`ops help taskm<TAB>`)', () => {
-      expect(complete('ops help taskm').reply).to.have.members(['taskmanager:clear', 'taskmanager:restore', 'taskmanager:stuck', 'taskmanager:summary'])
+    it("a positional word still gets plugin-autocomplete's command ids (`ops help taskm<TAB>`)", () => {
+      expect(complete('ops help taskm').reply).to.have.members([
+        'taskmanager:clear',
+        'taskmanager:restore',
+        'taskmanager:stuck',
+        'taskmanager:summary',
+      ])
     })
 
     it('the values survive `ops autocomplete --refresh-cache`, written once', async () => {
@@ -227,7 +268,10 @@ describe('shell completion (ops autocomplete)', function () {
     it('bashCompletion() keeps values literal (quotes, spaces, "$") and completes short flags', () => {
       const file = join(home, 'values.bash')
       const values = [`it's`, 'a b', '$HOME', 'x:y']
-      writeFileSync(file, `_ops_autocomplete() { COMPREPLY=(fallback); }\n${bashCompletion([{id: 't:run', flags: [{name: 'mode', char: 'm', takesValue: true, options: values}]}], 'ops')}`)
+      writeFileSync(
+        file,
+        `_ops_autocomplete() { COMPREPLY=(fallback); }\n${bashCompletion([{id: 't:run', flags: [{name: 'mode', char: 'm', takesValue: true, options: values}]}], 'ops')}`,
+      )
       const setup = `source ${file}`
       expect(complete('ops t:run --mode ', {setup}).reply).to.deep.equal(values)
       expect(complete('ops t:run -m a', {setup}).reply).to.deep.equal(['a b'])
@@ -255,13 +299,25 @@ describe('shell completion (ops autocomplete)', function () {
     function zshComplete(line: string): string[] {
       const driver = join(ROOT, 'test', 'fixtures', 'zsh-complete.zsh')
       // ZDOTDIR/HOME: compinit writes its dump there, not in the user's home.
-      const result = spawnSync('zsh', ['-f', driver, zshrcLine, line], {env: {...process.env, ...dirs, HOME: zdotdir, ZDOTDIR: zdotdir}, encoding: 'utf8', timeout: 30_000})
+      const result = spawnSync('zsh', ['-f', driver, zshrcLine, line], {
+        env: {...process.env, ...dirs, HOME: zdotdir, ZDOTDIR: zdotdir},
+        encoding: 'utf8',
+        timeout: 30_000,
+      })
       expect(result.status, result.stderr).to.equal(0)
-      return result.stdout.split('\n').filter((l) => l.startsWith('HIT:')).map((l) => l.slice(4))
+      return result.stdout
+        .split('\n')
+        .filter((l) => l.startsWith('HIT:'))
+        .map((l) => l.slice(4))
     }
 
     it('`ops taskm<TAB>` offers the taskmanager commands', () => {
-      expect(zshComplete('ops taskm')).to.have.members(['taskmanager:clear', 'taskmanager:restore', 'taskmanager:stuck', 'taskmanager:summary'])
+      expect(zshComplete('ops taskm')).to.have.members([
+        'taskmanager:clear',
+        'taskmanager:restore',
+        'taskmanager:stuck',
+        'taskmanager:summary',
+      ])
     })
 
     it('flags complete, for commands with two colons too', () => {

@@ -15,7 +15,10 @@ describe('connection settings', () => {
     const fallback = 'postgres://default/db'
     setActiveProfile({name: 'p', production: false, settings: {OPS_TEST_SETTING: 'postgres://profile/db'}})
     process.env.OPS_TEST_SETTING = 'postgres://env/db'
-    expect(resolveUrl({flag: 'postgres://flag/db', env: 'OPS_TEST_SETTING', fallback})).to.deep.equal({url: 'postgres://flag/db', source: 'flag'})
+    expect(resolveUrl({flag: 'postgres://flag/db', env: 'OPS_TEST_SETTING', fallback})).to.deep.equal({
+      url: 'postgres://flag/db',
+      source: 'flag',
+    })
     expect(resolveUrl({env: 'OPS_TEST_SETTING', fallback})).to.deep.equal({url: 'postgres://env/db', source: 'environment'})
     delete process.env.OPS_TEST_SETTING
     expect(resolveUrl({env: 'OPS_TEST_SETTING', fallback})).to.deep.equal({url: 'postgres://profile/db', source: 'profile'})

@@ -38,7 +38,11 @@ describe('team plugins: pack, install, run, hooks, uninstall, link', function ()
     execFileSync(process.execPath, [npm, 'pack', '--pack-destination', home], {cwd: TEMPLATE, stdio: 'pipe'})
     tarball = join(home, 'acme-ops-plugin-widgets-0.1.0.tgz')
     const files = execFileSync('tar', ['-tzf', tarball]).toString().split('\n')
-    expect(files).to.include.members(['package/oclif.manifest.json', 'package/dist/commands/widgets/clear.js', 'package/dist/hooks/veto.js'])
+    expect(files).to.include.members([
+      'package/oclif.manifest.json',
+      'package/dist/commands/widgets/clear.js',
+      'package/dist/hooks/veto.js',
+    ])
     url = await freshDatabase('ops_plugins')
     db = new pg.Client({connectionString: url})
     await db.connect()
@@ -77,10 +81,20 @@ describe('team plugins: pack, install, run, hooks, uninstall, link', function ()
       expect(help.stdout).to.match(/widgets\s+The acme widgets table in PostgreSQL/)
     })
 
-    it('shows its help with its own flags and the protocol\'s', async () => {
+    it("shows its help with its own flags and the protocol's", async () => {
       const help = await ops(['widgets:clear', '--help'])
       expect(help.code, help.stderr).to.equal(0)
-      for (const flag of ['--table=TABLE', '--older-than=AGE', '--batch-size', '--dry-run', '--force', '--show-summary', '--json', '--profile=NAME']) expect(help.stdout).to.contain(flag)
+      for (const flag of [
+        '--table=TABLE',
+        '--older-than=AGE',
+        '--batch-size',
+        '--dry-run',
+        '--force',
+        '--show-summary',
+        '--json',
+        '--profile=NAME',
+      ])
+        expect(help.stdout).to.contain(flag)
     })
 
     it('dry-runs without writing, then deletes with --force', async () => {
@@ -99,12 +113,17 @@ describe('team plugins: pack, install, run, hooks, uninstall, link', function ()
       const notify = join(home, 'notify.jsonl')
       const vetoed = await ops(clear('--force'), {OPS_WIDGETS_MAX_ROWS: '299', OPS_WIDGETS_NOTIFY_FILE: notify})
       expect(vetoed.code).to.equal(1)
-      expect(oneLine(vetoed.stderr)).to.contain('Vetoed by a plugin hook: acme policy: widgets:clear plans 300 rows of widgets, more than OPS_WIDGETS_MAX_ROWS=299')
+      expect(oneLine(vetoed.stderr)).to.contain(
+        'Vetoed by a plugin hook: acme policy: widgets:clear plans 300 rows of widgets, more than OPS_WIDGETS_MAX_ROWS=299',
+      )
       expect(await remaining()).to.equal(400)
       const allowed = await ops(clear('--force', '--json'), {OPS_WIDGETS_MAX_ROWS: '300', OPS_WIDGETS_NOTIFY_FILE: notify})
       expect(allowed.code, allowed.stderr).to.equal(0)
       expect(JSON.parse(allowed.stdout)).to.include({outcome: 'done', done: 300})
-      const lines = readFileSync(notify, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+      const lines = readFileSync(notify, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l))
       expect(lines).to.deep.equal([
         {command: 'widgets:clear', outcome: 'vetoed', planned: 300, done: 0},
         {command: 'widgets:clear', outcome: 'done', planned: 300, done: 300},

@@ -107,7 +107,19 @@ describe('profiles and the audit log', function () {
     expect(entry).to.include({outcome: 'done', planned: 300, done: 300})
     expect(entry.connection).to.contain(':****@')
     expect(lines.at(-1)).not.to.contain('pw123456')
-    expect(entry).to.have.keys(['time', 'user', 'host', 'command', 'connection', 'profile', 'filters', 'planned', 'done', 'durationMs', 'outcome'])
+    expect(entry).to.have.keys([
+      'time',
+      'user',
+      'host',
+      'command',
+      'connection',
+      'profile',
+      'filters',
+      'planned',
+      'done',
+      'durationMs',
+      'outcome',
+    ])
 
     const failed = await runOps(['widgets:clear', '--database-url', 'postgres://postgres@127.0.0.1:1/x', '--force'], fixture)
     expect(failed.code).to.equal(1)

@@ -123,7 +123,12 @@ describe('the destructive-command protocol', function () {
   })
 
   describe('on the screen of a real terminal (120x35)', () => {
-    const lastAudit = () => readFileSync(join(OPS_HOME, 'data', 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).at(-1)
+    const lastAudit = () =>
+      readFileSync(join(OPS_HOME, 'data', 'audit.log'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l))
+        .at(-1)
 
     it('draws each batch as "batch N (R rows, T ms)", and the finished line without an ETA', async () => {
       const screen = await Screen.start(clear('--force', '--batch-size', '100', '--delay-ms', '60'), fixture)
@@ -167,15 +172,21 @@ describe('the destructive-command protocol', function () {
       await runOps(clear('--force'), fixture)
     })
 
-    it('wraps a long plan line at the terminal\'s width, its continuation indented, no word cut', async () => {
+    it("wraps a long plan line at the terminal's width, its continuation indented, no word cut", async () => {
       const label = Array.from({length: 14}, (_, i) => `word${i},`).join(' ')
       const screen = await Screen.start(clear('--dry-run', '--label', label), {...fixture, width: 50})
       const {code, screen: end} = await screen.exit()
       expect(code, end).to.equal(0)
       const lines = end.split('\n')
-      expect(lines.every((l) => l.length <= 50), end).to.equal(true)
+      expect(
+        lines.every((l) => l.length <= 50),
+        end,
+      ).to.equal(true)
       const start = lines.findIndex((l) => l.startsWith('Label: '))
-      const block = lines.slice(start, lines.findIndex((l) => l.startsWith('DRY RUN')))
+      const block = lines.slice(
+        start,
+        lines.findIndex((l) => l.startsWith('DRY RUN')),
+      )
       expect(block.length).to.be.greaterThan(1)
       expect(block.slice(1).every((l) => l.startsWith('  '))).to.equal(true)
       expect(block.map((l) => l.trim()).join(' ')).to.equal(`Label: ${label}`)
@@ -185,7 +196,10 @@ describe('the destructive-command protocol', function () {
   it('records a refusal without a TTY as "refused" in the audit log, not "failed"', async () => {
     const result = await runOps(clear(), {...fixture, timeoutMs: 30_000})
     expect(result.code).to.equal(2)
-    const audit = readFileSync(join(OPS_HOME, 'data', 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    const audit = readFileSync(join(OPS_HOME, 'data', 'audit.log'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
     expect(audit.at(-1)).to.include({outcome: 'refused', planned: 1500, done: 0})
   })
 
@@ -209,7 +223,10 @@ describe('the destructive-command protocol', function () {
       expect(left).to.equal(1500 - reported)
       expect((await snapshot()).filter((r) => r.kind === 'keep')).to.deep.equal(kept)
       // The audit log records the interrupted run with what it did.
-      const audit = readFileSync(join(OPS_HOME, 'data', 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+      const audit = readFileSync(join(OPS_HOME, 'data', 'audit.log'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l))
       expect(audit.at(-1)).to.include({outcome: 'interrupted', planned: 1500, done: reported})
 
       const rerun = await runOps(clear('--force'), fixture)
@@ -263,7 +280,10 @@ describe('the protocol against real Redis keys', function () {
   })
 
   it('exits 130 on SIGINT with the keys removed so far reported', async () => {
-    const child = spawnOps(['keys:clear', '--redis-url', url, '--pattern', 'doomed:*', '--force', '--batch-size', '50', '--delay-ms', '100'], fixture)
+    const child = spawnOps(
+      ['keys:clear', '--redis-url', url, '--pattern', 'doomed:*', '--force', '--batch-size', '50', '--delay-ms', '100'],
+      fixture,
+    )
     child.stdin?.end()
     const done = collect(child)
     await waitForOutput(child, /\d+ \/ 1,000/)

@@ -38,14 +38,17 @@ describe('installed from a registry: `npm install -g ops-cli`, team plugins by n
   let template: string
 
   /** Publishes a tarball or an unpacked package directory as the maintainers do. */
-  const publish = (what: string, ...flags: string[]) => npm(['publish', what, '--registry', registry.url, '--ignore-scripts', ...flags], {env: publisherEnv})
+  const publish = (what: string, ...flags: string[]) =>
+    npm(['publish', what, '--registry', registry.url, '--ignore-scripts', ...flags], {env: publisherEnv})
   const ops = (args: string[], env: NodeJS.ProcessEnv = {}) => user.run('ops', args, env)
 
   before(async function () {
     registry = await startRegistry()
     publisherEnv = {...process.env, NPM_CONFIG_USERCONFIG: join(work, 'publisher.npmrc')}
     writeFileSync(join(work, 'publisher.npmrc'), `${registry.authLine}\n`)
-    const packed = JSON.parse(await npm(['pack', '--workspaces', '--include-workspace-root', '--pack-destination', work, '--json'], {cwd: ROOT, env: process.env})) as {name: string; filename: string}[]
+    const packed = JSON.parse(
+      await npm(['pack', '--workspaces', '--include-workspace-root', '--pack-destination', work, '--json'], {cwd: ROOT, env: process.env}),
+    ) as {name: string; filename: string}[]
     for (const {name, filename} of packed) tarballs[name] = join(work, filename)
     expect(Object.keys(tarballs)).to.have.members(['ops-cli', '@ops-cli/plugin-postgres-taskmanager', '@ops-cli/plugin-redis-taskflow'])
     await Promise.all(Object.values(tarballs).map((tarball) => publish(tarball)))
@@ -53,7 +56,9 @@ describe('installed from a registry: `npm install -g ops-cli`, team plugins by n
     user = new UserMachine((await npm(['config', 'get', 'cache'], {env: process.env})).trim())
     // The global install is most of this hook's time: the team plugin is built and the stores filled meanwhile.
     await Promise.all([
-      npm(['install', '--global', '--prefix', user.prefix, 'ops-cli', '--no-audit', '--no-fund'], {env: {...user.env, npm_config_registry: registry.url}}),
+      npm(['install', '--global', '--prefix', user.prefix, 'ops-cli', '--no-audit', '--no-fund'], {
+        env: {...user.env, npm_config_registry: registry.url},
+      }),
       packTemplate(),
       fillStores(),
     ])
@@ -72,7 +77,10 @@ describe('installed from a registry: `npm install -g ops-cli`, team plugins by n
     db = new pg.Client({connectionString: databaseUrl})
     await db.connect()
     await createDjangoSchema(db)
-    await insertTasks(db, [...Array.from({length: 5}, () => taskRow({status: 'SCHEDULED'})), ...Array.from({length: 3}, () => taskRow({status: 'DONE'}))])
+    await insertTasks(db, [
+      ...Array.from({length: 5}, () => taskRow({status: 'SCHEDULED'})),
+      ...Array.from({length: 3}, () => taskRow({status: 'DONE'})),
+    ])
     redisUrl = (await freshRedis()).url
     const redis = new Redis(redisUrl)
     await writeTasks(redis, 30, (i) => ({state: ['COMPLETED', 'PENDING', 'ACTIVE'][i % 3]}))
@@ -137,14 +145,25 @@ describe('installed from a registry: `npm install -g ops-cli`, team plugins by n
   })
 
   describe('a team plugin from the company registry, by name', () => {
-    const clear = (...args: string[]) => ['widgets:clear', '--database-url', databaseUrl, '--table', 'widgets', '--older-than', '7d', ...args]
+    const clear = (...args: string[]) => [
+      'widgets:clear',
+      '--database-url',
+      databaseUrl,
+      '--table',
+      'widgets',
+      '--older-than',
+      '7d',
+      ...args,
+    ]
 
     before(async function () {
       await publish(await repackaged(template, work, {name: TEAM_PLUGIN, version: '0.1.0'}))
       // What a company puts in its developers' ~/.npmrc: where @team packages come from, and the read token.
       user.npmrc([`@team:registry=${registry.url}`, registry.authLine])
       await db.query('CREATE TABLE widgets (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL)')
-      await db.query(`INSERT INTO widgets (created_at) SELECT now() - CASE WHEN g <= 3 THEN interval '30 days' ELSE interval '1 day' END FROM generate_series(1, 5) g`)
+      await db.query(
+        `INSERT INTO widgets (created_at) SELECT now() - CASE WHEN g <= 3 THEN interval '30 days' ELSE interval '1 day' END FROM generate_series(1, 5) g`,
+      )
     })
     const widgets = async () => (await db.query('SELECT count(*)::int AS n FROM widgets')).rows[0].n as number
 
@@ -171,7 +190,11 @@ describe('installed from a registry: `npm install -g ops-cli`, team plugins by n
     })
 
     it('refuses a release built for another major of ops, and keeps the one installed', async () => {
-      await publish(await repackaged(template, work, {name: TEAM_PLUGIN, version: '1.0.0', peerDependencies: {'ops-cli': '^1.0.0'}}), '--tag', 'next')
+      await publish(
+        await repackaged(template, work, {name: TEAM_PLUGIN, version: '1.0.0', peerDependencies: {'ops-cli': '^1.0.0'}}),
+        '--tag',
+        'next',
+      )
       const refused = await ops(['plugins', 'install', `${TEAM_PLUGIN}@next`])
       expect(refused.code).to.equal(1)
       expect(oneLine(refused.stderr)).to.contain(`${TEAM_PLUGIN}@1.0.0 is built for ops-cli ^1.0.0, and this ops is 0.1.0`)
@@ -198,7 +221,8 @@ describe('installed from a registry: `npm install -g ops-cli`, team plugins by n
       // That run asked the registry in the background; its answer lands in the cache directory.
       const versionFile = join(env.OPS_CACHE_DIR, 'version')
       const deadline = Date.now() + 30_000
-      while (!(existsSync(versionFile) && JSON.parse(readFileSync(versionFile, 'utf8')).latest) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200))
+      while (!(existsSync(versionFile) && JSON.parse(readFileSync(versionFile, 'utf8')).latest) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 200))
       expect(JSON.parse(readFileSync(versionFile, 'utf8'))).to.include({latest: '0.1.1', current: '0.1.0'})
       const second = await ops(['--version'], env)
       expect(oneLine(second.stderr)).to.contain('ops-cli update available from 0.1.0 to 0.1.1: npm install -g ops-cli')

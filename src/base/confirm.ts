@@ -15,10 +15,10 @@ export function assertCanPrompt(
   suggestions = ['Re-run with --force to proceed without a prompt'],
 ): void {
   if (!input.isTTY) {
-    throw new UsageError(
-      `Refusing to ${what} without confirmation: standard input is not a terminal, so nobody can answer the prompt.`,
-      [...suggestions, 'Run with --dry-run to see what would happen'],
-    )
+    throw new UsageError(`Refusing to ${what} without confirmation: standard input is not a terminal, so nobody can answer the prompt.`, [
+      ...suggestions,
+      'Run with --dry-run to see what would happen',
+    ])
   }
 }
 

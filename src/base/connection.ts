@@ -76,9 +76,10 @@ export function endpointOf(url: string, defaultPort: number): string {
 /** A connection failure that names the store, host and port, never the password. */
 export function connectionError(store: string, url: string, defaultPort: number, cause: unknown): OpsError {
   const reason = cause instanceof Error ? cause.message || cause.name : String(cause)
-  const detail = (cause as {code?: string})?.code && !reason.includes((cause as {code: string}).code)
-    ? `${(cause as {code: string}).code}: ${reason}`
-    : reason
+  const detail =
+    (cause as {code?: string})?.code && !reason.includes((cause as {code: string}).code)
+      ? `${(cause as {code: string}).code}: ${reason}`
+      : reason
   return new OpsError(
     maskSecrets(`Could not connect to ${store} at ${endpointOf(url, defaultPort)} (${maskUrl(url)}): ${detail}`, secretsOf(url)),
     {cause},

@@ -110,7 +110,10 @@ export abstract class DestructiveCommand extends OpsCommand {
   static override baseFlags = {
     ...OpsCommand.baseFlags,
     'dry-run': Flags.boolean({description: 'Show what would be done without writing anything.', default: false}),
-    force: Flags.boolean({description: 'Skip the confirmation prompt (for scripts and cron). Not enough on a production profile.', default: false}),
+    force: Flags.boolean({
+      description: 'Skip the confirmation prompt (for scripts and cron). Not enough on a production profile.',
+      default: false,
+    }),
     'show-summary': Flags.boolean({description: 'Print the status summary, even when nothing matches.', default: false}),
     confirm: Flags.string({
       description: 'On a production profile: the database (or Redis host:port) name, typed in advance for automation.',
@@ -160,7 +163,9 @@ export abstract class DestructiveCommand extends OpsCommand {
   private refuseGuessedCommand(): void {
     const typed = (globalThis as Record<symbol, unknown>)[Symbol.for('ops.unknownCommand')]
     if (typeof typed !== 'string') return
-    throw new UsageError(`"${typed}" is not an ${this.config.bin} command, and ${this.id} changes data: ${this.config.bin} does not run a destructive command it guessed. Type \`${this.config.bin} ${this.id}\` yourself.`)
+    throw new UsageError(
+      `"${typed}" is not an ${this.config.bin} command, and ${this.id} changes data: ${this.config.bin} does not run a destructive command it guessed. Type \`${this.config.bin} ${this.id}\` yourself.`,
+    )
   }
 
   private newResult(plan: Plan | undefined): DestructiveResult {
@@ -262,7 +267,9 @@ export abstract class DestructiveCommand extends OpsCommand {
       const name = resourceNameOf(plan)
       if (flags.confirm !== undefined) {
         if (flags.confirm === name) return true
-        throw new UsageError(`--confirm "${flags.confirm}" does not match "${name}", the target of production profile "${profile.name}". Nothing was changed.`)
+        throw new UsageError(
+          `--confirm "${flags.confirm}" does not match "${name}", the target of production profile "${profile.name}". Nothing was changed.`,
+        )
       }
       assertCanPrompt(`${what} on production profile "${profile.name}"`, process.stdin, [`Re-run with --confirm ${name}`])
       output.write(`WARNING: Destructive action on production profile "${profile.name}" (${plan.target}).\n`)
@@ -287,7 +294,9 @@ export abstract class DestructiveCommand extends OpsCommand {
     } catch (error) {
       result.outcome = 'vetoed'
       const reason = error instanceof Error ? error.message : String(error)
-      throw new OpsError(`Vetoed by a plugin hook: ${reason}\nNothing was changed.`, {exit: exitCodeOf(error) === ExitCode.Usage ? ExitCode.Usage : ExitCode.Failure})
+      throw new OpsError(`Vetoed by a plugin hook: ${reason}\nNothing was changed.`, {
+        exit: exitCodeOf(error) === ExitCode.Usage ? ExitCode.Usage : ExitCode.Failure,
+      })
     }
   }
 
@@ -339,7 +348,10 @@ export abstract class DestructiveCommand extends OpsCommand {
       const partial = (error as {results?: StepResult[]}).results ?? []
       const done = partial.reduce((sum, s) => sum + s.done, 0)
       const message = error instanceof Error ? error.message : String(error)
-      throw new OpsError(`${message}\n${count(done)} of ${count(result.planned)} ${result.noun} were done before the failure; the batch that failed was rolled back. Run the same command again to finish.`, {cause: error})
+      throw new OpsError(
+        `${message}\n${count(done)} of ${count(result.planned)} ${result.noun} were done before the failure; the batch that failed was rolled back. Run the same command again to finish.`,
+        {cause: error},
+      )
     } finally {
       process.off('SIGINT', onSignal)
       process.off('SIGTERM', onSignal)

@@ -25,7 +25,11 @@ export function duration(ms: number): string {
 export function table(header: string[], rows: (string | number)[][]): string[] {
   const cells = [header, ...rows.map((r) => r.map(String))]
   const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)))
-  const line = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join(' ').trimEnd()
+  const line = (r: string[]) =>
+    r
+      .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i])))
+      .join(' ')
+      .trimEnd()
   return [line(header), widths.map((w) => '-'.repeat(w)).join(' '), ...cells.slice(1).map(line)]
 }
 

@@ -70,7 +70,7 @@ export class ProfileStore {
     file.profiles[name] = {
       settings,
       production: update.production ?? current.production,
-      ...(update.description ?? current.description ? {description: update.description ?? current.description} : {}),
+      ...((update.description ?? current.description) ? {description: update.description ?? current.description} : {}),
     }
     this.write(file)
     return {name, ...file.profiles[name]}

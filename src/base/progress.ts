@@ -62,7 +62,8 @@ export class RateMeter {
   describe(progress: Progress): string {
     const {text, elapsed, rate} = this.counter(progress)
     const parts = [text, `${count(Math.round(rate))}/s`]
-    if (this.total !== undefined && rate > 0 && progress.done < this.total) parts.push(`ETA ${duration(((this.total - progress.done) * 1000) / rate)}`)
+    if (this.total !== undefined && rate > 0 && progress.done < this.total)
+      parts.push(`ETA ${duration(((this.total - progress.done) * 1000) / rate)}`)
     parts.push(`elapsed ${duration(elapsed)}`)
     if (progress.batch) parts.push(describeBatch(progress.batch))
     if (progress.note) parts.push(progress.note)
@@ -96,7 +97,10 @@ const ICON: Record<StepEnd | 'failed' | 'started' | 'output', string> = {
  * not started. Without a TTY the same lines are printed plainly, throttled so a
  * million-row run prints a line a second, not a line a batch.
  */
-export async function runSteps(steps: Step[], options: {mode: RenderMode; signal: AbortSignal; stream?: NodeJS.WritableStream}): Promise<StepResult[]> {
+export async function runSteps(
+  steps: Step[],
+  options: {mode: RenderMode; signal: AbortSignal; stream?: NodeJS.WritableStream},
+): Promise<StepResult[]> {
   const {signal, mode} = options
   const stream = options.stream ?? process.stdout
   const results: StepResult[] = steps.map((s) => ({title: s.title, done: 0, durationMs: 0, completed: false}))
@@ -147,7 +151,10 @@ export async function runSteps(steps: Step[], options: {mode: RenderMode; signal
   return results
 }
 
-async function runWithListr(steps: Step[], runOne: (i: number, show: (text: string) => void) => Promise<{end: StepEnd; line: string}>): Promise<void> {
+async function runWithListr(
+  steps: Step[],
+  runOne: (i: number, show: (text: string) => void) => Promise<{end: StepEnd; line: string}>,
+): Promise<void> {
   const listr = new Listr(
     steps.map((step, i) => ({
       title: step.title,

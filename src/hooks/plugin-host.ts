@@ -17,7 +17,9 @@ import {pathToFileURL} from 'node:url'
  * not import `ops-cli` at its top level (init hooks run side by side).
  */
 const hook: Hook<'init'> = async function () {
-  const stranded = this.config.getPluginsList().filter((plugin) => (plugin.type === 'user' || plugin.type === 'link') && !findsHost(plugin.root))
+  const stranded = this.config
+    .getPluginsList()
+    .filter((plugin) => (plugin.type === 'user' || plugin.type === 'link') && !findsHost(plugin.root))
   if (stranded.length === 0) return
   register('./host-resolver.js', {
     parentURL: import.meta.url,

@@ -106,10 +106,18 @@ const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
  * Runs ops on a real pseudo-terminal (util-linux `script`), answers the first
  * prompt (by default the "(yes/no)" one) with `answer`, and returns the transcript.
  */
-export async function runOpsInTty(args: string[], answer: string, options: RunOptions & {prompt?: string | RegExp} = {}): Promise<RunResult> {
+export async function runOpsInTty(
+  args: string[],
+  answer: string,
+  options: RunOptions & {prompt?: string | RegExp} = {},
+): Promise<RunResult> {
   needPackage('bsdutils')
   const command = [NODE, ...nodeArgs(options.entry), ...args].map(shellQuote).join(' ')
-  const child = spawn('script', ['-qefc', command, '/dev/null'], {cwd: ROOT, env: {...childEnv(options.env), CI: undefined, TERM: 'xterm'}, stdio: ['pipe', 'pipe', 'pipe']})
+  const child = spawn('script', ['-qefc', command, '/dev/null'], {
+    cwd: ROOT,
+    env: {...childEnv(options.env), CI: undefined, TERM: 'xterm'},
+    stdio: ['pipe', 'pipe', 'pipe'],
+  })
   const done = collect(child, options.timeoutMs)
   await waitForOutput(child, options.prompt ?? '(yes/no)')
   child.stdin?.write(`${answer}\r`)
@@ -155,13 +163,27 @@ export class Screen {
     // The shell outlives Ctrl-C (a trap with a command is not inherited) to write down ops' exit code.
     const ops = `env -i ${env.join(' ')} TERM=tmux-256color ${[NODE, ...nodeArgs(options.entry), ...args].map(shellQuote).join(' ')}`
     const command = `trap true INT; cd ${shellQuote(ROOT)} && ${ops}; echo $? > ${shellQuote(join(screen.dir, 'exit-code'))}`
-    await screen.tmux(['-f', config, 'new-session', '-d', '-s', screen.session, '-x', String(options.width ?? 120), '-y', String(options.height ?? 35), command])
+    await screen.tmux([
+      '-f',
+      config,
+      'new-session',
+      '-d',
+      '-s',
+      screen.session,
+      '-x',
+      String(options.width ?? 120),
+      '-y',
+      String(options.height ?? 35),
+      command,
+    ])
     return screen
   }
 
   private tmux(args: string[]): Promise<string> {
     return new Promise((resolve, reject) => {
-      execFile('tmux', ['-S', this.socket, ...args], (error, stdout, stderr) => (error ? reject(new Error(`tmux ${args[0]}: ${stderr || error.message}`)) : resolve(stdout)))
+      execFile('tmux', ['-S', this.socket, ...args], (error, stdout, stderr) =>
+        error ? reject(new Error(`tmux ${args[0]}: ${stderr || error.message}`)) : resolve(stdout),
+      )
     })
   }
 

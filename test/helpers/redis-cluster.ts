@@ -58,7 +58,9 @@ export async function freshRedisCluster(): Promise<RedisCluster> {
     const extra = ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${i}.conf`, '--cluster-node-timeout', '5000']
     nodes.push(await startRedisFromBinary(binary, extra, dir, await freeClusterPort()))
   }
-  execFileSync(cli, ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {stdio: 'pipe'})
+  execFileSync(cli, ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
+    stdio: 'pipe',
+  })
   await waitFor('Redis Cluster', async () => {
     for (const node of nodes) {
       const client = new Redis(node.port, '127.0.0.1', {lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null})

@@ -23,7 +23,12 @@ const VERDACCIO = join(dirname(require.resolve('verdaccio/package.json')), 'bin'
 /** Runs the tests' npm with `env` as its whole environment; rejects with npm's output on failure (or after 8 minutes). */
 export async function npm(args: string[], options: {cwd?: string; env: NodeJS.ProcessEnv}): Promise<string> {
   try {
-    const {stdout} = await run(process.execPath, [NPM, ...args], {cwd: options.cwd ?? tmpdir(), env: options.env, maxBuffer: 64 << 20, timeout: 480_000})
+    const {stdout} = await run(process.execPath, [NPM, ...args], {
+      cwd: options.cwd ?? tmpdir(),
+      env: options.env,
+      maxBuffer: 64 << 20,
+      timeout: 480_000,
+    })
     return stdout
   } catch (error) {
     const {stdout, stderr} = error as {stdout?: string; stderr?: string}
@@ -68,7 +73,9 @@ export async function startRegistry(): Promise<Registry> {
   }
   // JSON is YAML: verdaccio reads it as its config.yaml.
   writeFileSync(join(dir, 'config.yaml'), JSON.stringify(config, null, 2))
-  const child = spawn(process.execPath, [VERDACCIO, '--config', join(dir, 'config.yaml'), '--listen', `127.0.0.1:${port}`], {stdio: ['ignore', 'pipe', 'pipe']})
+  const child = spawn(process.execPath, [VERDACCIO, '--config', join(dir, 'config.yaml'), '--listen', `127.0.0.1:${port}`], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let log = ''
   const keep = (chunk: Buffer) => (log = (log + chunk.toString()).slice(-4000))
   child.stdout?.on('data', keep)
@@ -100,7 +107,10 @@ async function waitUntilUp(url: string, child: ChildProcess, log: () => string):
   const deadline = Date.now() + 60_000
   for (;;) {
     if (child.exitCode !== null) throw new Error(`verdaccio exited with ${child.exitCode}: ${log()}`)
-    const ok = await fetch(new URL('-/ping', url)).then((r) => r.ok, () => false)
+    const ok = await fetch(new URL('-/ping', url)).then(
+      (r) => r.ok,
+      () => false,
+    )
     if (ok) return
     if (Date.now() > deadline) throw new Error(`verdaccio did not answer on ${url} within 60 s: ${log()}`)
     await new Promise((resolve) => setTimeout(resolve, 200))
@@ -174,7 +184,11 @@ export class UserMachine {
 
   /** Runs a command on a pseudo-terminal (util-linux `script`), answers the first `prompt` with `answer`. */
   async runInTty(commandLine: string, prompt: string | RegExp, answer: string): Promise<RunResult> {
-    const child = spawn('script', ['-qefc', commandLine, '/dev/null'], {cwd: this.home, env: {...this.env, CI: undefined, TERM: 'xterm'}, stdio: ['pipe', 'pipe', 'pipe']})
+    const child = spawn('script', ['-qefc', commandLine, '/dev/null'], {
+      cwd: this.home,
+      env: {...this.env, CI: undefined, TERM: 'xterm'},
+      stdio: ['pipe', 'pipe', 'pipe'],
+    })
     const done = collect(child, 60_000)
     await waitForOutput(child, prompt)
     child.stdin?.write(answer)
@@ -210,7 +224,8 @@ export async function repackaged(
   edit('package.json', (pjson) => Object.assign(pjson, change))
   edit('oclif.manifest.json', (manifest) => {
     if (change.version) manifest.version = change.version
-    if (change.name) for (const command of Object.values(manifest.commands as Record<string, {pluginName?: string}>)) command.pluginName = change.name
+    if (change.name)
+      for (const command of Object.values(manifest.commands as Record<string, {pluginName?: string}>)) command.pluginName = change.name
   })
   return root
 }

@@ -19,12 +19,20 @@ interface Requirement {
 const servers = (env: string) => () => Boolean(process.env[env]) || Boolean(process.env.DOCKER_HOST) || existsSync('/var/run/docker.sock')
 
 export const REQUIREMENTS: Requirement[] = [
-  {package: 'postgresql', for: 'throwaway PostgreSQL servers (initdb, postgres)', present: () => Boolean(which('initdb') && which('postgres')) || servers('OPS_TEST_DATABASE_URL')()},
-  {package: 'redis-server', for: 'throwaway Redis servers', present: () => Boolean(which('redis-server')) || servers('OPS_TEST_REDIS_URL')()},
+  {
+    package: 'postgresql',
+    for: 'throwaway PostgreSQL servers (initdb, postgres)',
+    present: () => Boolean(which('initdb') && which('postgres')) || servers('OPS_TEST_DATABASE_URL')(),
+  },
+  {
+    package: 'redis-server',
+    for: 'throwaway Redis servers',
+    present: () => Boolean(which('redis-server')) || servers('OPS_TEST_REDIS_URL')(),
+  },
   {package: 'bash-completion', for: 'bash completion of command ids with ":"', present: () => existsSync(BASH_COMPLETION)},
   {package: 'zsh', for: 'the zsh completion tests', present: () => Boolean(which('zsh'))},
   {package: 'tmux', for: 'the tests that read a terminal screen', present: () => Boolean(which('tmux'))},
-  {package: 'bsdutils', for: 'util-linux script, the prompt tests\' pseudo-terminal', present: () => Boolean(which('script'))},
+  {package: 'bsdutils', for: "util-linux script, the prompt tests' pseudo-terminal", present: () => Boolean(which('script'))},
   {package: 'openssl', for: 'the Redis TLS tests (pending without it)', present: () => Boolean(which('openssl'))},
 ]
 

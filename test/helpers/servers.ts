@@ -69,7 +69,13 @@ function pgBinDirs(): string[] {
   const root = '/usr/lib/postgresql'
   if (!existsSync(root)) return []
   try {
-    return execFileSync('ls', ['-1', root]).toString().trim().split('\n').sort().reverse().map((v) => join(root, v, 'bin'))
+    return execFileSync('ls', ['-1', root])
+      .toString()
+      .trim()
+      .split('\n')
+      .sort()
+      .reverse()
+      .map((v) => join(root, v, 'bin'))
   } catch {
     return []
   }
@@ -141,7 +147,9 @@ async function startPostgres(): Promise<PostgresServer> {
 /** PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user. */
 export function postgresUser(): {uid: number; gid: number} | undefined {
   if (process.getuid?.() !== 0) return undefined
-  const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('postgres:'))
+  const line = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('postgres:'))
   if (!line) throw new Error('Running as root and there is no postgres user to run the throwaway PostgreSQL server as.')
   const [, , uid, gid] = line.split(':')
   return {uid: Number(uid), gid: Number(gid)}
@@ -157,8 +165,24 @@ async function startPostgresFromBinaries(initdb: string, postgres: string): Prom
   const port = await freePort()
   const child = spawn(
     postgres,
-    ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off',
-      '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=200'],
+    [
+      '-D',
+      data,
+      '-p',
+      String(port),
+      '-k',
+      dir,
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'fsync=off',
+      '-c',
+      'synchronous_commit=off',
+      '-c',
+      'full_page_writes=off',
+      '-c',
+      'max_connections=200',
+    ],
     {...as, stdio: ['ignore', 'ignore', 'pipe']},
   )
   let log = ''
@@ -330,10 +354,37 @@ export async function freshRedisWithTls(): Promise<TlsRedisServer | undefined> {
   openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=ops test CA')
   openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1')
   writeFileSync(join(dir, 'san.cnf'), 'subjectAltName=IP:127.0.0.1\n')
-  openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.cnf')
+  openssl(
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'ca.pem',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    'server.pem',
+    '-days',
+    '2',
+    '-extfile',
+    'san.cnf',
+  )
   const tlsPort = await freePort()
   const file = (name: string) => join(dir, name)
-  const tls = ['--tls-port', String(tlsPort), '--tls-cert-file', file('server.pem'), '--tls-key-file', file('server.key'), '--tls-ca-cert-file', file('ca.pem'), '--tls-auth-clients', 'no']
+  const tls = [
+    '--tls-port',
+    String(tlsPort),
+    '--tls-cert-file',
+    file('server.pem'),
+    '--tls-key-file',
+    file('server.key'),
+    '--tls-ca-cert-file',
+    file('ca.pem'),
+    '--tls-auth-clients',
+    'no',
+  ]
   try {
     const server = await startRedisFromBinary(binary, tls, dir)
     stops.push(async () => rmSync(dir, {recursive: true, force: true}))

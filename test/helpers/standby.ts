@@ -42,7 +42,17 @@ export async function startPostmaster(dir: string, data: string, settings: Recor
   if (!postgres) throw new Error('postgres is not on PATH')
   const user = postgresUser()
   const port = await freePort()
-  const args = ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])]
+  const args = [
+    '-D',
+    data,
+    '-p',
+    String(port),
+    '-k',
+    dir,
+    '-c',
+    'listen_addresses=127.0.0.1',
+    ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
+  ]
   const child = spawn(postgres, args, {...(user ? {uid: user.uid, gid: user.gid} : {}), stdio: ['ignore', 'ignore', 'pipe']})
   let log = ''
   child.stderr?.on('data', (chunk: Buffer) => (log = (log + chunk.toString()).slice(-4000)))
@@ -84,9 +94,28 @@ export async function startStandby(): Promise<Standby | undefined> {
   const {port} = new URL(primary.adminUrl)
   const dir = serverDirectory('ops-test-standby-')
   const data = join(dir, 'data')
-  runAsServerUser(basebackup, ['-h', '127.0.0.1', '-p', port, '-U', 'postgres', '-D', data, '-R', '-X', 'stream', '--checkpoint=fast', '--no-sync'])
+  runAsServerUser(basebackup, [
+    '-h',
+    '127.0.0.1',
+    '-p',
+    port,
+    '-U',
+    'postgres',
+    '-D',
+    data,
+    '-R',
+    '-X',
+    'stream',
+    '--checkpoint=fast',
+    '--no-sync',
+  ])
   // Status every second, so the primary's pg_stat_replication sees replay move (or not) quickly; max_connections as the primary's (a standby needs at least as many).
-  const server = await startPostmaster(dir, data, {hot_standby: 'on', wal_receiver_status_interval: '1s', fsync: 'off', max_connections: '200'})
+  const server = await startPostmaster(dir, data, {
+    hot_standby: 'on',
+    wal_receiver_status_interval: '1s',
+    fsync: 'off',
+    max_connections: '200',
+  })
   return {
     ...server,
     async caughtUp(primaryUrl: string) {

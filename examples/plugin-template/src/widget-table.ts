@@ -81,7 +81,9 @@ export class WidgetTable {
 
   /** Total rows and the age range, for --show-summary. */
   async summary(): Promise<{rows: number; oldest: Date | null; newest: Date | null}> {
-    const {rows} = await this.client.query(`SELECT count(*)::int AS n, min(${this.column}) AS oldest, max(${this.column}) AS newest FROM ${this.sqlName}`)
+    const {rows} = await this.client.query(
+      `SELECT count(*)::int AS n, min(${this.column}) AS oldest, max(${this.column}) AS newest FROM ${this.sqlName}`,
+    )
     return {rows: rows[0].n, oldest: rows[0].oldest, newest: rows[0].newest}
   }
 }

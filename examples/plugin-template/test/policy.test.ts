@@ -3,13 +3,27 @@ import type {Plan, PlanHookOptions} from 'ops-cli/base'
 
 import {isUnbounded, vetoReason} from '../src/index.js'
 
-const plan = (count: number, filters: Record<string, unknown>): Plan => ({store: 'PostgreSQL', target: 'postgres://db/app', noun: 'TaskManager records', count, filters})
-const options = (p: Plan, extra: Partial<PlanHookOptions> = {}): PlanHookOptions => ({command: 'taskmanager:clear', plan: p, dryRun: false, force: true, ...extra})
+const plan = (count: number, filters: Record<string, unknown>): Plan => ({
+  store: 'PostgreSQL',
+  target: 'postgres://db/app',
+  noun: 'TaskManager records',
+  count,
+  filters,
+})
+const options = (p: Plan, extra: Partial<PlanHookOptions> = {}): PlanHookOptions => ({
+  command: 'taskmanager:clear',
+  plan: p,
+  dryRun: false,
+  force: true,
+  ...extra,
+})
 const production = {profile: {name: 'prod', production: true}}
 
 describe('the acme veto policy', () => {
   it('calls a plan unbounded when no filter narrows it: --status ALL, nothing given, only the table', () => {
-    expect(isUnbounded({status: 'ALL', taskModule: null, taskName: null, olderThan: null, table: 'task_manager_taskmanager'})).to.equal(true)
+    expect(isUnbounded({status: 'ALL', taskModule: null, taskName: null, olderThan: null, table: 'task_manager_taskmanager'})).to.equal(
+      true,
+    )
     expect(isUnbounded({status: null, taskModule: null})).to.equal(true)
     expect(isUnbounded({table: 'widgets', olderThanMs: null, createdBefore: null})).to.equal(true)
     expect(isUnbounded({pattern: '*'})).to.equal(true)
@@ -30,7 +44,9 @@ describe('the acme veto policy', () => {
   })
 
   it('refuses more rows than OPS_WIDGETS_MAX_ROWS, and exactly that many is fine', () => {
-    expect(vetoReason(options(plan(1001, {status: 'DONE'})), {OPS_WIDGETS_MAX_ROWS: '1000'})).to.match(/plans 1,001 TaskManager records, more than OPS_WIDGETS_MAX_ROWS=1,000/)
+    expect(vetoReason(options(plan(1001, {status: 'DONE'})), {OPS_WIDGETS_MAX_ROWS: '1000'})).to.match(
+      /plans 1,001 TaskManager records, more than OPS_WIDGETS_MAX_ROWS=1,000/,
+    )
     expect(vetoReason(options(plan(1000, {status: 'DONE'})), {OPS_WIDGETS_MAX_ROWS: '1000'})).to.equal(undefined)
     expect(vetoReason(options(plan(1, {})), {OPS_WIDGETS_MAX_ROWS: 'many'})).to.match(/must be a whole number/)
   })

@@ -46,7 +46,8 @@ export class Ops {
   /** Runs `ops ARGS` with stdin closed (never a TTY). */
   run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
     const childEnv: NodeJS.ProcessEnv = {...process.env, ...this.env, NO_COLOR: '1', CI: '1', ...env}
-    for (const key of ['DATABASE_URL', 'OPS_PROFILE', 'OPS_WIDGETS_MAX_ROWS', 'OPS_WIDGETS_NOTIFY_FILE']) if (!(key in env)) delete childEnv[key]
+    for (const key of ['DATABASE_URL', 'OPS_PROFILE', 'OPS_WIDGETS_MAX_ROWS', 'OPS_WIDGETS_NOTIFY_FILE'])
+      if (!(key in env)) delete childEnv[key]
     const child = spawn(process.execPath, [HOST_BIN, ...args], {env: childEnv, stdio: ['pipe', 'pipe', 'pipe']})
     child.stdin.end()
     let stdout = ''

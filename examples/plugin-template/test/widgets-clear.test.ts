@@ -90,14 +90,20 @@ describe('widgets:clear (linked into ops)', function () {
 
   describe('hooks', () => {
     const notifyFile = () => join(ops.home, `notify-${Date.now()}.jsonl`)
-    const lines = (file: string) => readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    const lines = (file: string) =>
+      readFileSync(file, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l))
 
     it('ops:plan vetoes a plan over OPS_WIDGETS_MAX_ROWS: exit 1, the reason printed, nothing deleted; ops:result records it', async () => {
       const before = await rows()
       const file = notifyFile()
       const result = await ops.run(clear('--older-than', '7d', '--force'), {OPS_WIDGETS_MAX_ROWS: '100', OPS_WIDGETS_NOTIFY_FILE: file})
       expect(result.code).to.equal(1)
-      expect(oneLine(result.stderr)).to.contain('Vetoed by a plugin hook: acme policy: widgets:clear plans 120 rows of widgets, more than OPS_WIDGETS_MAX_ROWS=100')
+      expect(oneLine(result.stderr)).to.contain(
+        'Vetoed by a plugin hook: acme policy: widgets:clear plans 120 rows of widgets, more than OPS_WIDGETS_MAX_ROWS=100',
+      )
       expect(await rows()).to.deep.equal(before)
       expect(lines(file)).to.deep.equal([{command: 'widgets:clear', outcome: 'vetoed', planned: 120, done: 0}])
     })
@@ -127,7 +133,17 @@ describe('widgets:clear (linked into ops)', function () {
       expect(unbounded.code).to.equal(1)
       expect(oneLine(unbounded.stderr)).to.contain('every one of the rows of widgets on production profile "prod"')
       expect(await rows()).to.have.length(150)
-      const bounded = await ops.run(['widgets:clear', '--table', 'widgets', '--older-than', '7d', '--profile', 'prod', '--confirm', database])
+      const bounded = await ops.run([
+        'widgets:clear',
+        '--table',
+        'widgets',
+        '--older-than',
+        '7d',
+        '--profile',
+        'prod',
+        '--confirm',
+        database,
+      ])
       expect(bounded.code, bounded.stderr).to.equal(0)
       expect(await rows()).to.have.length(30)
     })

@@ -78,14 +78,25 @@ export class ArchiveTable {
   static async inspect(client: pg.Client, text: string, task: TableName): Promise<ArchiveTable> {
     const parsed = parseTableName(text)
     const table = {schema: parsed.schema ?? task.schema, name: parsed.name}
-    if (table.schema === task.schema && table.name === task.name) throw new UsageError(`The archive table cannot be the TaskManager table itself (${task.schema}.${task.name}).`)
+    if (table.schema === task.schema && table.name === task.name)
+      throw new UsageError(`The archive table cannot be the TaskManager table itself (${task.schema}.${task.name}).`)
     const {rows: schema} = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [table.schema])
-    if (schema.length === 0) throw new UsageError(`Schema "${table.schema}" of the archive table ${table.schema}.${table.name} does not exist; create it first or name another schema.`)
+    if (schema.length === 0)
+      throw new UsageError(
+        `Schema "${table.schema}" of the archive table ${table.schema}.${table.name} does not exist; create it first or name another schema.`,
+      )
     const taskColumns = await columnsOf(client, task)
     const {rows} = await client.query(`SELECT c.relkind FROM pg_class c WHERE c.oid = to_regclass($1)`, [qualified(table)])
-    const archive = new ArchiveTable(client, table, task, taskColumns.map((c) => c.name), rows.length > 0)
+    const archive = new ArchiveTable(
+      client,
+      table,
+      task,
+      taskColumns.map((c) => c.name),
+      rows.length > 0,
+    )
     if (rows.length > 0) {
-      if (!['r', 'p'].includes(rows[0].relkind)) throw new UsageError(`${archive.displayName} exists and is not a table; name another archive table.`)
+      if (!['r', 'p'].includes(rows[0].relkind))
+        throw new UsageError(`${archive.displayName} exists and is not a table; name another archive table.`)
       archive.check(taskColumns, await columnsOf(client, table))
     }
     return archive

@@ -25,7 +25,8 @@ export class Archive {
     try {
       await access(full, constants.W_OK)
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new UsageError(`Cannot write the archive ${full}: ${(error as Error).message}`)
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw new UsageError(`Cannot write the archive ${full}: ${(error as Error).message}`)
       try {
         await access(dirname(full), constants.W_OK)
       } catch (inner) {

@@ -105,7 +105,10 @@ export async function* deleteInBatches(work: BatchWork, plan: BatchPlan, signal:
     stats.stillMatching = await work.countStillMatching()
     if (stats.stoppedBy === 'max-runtime') return
     if (stats.stillMatching === 0 || stats.passes >= MAX_PASSES) break
-    yield {done: stats.deleted, note: `${count(stats.stillMatching)} rows changed or were locked when their batch came and still match: walking again`}
+    yield {
+      done: stats.deleted,
+      note: `${count(stats.stillMatching)} rows changed or were locked when their batch came and still match: walking again`,
+    }
     await sleep(100)
   }
   stats.stoppedBy = 'completed'
@@ -214,7 +217,11 @@ async function walkRange(
     if (outcome.scannedTo === undefined) return
     afterId = outcome.scannedTo
     const skipped = stats.skipped > 0 ? `, ${count(stats.skipped)} skipped (changed or locked)` : ''
-    await push({done: stats.deleted, batch: {number: stats.batches, size: outcome.deleted, ms: elapsed}, note: `last id ${afterId}${skipped}`})
+    await push({
+      done: stats.deleted,
+      batch: {number: stats.batches, size: outcome.deleted, ms: elapsed},
+      note: `last id ${afterId}${skipped}`,
+    })
     if (plan.targetMs > 0) size = nextSize(size, elapsed, plan.targetMs, plan.maxBatchSize)
     stats.batchSize = size
     if (plan.sleepMs > 0 && !signal.aborted) await sleep(plan.sleepMs)
@@ -250,7 +257,9 @@ function explain(error: unknown): unknown {
     )
   }
   if (e.code === '57P01' || e.code === '57P02' || e.code === '57P03' || /Connection terminated|ECONNRESET/i.test(e.message ?? '')) {
-    return new OpsError(`The database connection was lost (${e.message}). The batch in flight was rolled back by the server.`, {cause: error})
+    return new OpsError(`The database connection was lost (${e.message}). The batch in flight was rolled back by the server.`, {
+      cause: error,
+    })
   }
   return error
 }

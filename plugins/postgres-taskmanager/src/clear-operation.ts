@@ -77,7 +77,8 @@ export function chooseMethod(matching: number, useCursor: boolean, useOrm = fals
 function describeForeignKey(fk: ReferencingForeignKey, table: TableName): string {
   const what = `${fk.table.schema}.${fk.table.name}(${fk.columns.join(', ')}) references ${table.schema}.${table.name} (constraint ${fk.constraint}, ON DELETE ${fk.onDelete})`
   if (fk.onDelete === 'CASCADE') return `${what}: its rows pointing at deleted records will be deleted too.`
-  if (fk.onDelete === 'SET NULL' || fk.onDelete === 'SET DEFAULT') return `${what}: its rows pointing at deleted records will be changed (${fk.onDelete}).`
+  if (fk.onDelete === 'SET NULL' || fk.onDelete === 'SET DEFAULT')
+    return `${what}: its rows pointing at deleted records will be changed (${fk.onDelete}).`
   return `${what}: ops does not delete from it, so a batch containing a referenced record fails and is rolled back.`
 }
 
@@ -112,7 +113,10 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
     const foreignKeys = await table.referencingForeignKeys()
     const watcherLinks = matching > 0 ? await table.countWatcherLinks(filter) : 0
     const {method, reason} = chooseMethod(matching, this.options.useCursor, this.options.useOrm)
-    const sizing = this.options.targetBatchMs > 0 ? `starting at ${count(this.options.batchSize)}, adapted toward ${this.options.targetBatchMs}ms per batch` : 'fixed size'
+    const sizing =
+      this.options.targetBatchMs > 0
+        ? `starting at ${count(this.options.batchSize)}, adapted toward ${this.options.targetBatchMs}ms per batch`
+        : 'fixed size'
     const how = method === 'raw-sql' ? 'raw SQL (pg)' : 'TypeORM'
     const workers = this.workers
     const details = [
@@ -122,9 +126,13 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
       ...this.throttleLines(),
     ]
     const links = foreignKeys.filter((fk) => fk.isWatcherLink)
-    if (links.length) details.push(`Watcher links: ${count(watcherLinks)} rows of ${links.map((fk) => `${fk.table.schema}.${fk.table.name}`).join(', ')} are deleted in the same transactions`)
+    if (links.length)
+      details.push(
+        `Watcher links: ${count(watcherLinks)} rows of ${links.map((fk) => `${fk.table.schema}.${fk.table.name}`).join(', ')} are deleted in the same transactions`,
+      )
     if (this.archiveTable) details.push(this.archiveTable.describe(matching))
-    if (this.options.archive) details.push(`Archive: each deleted row is appended as a JSON line to ${this.options.archive} before its batch commits`)
+    if (this.options.archive)
+      details.push(`Archive: each deleted row is appended as a JSON line to ${this.options.archive} before its batch commits`)
     return {
       store: 'PostgreSQL',
       target: this.db.maskedUrl,
@@ -160,11 +168,14 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
     const {maxReplicaLagMs, replicaUrls = [], pauseOnAutovacuum, maxRuntimeMs} = this.options
     const lines: string[] = []
     if (maxReplicaLagMs !== undefined) {
-      const where = ['pg_stat_replication on the primary', ...(replicaUrls.length ? [`${replicaUrls.length} --replica-url`] : [])].join(' and ')
+      const where = ['pg_stat_replication on the primary', ...(replicaUrls.length ? [`${replicaUrls.length} --replica-url`] : [])].join(
+        ' and ',
+      )
       lines.push(`Pausing between batches while a replica lags more than ${lagText(maxReplicaLagMs)} (measured from ${where})`)
     }
     if (pauseOnAutovacuum) lines.push('Pausing between batches while autovacuum (or VACUUM) works on the table')
-    if (maxRuntimeMs !== undefined) lines.push(`Starting no batch after ${duration(maxRuntimeMs)}; what is left is reported and a re-run finishes it`)
+    if (maxRuntimeMs !== undefined)
+      lines.push(`Starting no batch after ${duration(maxRuntimeMs)}; what is left is reported and a re-run finishes it`)
     return lines
   }
 
@@ -201,7 +212,13 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
       plan.messages.success = outcomeLine(stats, plan, this.options.maxRuntimeMs)
     }
     const how = plan.method === 'raw-sql' ? 'raw SQL' : 'TypeORM'
-    return [{title: `Deleting TaskManager records from ${qualified(this.db.table.table)} (${how})`, total: plan.count, run: (signal) => run.call(this, signal)}]
+    return [
+      {
+        title: `Deleting TaskManager records from ${qualified(this.db.table.table)} (${how})`,
+        total: plan.count,
+        run: (signal) => run.call(this, signal),
+      },
+    ]
   }
 
   /** One deleter per worker, each on its own connection (a single raw-SQL worker uses the main one). */
@@ -232,7 +249,9 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
   }
 
   private async throttle(): Promise<Throttle> {
-    const replicas = await Promise.all((this.options.replicaUrls ?? []).map((url) => ReplicaProbe.connect(url, `${APPLICATION_NAME} (replica lag)`)))
+    const replicas = await Promise.all(
+      (this.options.replicaUrls ?? []).map((url) => ReplicaProbe.connect(url, `${APPLICATION_NAME} (replica lag)`)),
+    )
     for (const replica of replicas) this.closers.push(() => replica.close())
     return new Throttle({
       primary: new PrimaryHealth(this.db.client),
@@ -261,7 +280,8 @@ function outcomeLine(stats: BatchStats, plan: ClearPlan, maxRuntimeMs?: number):
   const skipped = stats.skipped > 0 ? `${count(stats.skipped)} skipped because they changed or were locked when their batch came` : ''
   const left = stats.stillMatching ?? 0
   if (stats.stoppedBy === 'max-runtime') {
-    const rest = left > 0 ? `${count(left)} matching rows are left; run the same command again (in the next window) to finish` : 'none is left'
+    const rest =
+      left > 0 ? `${count(left)} matching rows are left; run the same command again (in the next window) to finish` : 'none is left'
     return `Stopped by --max-runtime ${duration(maxRuntimeMs ?? 0)}: deleted ${deleted}${skipped ? `, ${skipped}` : ''}; ${rest}.`
   }
   if (left > 0) return `Deleted ${deleted}${skipped ? `, ${skipped}` : ''}; ${count(left)} rows still match the filter.`

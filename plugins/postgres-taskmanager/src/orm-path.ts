@@ -102,7 +102,12 @@ export class TaskManagerOrm implements BatchDeleter {
     private readonly links: EntitySchema<WatcherLinkRow>[],
   ) {}
 
-  static async connect(url: string, table: TableName, foreignKeys: ReferencingForeignKey[], applicationName: string): Promise<TaskManagerOrm> {
+  static async connect(
+    url: string,
+    table: TableName,
+    foreignKeys: ReferencingForeignKey[],
+    applicationName: string,
+  ): Promise<TaskManagerOrm> {
     const task = taskManagerEntity(table)
     const links = foreignKeys.filter((fk) => fk.isWatcherLink).map(watcherLinkEntity)
     const source = new DataSource({
@@ -153,9 +158,15 @@ export class TaskManagerOrm implements BatchDeleter {
         await runner.commitTransaction()
         return {candidates: 0, deleted: 0, skipped: 0, links: 0}
       }
-      const lock = matching(runner.manager.createQueryBuilder(this.task, 't').select('t.id', 'id').where('t.id = ANY(:candidates)', {candidates}))
+      const lock = matching(
+        runner.manager.createQueryBuilder(this.task, 't').select('t.id', 'id').where('t.id = ANY(:candidates)', {candidates}),
+      )
       if (request.withRows) lock.addSelect('row_to_json(t)::text', 'row')
-      const locked = await lock.orderBy('t.id', 'ASC').setLock('pessimistic_write').setOnLocked('skip_locked').getRawMany<{id: string; row?: string}>()
+      const locked = await lock
+        .orderBy('t.id', 'ASC')
+        .setLock('pessimistic_write')
+        .setOnLocked('skip_locked')
+        .getRawMany<{id: string; row?: string}>()
       const ids = locked.map((r) => String(r.id))
       let links = 0
       let deleted = 0

@@ -119,7 +119,9 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
       )
     }
     if (existing > 0) {
-      details.push(`Skipped: ${count(existing)} matching rows whose id already exists in ${table.displayName} (never overwritten${this.archive ? '; they stay in the archive table' : ''})`)
+      details.push(
+        `Skipped: ${count(existing)} matching rows whose id already exists in ${table.displayName} (never overwritten${this.archive ? '; they stay in the archive table' : ''})`,
+      )
     }
     details.push('Rows come back with their original ids and values')
     if (target.sequence) details.push(`Sequence: ${target.sequence} is moved past the greatest restored id whenever it is behind it`)
@@ -155,7 +157,13 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
 
   steps(plan: RestorePlan): Step[] {
     const from = this.archive ? this.archive.displayName : this.file!.path
-    return [{title: `Restoring TaskManager records into ${this.db.table.displayName} from ${from}`, total: plan.count, run: (signal) => this.restore(signal, plan.data.execution)}]
+    return [
+      {
+        title: `Restoring TaskManager records into ${this.db.table.displayName} from ${from}`,
+        total: plan.count,
+        run: (signal) => this.restore(signal, plan.data.execution),
+      },
+    ]
   }
 
   /** One committed transaction per batch; stops between batches when `signal` aborts, so a re-run finds what is left. */
@@ -191,7 +199,11 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
       stats.skipped += outcome.skipped
       if (outcome.lastId !== undefined) afterId = outcome.lastId
       const skipped = stats.skipped > 0 ? `, ${count(stats.skipped)} skipped (id exists)` : ''
-      yield {done: stats.restored, batch: {number: stats.batches, size: outcome.restored, ms: performance.now() - started}, note: `last id ${afterId}${skipped}`}
+      yield {
+        done: stats.restored,
+        batch: {number: stats.batches, size: outcome.restored, ms: performance.now() - started},
+        note: `last id ${afterId}${skipped}`,
+      }
       if (outcome.lastId === undefined || !outcome.full) break
       if (this.options.sleepMs && !signal.aborted) await new Promise((resolve) => setTimeout(resolve, this.options.sleepMs))
     }

@@ -46,7 +46,10 @@ export class RestoreTarget {
    */
   async keepSequenceAhead(maxId: string | undefined): Promise<void> {
     if (!this.sequence || maxId === undefined) return
-    await this.client.query(`SELECT setval($1::regclass, $2::bigint) WHERE $2::bigint >= coalesce(pg_sequence_last_value($1::regclass), 0)`, [this.sequence, maxId])
+    await this.client.query(
+      `SELECT setval($1::regclass, $2::bigint) WHERE $2::bigint >= coalesce(pg_sequence_last_value($1::regclass), 0)`,
+      [this.sequence, maxId],
+    )
   }
 
   /** Of these JSON lines, the ids that match the filter, and whether each id is already in the table. */

@@ -37,15 +37,28 @@ export function stuckReport({hours, cutoff, groups, limit, width}: StuckReportIn
     const statuses = Object.entries(g.byStatus)
       .map(([status, n]) => `${status} ${count(n)}`)
       .join(', ')
-    lines.push(...wrap(`${g.taskModule}.${g.taskName}: ${plural(g.count, 'record')} (${statuses}), oldest last_run ${when(g.oldestLastRun)}`, width, '    '))
+    lines.push(
+      ...wrap(
+        `${g.taskModule}.${g.taskName}: ${plural(g.count, 'record')} (${statuses}), oldest last_run ${when(g.oldestLastRun)}`,
+        width,
+        '    ',
+      ),
+    )
     for (const s of g.samples) {
-      lines.push(fit(`  id ${s.id}  ${s.status}  last_run ${when(s.lastRun)}  attempts ${s.attempts}  task_id ${s.taskId}  arguments ${JSON.stringify(s.arguments)}`, width))
+      lines.push(
+        fit(
+          `  id ${s.id}  ${s.status}  last_run ${when(s.lastRun)}  attempts ${s.attempts}  task_id ${s.taskId}  arguments ${JSON.stringify(s.arguments)}`,
+          width,
+        ),
+      )
     }
   }
   const rest = groups.slice(limit)
   if (rest.length > 0) {
     const restCount = rest.reduce((sum, g) => sum + g.count, 0)
-    lines.push(`+${plural(rest.length, 'more task', 'more tasks')} (${plural(restCount, 'record')}): --limit ${groups.length} to see them all`)
+    lines.push(
+      `+${plural(rest.length, 'more task', 'more tasks')} (${plural(restCount, 'record')}): --limit ${groups.length} to see them all`,
+    )
   }
   lines.push(RULE, `Total: ${plural(total, 'stuck record')} in ${plural(groups.length, 'task')} (module and name)`)
   return lines

@@ -70,7 +70,8 @@ export interface BatchOutcome {
 const ACTIONS: Record<string, string> = {a: 'NO ACTION', r: 'RESTRICT', c: 'CASCADE', n: 'SET NULL', d: 'SET DEFAULT'}
 
 /** Django names the M2M table <app>_taskwatcher_tasks with the column taskmanager_id. */
-const isWatcherLink = (table: string, columns: string[]) => /taskwatcher_tasks$/.test(table) && columns.length === 1 && columns[0] === 'taskmanager_id'
+const isWatcherLink = (table: string, columns: string[]) =>
+  /taskwatcher_tasks$/.test(table) && columns.length === 1 && columns[0] === 'taskmanager_id'
 
 /**
  * All SQL for the Django TaskManager table (docs/taskmanager-table.md): it has no
@@ -100,7 +101,10 @@ export class TaskManagerTable {
       const {rows: db} = await client.query('SELECT current_database() AS db')
       const shown = table.schema ? `${table.schema}.${table.name}` : table.name
       throw new OpsError(`Table ${shown} does not exist in database "${db[0].db}" at ${where}.`, {
-        suggestions: ['Name the TaskManager table with --table, e.g. --table public.task_manager_taskmanager', 'Check --database-url / DATABASE_URL points at the Django database'],
+        suggestions: [
+          'Name the TaskManager table with --table, e.g. --table public.task_manager_taskmanager',
+          'Check --database-url / DATABASE_URL points at the Django database',
+        ],
       })
     }
     const found = new TaskManagerTable(client, {schema: rows[0].schema, name: rows[0].name})
@@ -223,7 +227,13 @@ export class TaskManagerTable {
       const r = rows[0]
       await request.beforeCommit?.(r.rows as string[])
       await this.client.query('COMMIT')
-      return {candidates: r.candidates, deleted: r.deleted, skipped: r.candidates - r.deleted, links: r.links, scannedTo: r.scanned_to ?? undefined}
+      return {
+        candidates: r.candidates,
+        deleted: r.deleted,
+        skipped: r.candidates - r.deleted,
+        links: r.links,
+        scannedTo: r.scanned_to ?? undefined,
+      }
     } catch (error) {
       await this.client.query('ROLLBACK').catch(() => {})
       throw error
@@ -255,7 +265,14 @@ export class TaskManagerTable {
     const groups = new Map<string, StuckGroup>()
     for (const r of rows) {
       const key = JSON.stringify([r.task_module, r.task_name])
-      const group: StuckGroup = groups.get(key) ?? {taskModule: r.task_module, taskName: r.task_name, count: 0, byStatus: {}, oldestLastRun: r.oldest.toISOString(), samples: []}
+      const group: StuckGroup = groups.get(key) ?? {
+        taskModule: r.task_module,
+        taskName: r.task_name,
+        count: 0,
+        byStatus: {},
+        oldestLastRun: r.oldest.toISOString(),
+        samples: [],
+      }
       group.count += Number(r.n)
       group.byStatus[r.status] = Number(r.n)
       if (r.oldest.toISOString() < group.oldestLastRun) group.oldestLastRun = r.oldest.toISOString()
@@ -281,7 +298,9 @@ export class TaskManagerTable {
         })
       }
     }
-    const sorted = [...groups.values()].sort((a, b) => b.count - a.count || a.taskModule.localeCompare(b.taskModule) || a.taskName.localeCompare(b.taskName))
+    const sorted = [...groups.values()].sort(
+      (a, b) => b.count - a.count || a.taskModule.localeCompare(b.taskModule) || a.taskName.localeCompare(b.taskName),
+    )
     return {cutoff: cutoff.toISOString(), groups: sorted}
   }
 }

@@ -7,7 +7,18 @@ import {expect} from 'chai'
 import pg from 'pg'
 
 import {freshDatabase} from '../../../test/helpers/servers.js'
-import {createDjangoSchema, dropDjangoSchema, insertTasks, MODULES, NAMES, rowTexts, STATUSES, taskRow, TaskRow, watch} from './helpers/django-fixture.js'
+import {
+  createDjangoSchema,
+  dropDjangoSchema,
+  insertTasks,
+  MODULES,
+  NAMES,
+  rowTexts,
+  STATUSES,
+  taskRow,
+  TaskRow,
+  watch,
+} from './helpers/django-fixture.js'
 import {archivedTexts, clearIntoArchive, placement, restoreDirect} from './helpers/archive-round-trip.js'
 
 const ARCHIVE = 'task_manager_archive'
@@ -15,7 +26,9 @@ const ARCHIVE = 'task_manager_archive'
 function population(): TaskRow[] {
   const rows: TaskRow[] = []
   for (const status of STATUSES)
-    for (const task_module of MODULES) for (const task_name of NAMES) rows.push(taskRow({status, task_module, task_name, ageDays: 2}), taskRow({status, task_module, task_name, ageDays: 45}))
+    for (const task_module of MODULES)
+      for (const task_name of NAMES)
+        rows.push(taskRow({status, task_module, task_name, ageDays: 2}), taskRow({status, task_module, task_name, ageDays: 45}))
   return rows
 }
 
@@ -36,10 +49,14 @@ describe('taskmanager:clear --archive-table and taskmanager:restore', function (
     await dropDjangoSchema(db)
     await createDjangoSchema(db)
     ids = await insertTasks(db, population())
-    await watch(db, ids.filter((_, i) => i % 5 === 0))
+    await watch(
+      db,
+      ids.filter((_, i) => i % 5 === 0),
+    )
   })
 
-  const idsWhere = async (where: string) => (await db.query(`SELECT id::text FROM task_manager_taskmanager WHERE ${where} ORDER BY id`)).rows.map((r) => r.id as string)
+  const idsWhere = async (where: string) =>
+    (await db.query(`SELECT id::text FROM task_manager_taskmanager WHERE ${where} ORDER BY id`)).rows.map((r) => r.id as string)
   const archiveCount = async (table = ARCHIVE) => (await db.query(`SELECT count(*)::int AS n FROM ${table}`)).rows[0].n as number
 
   for (const method of ['raw SQL', 'TypeORM'] as const) {
@@ -80,11 +97,15 @@ describe('taskmanager:clear --archive-table and taskmanager:restore', function (
   }
 
   it('deletes the watcher links of archived rows in the same transaction, and restore does not bring them back', async () => {
-    const linked = (await db.query('SELECT taskmanager_id::text AS id FROM task_manager_taskwatcher_tasks ORDER BY 1')).rows.map((r) => r.id)
+    const linked = (await db.query('SELECT taskmanager_id::text AS id FROM task_manager_taskwatcher_tasks ORDER BY 1')).rows.map(
+      (r) => r.id,
+    )
     const cleared = await clearIntoArchive(url, ARCHIVE, {status: 'ALL'}, {useCursor: true})
     expect(cleared.plan.data.execution.links).to.equal(linked.length)
     const restored = await restoreDirect(url, {fromTable: ARCHIVE})
-    expect(restored.plan.details).to.include('Watcher links (task_manager_taskwatcher_tasks) are not restored: they name watchers that may be gone')
+    expect(restored.plan.details).to.include(
+      'Watcher links (task_manager_taskwatcher_tasks) are not restored: they name watchers that may be gone',
+    )
     expect(await archiveCount()).to.equal(0)
     expect((await db.query('SELECT count(*)::int AS n FROM task_manager_taskwatcher_tasks')).rows[0].n).to.equal(0)
   })
@@ -99,7 +120,8 @@ describe('taskmanager:clear --archive-table and taskmanager:restore', function (
     expect(second.plan.data.archiveTable).to.deep.equal({name: archive, exists: true})
     const archived = await archivedTexts(db, archive)
 
-    const archivedWhere = async (where: string) => (await db.query(`SELECT id::text FROM ${archive} WHERE ${where} ORDER BY id`, [MODULES[1]])).rows.map((r) => r.id as string)
+    const archivedWhere = async (where: string) =>
+      (await db.query(`SELECT id::text FROM ${archive} WHERE ${where} ORDER BY id`, [MODULES[1]])).rows.map((r) => r.id as string)
     const expected = await archivedWhere(`status = 'ERROR' AND task_module = $1`)
     const pending = await archivedWhere(`status = 'PENDING' OR $1 = ''`)
 
@@ -121,13 +143,17 @@ describe('taskmanager:clear --archive-table and taskmanager:restore', function (
   it('restores with --older-than on created_at and leaves the younger rows archived', async () => {
     const before = await rowTexts(db)
     await clearIntoArchive(url, ARCHIVE, {taskName: NAMES[2]}, {useCursor: true})
-    const old = (await db.query(`SELECT id::text FROM ${ARCHIVE} WHERE created_at < now() - interval '30 days' ORDER BY id`)).rows.map((r) => r.id)
+    const old = (await db.query(`SELECT id::text FROM ${ARCHIVE} WHERE created_at < now() - interval '30 days' ORDER BY id`)).rows.map(
+      (r) => r.id,
+    )
     const restored = await restoreDirect(url, {fromTable: ARCHIVE, olderThanMs: 30 * 86_400_000})
     expect(restored.done).to.equal(old.length).and.to.be.greaterThan(0)
     expect(restored.plan.details!.some((line) => line.startsWith('Older than:'))).to.equal(true)
     const live = await rowTexts(db)
     for (const id of old) expect(live.get(id)).to.equal(before.get(id))
-    expect((await db.query(`SELECT count(*)::int AS n FROM ${ARCHIVE} WHERE created_at < now() - interval '30 days'`)).rows[0].n).to.equal(0)
+    expect((await db.query(`SELECT count(*)::int AS n FROM ${ARCHIVE} WHERE created_at < now() - interval '30 days'`)).rows[0].n).to.equal(
+      0,
+    )
     expect(await archiveCount()).to.be.greaterThan(0)
   })
 
@@ -144,7 +170,9 @@ describe('taskmanager:clear --archive-table and taskmanager:restore', function (
     const restored = await restoreDirect(url, {fromTable: ARCHIVE})
     expect(restored.plan.count).to.equal(scheduled.length - 1)
     expect(restored.plan.data.skippedExisting).to.equal(1)
-    expect(restored.plan.details).to.include(`Skipped: 1 matching rows whose id already exists in public.task_manager_taskmanager (never overwritten; they stay in the archive table)`)
+    expect(restored.plan.details).to.include(
+      `Skipped: 1 matching rows whose id already exists in public.task_manager_taskmanager (never overwritten; they stay in the archive table)`,
+    )
     expect(restored.done).to.equal(scheduled.length - 1)
     expect((await rowTexts(db)).get(taken)).to.equal(mine)
     expect((await db.query(`SELECT id::text FROM ${ARCHIVE}`)).rows.map((r) => r.id)).to.deep.equal([taken])

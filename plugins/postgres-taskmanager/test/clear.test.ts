@@ -14,7 +14,18 @@ import {nextSize} from '../src/batches.js'
 import {ClearOperation} from '../src/clear-operation.js'
 import type {TaskFilter} from '../src/filter.js'
 import {parseTableName} from '../src/table-name.js'
-import {createDjangoSchema, dropDjangoSchema, insertTasks, MODULES, NAMES, rowTexts, STATUSES, taskRow, TaskRow, watch} from './helpers/django-fixture.js'
+import {
+  createDjangoSchema,
+  dropDjangoSchema,
+  insertTasks,
+  MODULES,
+  NAMES,
+  rowTexts,
+  STATUSES,
+  taskRow,
+  TaskRow,
+  watch,
+} from './helpers/django-fixture.js'
 import {clearDirect} from './helpers/direct.js'
 
 /** The rows every test starts from: every status x module x name, some old, some linked to a watcher. */
@@ -54,7 +65,10 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
     await createDjangoSchema(db)
     rows = population()
     ids = await insertTasks(db, rows)
-    await watch(db, ids.filter((_, i) => i % 5 === 0))
+    await watch(
+      db,
+      ids.filter((_, i) => i % 5 === 0),
+    )
   })
 
   const cases: {title: string; filter: TaskFilter}[] = [
@@ -64,7 +78,10 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
     {title: 'SCHEDULED rows of one module', filter: {status: 'SCHEDULED', taskModule: 'breathecode.assignments.tasks'}},
     {title: 'ERROR rows of one task name', filter: {status: 'ERROR', taskName: 'process_file'}},
     {title: 'DONE rows older than 30 days', filter: {status: 'DONE', olderThanMs: 30 * 86_400_000}},
-    {title: 'rows of one module and name older than 30 days', filter: {taskModule: 'breathecode.payments.tasks', taskName: 'renew_consumables', olderThanMs: 720 * 3_600_000}},
+    {
+      title: 'rows of one module and name older than 30 days',
+      filter: {taskModule: 'breathecode.payments.tasks', taskName: 'renew_consumables', olderThanMs: 720 * 3_600_000},
+    },
     {title: 'every row with --status ALL', filter: {status: 'ALL'}},
     {title: 'every row with no filter at all', filter: {}},
   ]
@@ -146,7 +163,16 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
   })
 
   it('never touches rows inserted after the plan (the walk stops at the planned max id)', async () => {
-    const operation = new ClearOperation({url, table: 'task_manager_taskmanager', filter: {status: 'DONE'}, useCursor: true, batchSize: 3, targetBatchMs: 0, limits: {statementTimeoutMs: 30_000, lockTimeoutMs: 2000}, sleepMs: 0})
+    const operation = new ClearOperation({
+      url,
+      table: 'task_manager_taskmanager',
+      filter: {status: 'DONE'},
+      useCursor: true,
+      batchSize: 3,
+      targetBatchMs: 0,
+      limits: {statementTimeoutMs: 30_000, lockTimeoutMs: 2000},
+      sleepMs: 0,
+    })
     await operation.connect()
     try {
       const plan = await operation.plan()
@@ -164,7 +190,11 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
     await dropDjangoSchema(db, schema)
     await createDjangoSchema(db, schema)
     const table = `"Tenant ""A""".task_manager_taskmanager`
-    const tenantIds = await insertTasks(db, [taskRow({status: 'ERROR'}), taskRow({status: 'DONE'}), taskRow({status: 'ERROR'})], `"Tenant ""A""".task_manager_taskmanager`)
+    const tenantIds = await insertTasks(
+      db,
+      [taskRow({status: 'ERROR'}), taskRow({status: 'DONE'}), taskRow({status: 'ERROR'})],
+      `"Tenant ""A""".task_manager_taskmanager`,
+    )
     await watch(db, [tenantIds[0]], schema)
     const publicBefore = await rowTexts(db)
     for (const useCursor of [true, false]) {
@@ -187,7 +217,9 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
       expect(String(run.message)).to.contain('task_audit_task_id_fkey')
       expect(await rowTexts(db)).to.deep.equal(before) // the only batch rolled back
       const {plan} = await clearDirect(url, {status: 'REVERSED', taskModule: 'nothing'}, {useCursor: true})
-      expect(plan.warnings?.join('\n')).to.match(/public\.task_audit\(task_id\) references public\.task_manager_taskmanager .*task_audit_task_id_fkey, ON DELETE NO ACTION/)
+      expect(plan.warnings?.join('\n')).to.match(
+        /public\.task_audit\(task_id\) references public\.task_manager_taskmanager .*task_audit_task_id_fkey, ON DELETE NO ACTION/,
+      )
       expect(plan.data.foreignKeys.filter((fk) => fk.isWatcherLink)).to.have.length(1)
     } finally {
       await db.query('DROP TABLE task_audit')

@@ -32,7 +32,10 @@ describe('ops taskmanager:* (end to end)', function () {
   const seedExample = async () => {
     await reset()
     // The seed's example: 6 SCHEDULED rows of breathecode.assignments.tasks.
-    await insertTasks(db, Array.from({length: 6}, () => taskRow({status: 'SCHEDULED', task_module: 'breathecode.assignments.tasks'})))
+    await insertTasks(
+      db,
+      Array.from({length: 6}, () => taskRow({status: 'SCHEDULED', task_module: 'breathecode.assignments.tasks'})),
+    )
   }
   const deletedTuples = async () => {
     await db.query('SELECT pg_stat_force_next_flush()')
@@ -41,13 +44,16 @@ describe('ops taskmanager:* (end to end)', function () {
     return rows[0].n as number
   }
   const clear = (...args: string[]) => ['taskmanager:clear', '--database-url', url, ...args]
-  const count = async (where = 'TRUE') => (await db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE ${where}`)).rows[0].n as number
+  const count = async (where = 'TRUE') =>
+    (await db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE ${where}`)).rows[0].n as number
 
   it('a mistyped command with --force is never run as its guess: Enter at "Did you mean taskmanager:clear?" deletes nothing (exit 2)', async () => {
     await seedExample()
     const before = await rowTexts(db)
     const result = await runOpsInTty(['taskmanager:claer', '--database-url', url, '--force'], '', {prompt: /Did you mean/})
-    expect(flat(result.stdout)).to.contain('"taskmanager:claer" is not an ops command, and taskmanager:clear changes data: ops does not run a destructive command it guessed')
+    expect(flat(result.stdout)).to.contain(
+      '"taskmanager:claer" is not an ops command, and taskmanager:clear changes data: ops does not run a destructive command it guessed',
+    )
     expect(result.code, result.stdout).to.equal(2)
     expect(await rowTexts(db)).to.deep.equal(before)
   })
@@ -100,18 +106,37 @@ breathecode.assignments.tasks: 6 records
   for (const cursor of [false, true]) {
     it(`deletes with --force ${cursor ? 'through raw SQL (--use-cursor)' : 'through TypeORM'}, link rows included, reading DATABASE_URL`, async () => {
       await seedExample()
-      const ids = await insertTasks(db, [taskRow({status: 'DONE'}), taskRow({status: 'SCHEDULED', task_module: 'breathecode.notify.tasks'})])
-      const watched = (await db.query(`SELECT id::text FROM task_manager_taskmanager WHERE task_module = 'breathecode.assignments.tasks' LIMIT 2`)).rows.map((r) => r.id)
+      const ids = await insertTasks(db, [
+        taskRow({status: 'DONE'}),
+        taskRow({status: 'SCHEDULED', task_module: 'breathecode.notify.tasks'}),
+      ])
+      const watched = (
+        await db.query(`SELECT id::text FROM task_manager_taskmanager WHERE task_module = 'breathecode.assignments.tasks' LIMIT 2`)
+      ).rows.map((r) => r.id)
       await watch(db, [...watched, ids[0]])
       const keep = [...(await rowTexts(db)).entries()].filter(([id]) => ids.includes(id))
-      const args = ['taskmanager:clear', '--status', 'SCHEDULED', '--task-module', 'breathecode.assignments.tasks', '--force', ...(cursor ? ['--use-cursor'] : [])]
+      const args = [
+        'taskmanager:clear',
+        '--status',
+        'SCHEDULED',
+        '--task-module',
+        'breathecode.assignments.tasks',
+        '--force',
+        ...(cursor ? ['--use-cursor'] : []),
+      ]
       const result = await runOps(args, {env: {DATABASE_URL: url}})
       expect(result.code, result.stderr).to.equal(0)
-      expect(result.stdout).to.contain(cursor ? 'Using raw SQL (pg) in batches of 5,000 (--use-cursor' : 'Using TypeORM in batches of 5,000 (fewer than 50,000 matching rows')
+      expect(result.stdout).to.contain(
+        cursor
+          ? 'Using raw SQL (pg) in batches of 5,000 (--use-cursor'
+          : 'Using TypeORM in batches of 5,000 (fewer than 50,000 matching rows',
+      )
       expect(result.stdout).to.contain('Watcher links: 2 rows of public.task_manager_taskwatcher_tasks')
       expect(result.stdout).to.contain('Successfully deleted 6 TaskManager records')
       expect([...(await rowTexts(db)).entries()]).to.deep.equal(keep)
-      expect((await db.query('SELECT taskmanager_id::text AS id FROM task_manager_taskwatcher_tasks')).rows.map((r) => r.id)).to.deep.equal([ids[0]])
+      expect((await db.query('SELECT taskmanager_id::text AS id FROM task_manager_taskwatcher_tasks')).rows.map((r) => r.id)).to.deep.equal(
+        [ids[0]],
+      )
     })
   }
 
@@ -119,7 +144,9 @@ breathecode.assignments.tasks: 6 records
     await seedExample()
     const result = await runOps(clear('--force', '--json', '--use-cursor'))
     expect(result.code, result.stderr).to.equal(0)
-    const doc = parseJsonOutput<{outcome: string; done: number; data: {method: string; execution: {batches: number; deleted: number}}}>(result)
+    const doc = parseJsonOutput<{outcome: string; done: number; data: {method: string; execution: {batches: number; deleted: number}}}>(
+      result,
+    )
     expect(doc).to.include({outcome: 'done', done: 6})
     expect(doc.data.method).to.equal('raw-sql')
     expect(doc.data.execution.deleted).to.equal(6)
@@ -138,14 +165,17 @@ breathecode.assignments.tasks: 6 records
       keep = [...(await rowTexts(db)).entries()].filter(([id]) => !done.has(id))
     })
 
-    const slow = () => clear('--status', 'DONE', '--force', '--use-cursor', '--batch-size', '200', '--target-batch-ms', '0', '--sleep-ms', '40')
+    const slow = () =>
+      clear('--status', 'DONE', '--force', '--use-cursor', '--batch-size', '200', '--target-batch-ms', '0', '--sleep-ms', '40')
     const finishAndCheck = async () => {
       const rerun = await runOps(clear('--status', 'DONE', '--force'))
       expect(rerun.code, rerun.stderr).to.equal(0)
       expect(await count(matching)).to.equal(0)
       expect([...(await rowTexts(db)).entries()]).to.deep.equal(keep)
       expect(await count()).to.equal(keep.length)
-      const orphans = await db.query(`SELECT count(*)::int AS n FROM task_manager_taskwatcher_tasks l LEFT JOIN task_manager_taskmanager t ON t.id = l.taskmanager_id WHERE t.id IS NULL`)
+      const orphans = await db.query(
+        `SELECT count(*)::int AS n FROM task_manager_taskwatcher_tasks l LEFT JOIN task_manager_taskmanager t ON t.id = l.taskmanager_id WHERE t.id IS NULL`,
+      )
       expect(orphans.rows[0].n).to.equal(0)
     }
 
@@ -182,7 +212,9 @@ breathecode.assignments.tasks: 6 records
       child.stdin?.end()
       const done = collect(child)
       while ((await count(matching)) > total - 1000) await sleep(20)
-      await db.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'ops taskmanager:clear' AND datname = current_database()`)
+      await db.query(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'ops taskmanager:clear' AND datname = current_database()`,
+      )
       const result = await done
       expect(result.code).to.equal(1)
       expect(result.stderr).to.match(/connection|terminat/i)
@@ -195,7 +227,9 @@ breathecode.assignments.tasks: 6 records
       const {tmpdir} = await import('node:os')
       const {join} = await import('node:path')
       const file = join(mkdtempSync(join(tmpdir(), 'ops-archive-')), 'done.jsonl')
-      const expected = (await db.query(`SELECT row_to_json(t)::text AS row FROM task_manager_taskmanager t WHERE ${matching} ORDER BY id`)).rows.map((r) => r.row)
+      const expected = (
+        await db.query(`SELECT row_to_json(t)::text AS row FROM task_manager_taskmanager t WHERE ${matching} ORDER BY id`)
+      ).rows.map((r) => r.row)
       const child = spawnOps([...slow(), '--archive', file])
       child.stdin?.end()
       const done = collect(child)
@@ -220,7 +254,9 @@ breathecode.assignments.tasks: 6 records
       await seedExample()
       const result = await runOps(clear('--table', 'public.task_manager_tasks', '--force'))
       expect(result.code).to.equal(1)
-      expect(flat(result.stderr)).to.match(/Table public\.task_manager_tasks does not exist in database "ops_tm_cli\w+" at 127\.0\.0\.1:\d+/)
+      expect(flat(result.stderr)).to.match(
+        /Table public\.task_manager_tasks does not exist in database "ops_tm_cli\w+" at 127\.0\.0\.1:\d+/,
+      )
     })
   })
 
@@ -230,7 +266,9 @@ breathecode.assignments.tasks: 6 records
       const text = await runOps(['taskmanager:summary', '--database-url', url])
       expect(text.code, text.stderr).to.equal(0)
       expect(text.stdout).to.contain('SCHEDULED: 6 records\n--------------------------------------------------\nTotal: 6 records')
-      const json = parseJsonOutput<{total: number; statuses: unknown[]; modules: unknown[]}>(await runOps(['taskmanager:summary', '--database-url', url, '--json']))
+      const json = parseJsonOutput<{total: number; statuses: unknown[]; modules: unknown[]}>(
+        await runOps(['taskmanager:summary', '--database-url', url, '--json']),
+      )
       expect(json.total).to.equal(6)
       expect(json.statuses).to.deep.equal([{status: 'SCHEDULED', count: 6}])
       expect(json.modules).to.deep.equal([{taskModule: 'breathecode.assignments.tasks', count: 6}])

@@ -70,7 +70,10 @@ describe('taskmanager:clear under live traffic (real writer processes)', functio
       await createDjangoSchema(db)
       const rows = Array.from({length: 12_000}, (_, i) => taskRow({status: i % 3 === 2 ? 'DONE' : 'PENDING'}))
       const ids = await insertTasks(db, rows)
-      await watch(db, ids.filter((_, i) => i % 10 === 0))
+      await watch(
+        db,
+        ids.filter((_, i) => i % 10 === 0),
+      )
       const pending = new Set(ids.filter((_, i) => rows[i].status === 'PENDING'))
       const before = await rowTexts(db)
 
@@ -79,7 +82,22 @@ describe('taskmanager:clear under live traffic (real writer processes)', functio
       let result
       try {
         result = await runOps(
-          ['taskmanager:clear', '--database-url', url, '--status', 'PENDING', flag, '--batch-size', '150', '--target-batch-ms', '0', '--sleep-ms', '15', '--force', '--json'],
+          [
+            'taskmanager:clear',
+            '--database-url',
+            url,
+            '--status',
+            'PENDING',
+            flag,
+            '--batch-size',
+            '150',
+            '--target-batch-ms',
+            '0',
+            '--sleep-ms',
+            '15',
+            '--force',
+            '--json',
+          ],
           {timeoutMs: 150_000},
         )
       } finally {
@@ -89,7 +107,12 @@ describe('taskmanager:clear under live traffic (real writer processes)', functio
       expect(result.code, result.stderr).to.equal(0)
       const doc = parseJsonOutput<ClearJson>(result)
 
-      const touched = Number(touch.lines.filter((l) => l.startsWith('touched')).at(-1)?.split(' ')[1] ?? 0)
+      const touched = Number(
+        touch.lines
+          .filter((l) => l.startsWith('touched'))
+          .at(-1)
+          ?.split(' ')[1] ?? 0,
+      )
       const moved = move.lines.filter((l) => l.startsWith('moved ')).map((l) => l.slice('moved '.length))
       // The writers really did change matching rows during the run.
       expect(touched).to.be.greaterThan(200)
@@ -123,14 +146,28 @@ describe('taskmanager:clear under live traffic (real writer processes)', functio
     it(`${method}: exits 1 telling to re-run when a matching row stays locked through every walk; a re-run finishes`, async () => {
       await dropDjangoSchema(db)
       await createDjangoSchema(db)
-      const ids = await insertTasks(db, Array.from({length: 50}, () => taskRow({status: 'ERROR'})))
+      const ids = await insertTasks(
+        db,
+        Array.from({length: 50}, () => taskRow({status: 'ERROR'})),
+      )
       const holder = new pg.Client({connectionString: url})
       await holder.connect()
       try {
         await holder.query('BEGIN')
         await holder.query('UPDATE task_manager_taskmanager SET attempts = attempts + 1 WHERE id = $1', [ids[7]])
         // raw SQL waits lock_timeout, then retries the batch passing over locked rows; TypeORM skips them at once (SKIP LOCKED).
-        const result = await runOps(['taskmanager:clear', '--database-url', url, '--status', 'ERROR', ...flags, '--batch-size', '10', '--force', '--json'])
+        const result = await runOps([
+          'taskmanager:clear',
+          '--database-url',
+          url,
+          '--status',
+          'ERROR',
+          ...flags,
+          '--batch-size',
+          '10',
+          '--force',
+          '--json',
+        ])
         expect(result.code, result.stdout + result.stderr).to.equal(1)
         const doc = JSON.parse(result.stdout) as {error: {message: string}; data: ClearJson['data']; done: number}
         expect(doc.error.message).to.match(/^1 rows that match the filter are still in the table.*Run the same command again to finish\./s)

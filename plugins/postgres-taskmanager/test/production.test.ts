@@ -43,15 +43,32 @@ describe('taskmanager:clear in production conditions', function () {
     const made = Array.from({length: rows}, (_, i) => taskRow({status: i % 4 === 3 ? 'PENDING' : 'DONE'}))
     statuses = made.map((r) => r.status)
     ids = await insertTasks(db, made)
-    await watch(db, ids.filter((_, i) => i % 10 === 0))
+    await watch(
+      db,
+      ids.filter((_, i) => i % 10 === 0),
+    )
   }
-  const doneLeft = async () => (await db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE status = 'DONE'`)).rows[0].n as number
+  const doneLeft = async () =>
+    (await db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE status = 'DONE'`)).rows[0].n as number
   const expectOnlyPendingLeft = async (before: Map<string, string>) => {
     const after = await rowTexts(db)
     expect([...after.keys()]).to.deep.equal(ids.filter((_, i) => statuses[i] === 'PENDING'))
     for (const [id, text] of after) expect(text).to.equal(before.get(id))
   }
-  const slowClear = (...extra: string[]) => ['taskmanager:clear', '--database-url', url, '--status', 'DONE', '--use-cursor', '--batch-size', '100', '--target-batch-ms', '0', '--force', ...extra]
+  const slowClear = (...extra: string[]) => [
+    'taskmanager:clear',
+    '--database-url',
+    url,
+    '--status',
+    'DONE',
+    '--use-cursor',
+    '--batch-size',
+    '100',
+    '--target-batch-ms',
+    '0',
+    '--force',
+    ...extra,
+  ]
 
   describe('with a streaming standby', () => {
     let standby: Standby | undefined
@@ -89,7 +106,9 @@ describe('taskmanager:clear in production conditions', function () {
         }
         const result = await collect(child, 120_000)
         expect(result.code, result.stderr).to.equal(0)
-        expect(result.stdout).to.contain(`Successfully deleted ${statuses.filter((s) => s === 'DONE').length.toLocaleString('en-US')} TaskManager records`)
+        expect(result.stdout).to.contain(
+          `Successfully deleted ${statuses.filter((s) => s === 'DONE').length.toLocaleString('en-US')} TaskManager records`,
+        )
         await expectOnlyPendingLeft(before)
       })
     }
@@ -145,7 +164,9 @@ describe('taskmanager:clear in production conditions', function () {
 
     const text = await runOps(slowClear('--max-runtime', '300ms', '--sleep-ms', '100'))
     expect(text.code, text.stderr).to.equal(0)
-    expect(text.stdout).to.match(/Stopped by --max-runtime 300ms: deleted [\d,]+ TaskManager records; [\d,]+ matching rows are left; run the same command again \(in the next window\) to finish\./)
+    expect(text.stdout).to.match(
+      /Stopped by --max-runtime 300ms: deleted [\d,]+ TaskManager records; [\d,]+ matching rows are left; run the same command again \(in the next window\) to finish\./,
+    )
 
     const rest = await runOps(slowClear('--max-runtime', '10m'))
     expect(rest.code, rest.stderr).to.equal(0)
@@ -160,12 +181,18 @@ describe('taskmanager:clear in production conditions', function () {
     let workers: string[] = []
     for (let i = 0; i < 100 && workers.length < 3; i++) {
       await sleep(100)
-      const {rows} = await db.query(`SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'ops taskmanager:clear (worker %' ORDER BY 1`)
+      const {rows} = await db.query(
+        `SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'ops taskmanager:clear (worker %' ORDER BY 1`,
+      )
       workers = rows.map((r) => r.application_name)
     }
     const result = await collect(child, 120_000)
     expect(result.code, result.stderr).to.equal(0)
-    expect(workers).to.deep.equal(['ops taskmanager:clear (worker 1)', 'ops taskmanager:clear (worker 2)', 'ops taskmanager:clear (worker 3)'])
+    expect(workers).to.deep.equal([
+      'ops taskmanager:clear (worker 1)',
+      'ops taskmanager:clear (worker 2)',
+      'ops taskmanager:clear (worker 3)',
+    ])
     const doc = parseJsonOutput<{done: number; data: {execution: Execution}}>(result)
     expect(doc.data.execution.workers).to.equal(3)
     expect(doc.done).to.equal(statuses.filter((s) => s === 'DONE').length)

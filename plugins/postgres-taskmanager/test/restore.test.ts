@@ -43,7 +43,8 @@ describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to 
     originalIds = (await db.query('SELECT id::text FROM task_manager_taskmanager ORDER BY id')).rows.map((r) => r.id)
   })
 
-  const tableText = async () => (await db.query('SELECT t::text AS row FROM task_manager_taskmanager t ORDER BY id')).rows.map((r) => r.row as string)
+  const tableText = async () =>
+    (await db.query('SELECT t::text AS row FROM task_manager_taskmanager t ORDER BY id')).rows.map((r) => r.row as string)
   const count = async (table: string, where = 'TRUE') => {
     const exists = (await db.query('SELECT to_regclass($1) IS NOT NULL AS e', [table])).rows[0].e
     return exists ? ((await db.query(`SELECT count(*)::int AS n FROM ${table} WHERE ${where}`)).rows[0].n as number) : 0
@@ -54,7 +55,9 @@ describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to 
   it('--dry-run says what it would create and move, and writes nothing, not even the archive table', async () => {
     const result = await runOps(ops('clear', '--status', 'DONE', '--archive-table', ARCHIVE, '--dry-run'))
     expect(result.code, result.stderr).to.equal(0)
-    expect(result.stdout).to.contain(`Archive table: public.${ARCHIVE} does not exist yet; it is created before the first batch (the TaskManager columns plus archived_at)`)
+    expect(result.stdout).to.contain(
+      `Archive table: public.${ARCHIVE} does not exist yet; it is created before the first batch (the TaskManager columns plus archived_at)`,
+    )
     expect(result.stdout).to.contain('DRY RUN MODE - No records will be deleted')
     expect((await db.query('SELECT to_regclass($1) AS t', [ARCHIVE])).rows[0].t).to.equal(null)
     expect(await tableText()).to.deep.equal(original)
@@ -91,13 +94,31 @@ describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to 
     await db.query(`CREATE TABLE ${ARCHIVE} (id bigint PRIMARY KEY, payload jsonb)`)
     const result = await runOps(ops('clear', '--status', 'DONE', '--archive-table', ARCHIVE, '--force'))
     expect(result.code).to.equal(1)
-    expect(flat(result.stderr)).to.contain(`public.${ARCHIVE} exists but is not an archive of public.task_manager_taskmanager (extra column payload jsonb`)
+    expect(flat(result.stderr)).to.contain(
+      `public.${ARCHIVE} exists but is not an archive of public.task_manager_taskmanager (extra column payload jsonb`,
+    )
     expect(await tableText()).to.deep.equal(original)
   })
 
   it('kill -9 in the middle of the clear, then of the restore: every row is in exactly one table each time, and re-runs finish', async () => {
     const done = await count('task_manager_taskmanager', `status = 'DONE'`)
-    const clear = spawnOps(ops('clear', '--status', 'DONE', '--archive-table', ARCHIVE, '--force', '--use-cursor', '--batch-size', '200', '--target-batch-ms', '0', '--sleep-ms', '40'))
+    const clear = spawnOps(
+      ops(
+        'clear',
+        '--status',
+        'DONE',
+        '--archive-table',
+        ARCHIVE,
+        '--force',
+        '--use-cursor',
+        '--batch-size',
+        '200',
+        '--target-batch-ms',
+        '0',
+        '--sleep-ms',
+        '40',
+      ),
+    )
     clear.stdin?.end()
     const clearing = collect(clear)
     while ((await count(ARCHIVE)) < 1000) await sleep(20)
@@ -130,14 +151,32 @@ describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to 
 
   it('restores from a file written by --archive after a kill -9, with repeated and half-written lines, each row once', async () => {
     const file = join(mkdtempSync(join(tmpdir(), 'ops-restore-')), 'done.jsonl')
-    const clear = spawnOps(ops('clear', '--status', 'DONE', '--archive', file, '--force', '--use-cursor', '--batch-size', '200', '--target-batch-ms', '0', '--sleep-ms', '40'))
+    const clear = spawnOps(
+      ops(
+        'clear',
+        '--status',
+        'DONE',
+        '--archive',
+        file,
+        '--force',
+        '--use-cursor',
+        '--batch-size',
+        '200',
+        '--target-batch-ms',
+        '0',
+        '--sleep-ms',
+        '40',
+      ),
+    )
     clear.stdin?.end()
     const clearing = collect(clear)
     while ((await count('task_manager_taskmanager', `status = 'DONE'`)) > 11_000) await sleep(20)
     clear.kill('SIGKILL')
     await clearing
     // What a kill between a batch's fsync and its COMMIT leaves: lines of rows still in the table, the last one cut short.
-    const uncommitted = (await db.query(`SELECT row_to_json(t)::text AS row FROM task_manager_taskmanager t WHERE status = 'DONE' ORDER BY id LIMIT 200`)).rows.map((r) => r.row)
+    const uncommitted = (
+      await db.query(`SELECT row_to_json(t)::text AS row FROM task_manager_taskmanager t WHERE status = 'DONE' ORDER BY id LIMIT 200`)
+    ).rows.map((r) => r.row)
     appendFileSync(file, uncommitted.join('\n') + '\n' + uncommitted[0].slice(0, 120))
     const finish = await runOps(ops('clear', '--status', 'DONE', '--archive', file, '--force'))
     expect(finish.code, finish.stderr).to.equal(0)
@@ -156,7 +195,9 @@ describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to 
 
     const twice = await runOps(ops('restore', '--from-file', file, '--force'))
     expect(twice.code, twice.stderr).to.equal(0)
-    expect(twice.stdout).to.contain(`No archived TaskManager records to restore with the specified criteria (${done.toLocaleString('en-US')} matching rows skipped`)
+    expect(twice.stdout).to.contain(
+      `No archived TaskManager records to restore with the specified criteria (${done.toLocaleString('en-US')} matching rows skipped`,
+    )
     expect(await tableText()).to.deep.equal(original)
   })
 })

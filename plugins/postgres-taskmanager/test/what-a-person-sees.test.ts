@@ -13,7 +13,7 @@ import {createDjangoSchema, dropDjangoSchema, insertTasks, taskRow} from './help
 /** oclif wraps error messages to the terminal width with " ›   " prefixes; undo that for matching. */
 const flat = (text: string) => text.replace(/\s*\n\s*›\s*/g, ' ')
 
-describe('taskmanager:* on a person\'s screen', function () {
+describe("taskmanager:* on a person's screen", function () {
   let url: string
   let db: pg.Client
   const hoursAgo = (h: number) => new Date(Date.now() - h * 3_600_000).toISOString()
@@ -27,7 +27,16 @@ describe('taskmanager:* on a person\'s screen', function () {
     // 25 stuck groups of 3 rows with long arguments, one group of a single row, and rows that are not stuck.
     const rows = []
     for (let g = 0; g < 25; g++) {
-      for (let i = 0; i < 3; i++) rows.push(taskRow({status: i ? 'PENDING' : 'SCHEDULED', task_module: `breathecode.module_${g}.tasks`, task_name: `task_${g}`, last_run: hoursAgo(2 + g), arguments: {args: ['x'.repeat(300)]}}))
+      for (let i = 0; i < 3; i++)
+        rows.push(
+          taskRow({
+            status: i ? 'PENDING' : 'SCHEDULED',
+            task_module: `breathecode.module_${g}.tasks`,
+            task_name: `task_${g}`,
+            last_run: hoursAgo(2 + g),
+            arguments: {args: ['x'.repeat(300)]},
+          }),
+        )
     }
     rows.push(taskRow({status: 'PENDING', task_module: 'breathecode.lonely.tasks', task_name: 'once', last_run: hoursAgo(1.5)}))
     rows.push(taskRow({status: 'PENDING', task_module: 'breathecode.fresh.tasks', task_name: 'recent', last_run: hoursAgo(0.2)}))
@@ -42,8 +51,13 @@ describe('taskmanager:* on a person\'s screen', function () {
     expect(code, text).to.equal(0)
     const lines = text.split('\n')
     expect(lines.length, text).to.be.at.most(35)
-    expect(lines.every((l) => l.length <= 120), text).to.equal(true)
-    expect(lines[0]).to.match(/^Tasks stuck in SCHEDULED or PENDING with last_run older than 1 hour \(before \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\):$/)
+    expect(
+      lines.every((l) => l.length <= 120),
+      text,
+    ).to.equal(true)
+    expect(lines[0]).to.match(
+      /^Tasks stuck in SCHEDULED or PENDING with last_run older than 1 hour \(before \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\):$/,
+    )
     // Biggest first, then by name.
     expect(lines[2], text).to.match(/^breathecode\.module_0\.tasks\.task_0: 3 records \(.*\), oldest last_run /)
     expect(lines.filter((l) => /^breathecode\./.test(l))).to.have.length(10)
@@ -76,11 +90,15 @@ describe('taskmanager:* on a person\'s screen', function () {
     expect(result.code, result.stderr).to.equal(0)
     expect(result.stdout).to.contain('Found 1 TaskManager records to delete')
     expect(result.stdout).to.match(/^Status: DONE$/m)
-    const json = parseJsonOutput<{filters: {status: string}}>(await runOps(['taskmanager:clear', '--database-url', url, '--status', 'Scheduled', '--dry-run', '--json']))
+    const json = parseJsonOutput<{filters: {status: string}}>(
+      await runOps(['taskmanager:clear', '--database-url', url, '--status', 'Scheduled', '--dry-run', '--json']),
+    )
     expect(json.filters.status).to.equal('SCHEDULED')
     const bad = await runOps(['taskmanager:clear', '--database-url', url, '--status', 'finished', '--dry-run'])
     expect(bad.code).to.equal(2)
-    expect(flat(bad.stderr)).to.contain('Expected --status=finished to be one of: PENDING, DONE, CANCELLED, REVERSED, PAUSED, ABORTED, ERROR, SCHEDULED, ALL')
+    expect(flat(bad.stderr)).to.contain(
+      'Expected --status=finished to be one of: PENDING, DONE, CANCELLED, REVERSED, PAUSED, ABORTED, ERROR, SCHEDULED, ALL',
+    )
   })
 
   it('answers a mistyped flag with the nearest flag and one line pointing at --help, not the whole help', async () => {
@@ -96,7 +114,9 @@ describe('taskmanager:* on a person\'s screen', function () {
 
   it('with the default URL and no $USER, says that no user was tried and how to name one', async () => {
     const endpoint = new URL(url)
-    const result = await runOps(['taskmanager:summary', '--database-url', `postgres://${endpoint.host}/postgres`], {env: {USER: undefined, PGUSER: undefined, LOGNAME: undefined}})
+    const result = await runOps(['taskmanager:summary', '--database-url', `postgres://${endpoint.host}/postgres`], {
+      env: {USER: undefined, PGUSER: undefined, LOGNAME: undefined},
+    })
     expect(result.code).to.equal(1)
     const text = flat(result.stderr)
     expect(text).to.contain('no PostgreSQL user name specified in startup packet')

@@ -128,7 +128,10 @@ export function masterOf(connection: RedisConnection, key: string): Redis {
   const cluster = connection.client as Cluster
   const nodeKey = cluster.slots[calculateSlot(key)]?.[0]
   const master = connection.masters().find((node) => `${node.options.host}:${node.options.port}` === nodeKey)
-  if (!master) throw new Error(`No master of the cluster serves the slot of ${key} (${nodeKey ?? 'slot not mapped'}); retry once the cluster is stable.`)
+  if (!master)
+    throw new Error(
+      `No master of the cluster serves the slot of ${key} (${nodeKey ?? 'slot not mapped'}); retry once the cluster is stable.`,
+    )
   return master
 }
 

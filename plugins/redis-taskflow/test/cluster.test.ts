@@ -61,7 +61,10 @@ describe('taskflow commands on a three-master Redis Cluster', function () {
     await flushAll(cluster)
     ids = await writeTasks(cluster, TASKS, (i) => ({state: TASK_STATES[i % TASK_STATES.length]}), {count: true})
     const perMaster = await keysPerMaster(cluster, 'task:*')
-    expect(perMaster.every((n) => n > 300), `task keys per master: ${perMaster}`).to.equal(true)
+    expect(
+      perMaster.every((n) => n > 300),
+      `task keys per master: ${perMaster}`,
+    ).to.equal(true)
   })
 
   it('inspect counts tasks, queues and counter drift over all masters, and writes nothing', async () => {
@@ -70,7 +73,12 @@ describe('taskflow commands on a three-master Redis Cluster', function () {
     await expectNoWrites(async () => {
       const result = await ops(['taskflow:inspect', '--json'])
       expect(result.code, result.stderr).to.equal(0)
-      const doc = parseJsonOutput<{cluster: boolean; keys: {tasks: number; dlqTasks: number; celeryMeta: number}; queues: Record<string, number>; drift: Record<string, number>}>(result)
+      const doc = parseJsonOutput<{
+        cluster: boolean
+        keys: {tasks: number; dlqTasks: number; celeryMeta: number}
+        queues: Record<string, number>
+        drift: Record<string, number>
+      }>(result)
       expect(doc.cluster).to.equal(true)
       expect(doc.keys).to.include({tasks: TASKS, dlqTasks: TASKS / 6, celeryMeta: 1200})
       expect(doc.queues).to.deep.equal({[Queue.primary]: 500, [Queue.retry]: 0, [Queue.scheduled]: 500, [Queue.dlq]: 500})
@@ -82,7 +90,10 @@ describe('taskflow commands on a three-master Redis Cluster', function () {
     await writeCeleryMeta(cluster, 2400)
     await writeUnrelatedKeys(cluster)
     const perMaster = await keysPerMaster(cluster, 'celery-task-meta-*')
-    expect(perMaster.every((n) => n > 0), `celery keys per master: ${perMaster}`).to.equal(true)
+    expect(
+      perMaster.every((n) => n > 0),
+      `celery keys per master: ${perMaster}`,
+    ).to.equal(true)
     const others = await snapshot(cluster, '[^c]*')
     await expectNoWrites(async () => {
       const dry = await ops(['taskflow:celery-meta:clean', '--dry-run'])
@@ -173,12 +184,18 @@ describe('taskflow commands on a three-master Redis Cluster', function () {
       for (const queue of ['primary', 'retry', 'scheduled', 'dlq', 'none'] as const) {
         for (const [, overrides] of DEFECTIVE_CASES) {
           const keyId = await writeTask(cluster, overrides, {count: true, queue})
-          const id = typeof overrides.task_id === 'string' && overrides.task_id && overrides.task_id !== 'unknown_id' ? overrides.task_id : keyId
+          const id =
+            typeof overrides.task_id === 'string' && overrides.task_id && overrides.task_id !== 'unknown_id' ? overrides.task_id : keyId
           defective.push({id, keyId, queue})
         }
       }
-      const perMaster = await Promise.all(mastersOf(cluster).map(async (m) => (await m.keys('task:*')).filter((k) => defective.some((d) => taskKey(d.keyId) === k)).length))
-      expect(perMaster.every((n) => n > 0), `defective keys per master: ${perMaster}`).to.equal(true)
+      const perMaster = await Promise.all(
+        mastersOf(cluster).map(async (m) => (await m.keys('task:*')).filter((k) => defective.some((d) => taskKey(d.keyId) === k)).length),
+      )
+      expect(
+        perMaster.every((n) => n > 0),
+        `defective keys per master: ${perMaster}`,
+      ).to.equal(true)
     })
 
     it('--dry-run lists every defective task and writes nothing on any master', async () => {
@@ -205,7 +222,10 @@ describe('taskflow commands on a three-master Redis Cluster', function () {
       const gone = new Set(defective.flatMap((d) => [d.id, d.keyId]))
       const queues = await queueContents(cluster)
       for (const [queue, ids] of Object.entries(queues)) {
-        expect(ids.filter((id) => gone.has(id)), queue).to.deep.equal([])
+        expect(
+          ids.filter((id) => gone.has(id)),
+          queue,
+        ).to.deep.equal([])
         expect(ids, queue).to.deep.equal(queuesBefore[queue as keyof typeof queues].filter((id) => !gone.has(id)))
       }
       expect(queues[Queue.primary]).to.have.length(500)

@@ -3,7 +3,18 @@ import {expect} from 'chai'
 import {Redis} from 'ioredis'
 
 import {parseJsonOutput, runOps, runOpsInTty} from '../../../test/helpers/cli.js'
-import {commandCalls, readCounters, setCounters, snapshot, withFreshRedis, writeCeleryMeta, writeHeartbeat, writesBetween, writeTasks, writeUnrelatedKeys} from './fixtures.js'
+import {
+  commandCalls,
+  readCounters,
+  setCounters,
+  snapshot,
+  withFreshRedis,
+  writeCeleryMeta,
+  writeHeartbeat,
+  writesBetween,
+  writeTasks,
+  writeUnrelatedKeys,
+} from './fixtures.js'
 
 describe('taskflow commands on a real Redis', function () {
   let url: string
@@ -27,7 +38,9 @@ describe('taskflow commands on a real Redis', function () {
     const before = await commandCalls(redis)
     const result = await ops(['taskflow:inspect', '--json'])
     expect(result.code, result.stderr).to.equal(0)
-    const doc = parseJsonOutput<{keys: {tasks: number; celeryMeta: number}; queues: Record<string, number>; drift: Record<string, number>}>(result)
+    const doc = parseJsonOutput<{keys: {tasks: number; celeryMeta: number}; queues: Record<string, number>; drift: Record<string, number>}>(
+      result,
+    )
     expect(doc.keys).to.include({tasks: 3000, celeryMeta: 2500})
     expect(doc.queues['tasks:pending:primary']).to.equal(1000)
     expect(doc.drift).to.include({COMPLETED: -10, PENDING: 0, ACTIVE: 1})
@@ -123,7 +136,10 @@ describe('taskflow commands on a real Redis', function () {
     const before = await commandCalls(redis)
     const look = await ops(['taskflow:reset'])
     expect(look.code, look.stderr).to.equal(0)
-    expect(look.stdout).to.match(/task:\*\s+3,000/).and.match(/tasks:pending:primary\s+1,000/).and.contain('Inspection only, nothing was deleted')
+    expect(look.stdout)
+      .to.match(/task:\*\s+3,000/)
+      .and.match(/tasks:pending:primary\s+1,000/)
+      .and.contain('Inspection only, nothing was deleted')
     const noTty = await ops(['taskflow:reset', '--confirm'])
     expect(noTty.code).to.equal(2)
     expect(writesBetween(before, await commandCalls(redis))).to.deep.equal({})
@@ -137,11 +153,14 @@ describe('taskflow commands on a real Redis', function () {
     expect(await redis.get('taskboard:1')).to.equal('x')
   })
 
-  it('tells the seed\'s bare --confirm from a production --confirm NAME', async () => {
+  it("tells the seed's bare --confirm from a production --confirm NAME", async () => {
     const {confirmSwitchOf} = await import('../src/commands/taskflow/reset.js')
     expect(confirmSwitchOf(['--confirm'])).to.deep.equal({argv: [], confirmSwitch: true})
     expect(confirmSwitchOf(['--confirm', '--force'])).to.deep.equal({argv: ['--force'], confirmSwitch: true})
-    expect(confirmSwitchOf(['--confirm', 'cache:6379', '--profile', 'prod'])).to.deep.equal({argv: ['--confirm', 'cache:6379', '--profile', 'prod'], confirmSwitch: false})
+    expect(confirmSwitchOf(['--confirm', 'cache:6379', '--profile', 'prod'])).to.deep.equal({
+      argv: ['--confirm', 'cache:6379', '--profile', 'prod'],
+      confirmSwitch: false,
+    })
     expect(confirmSwitchOf(['--confirm=cache:6379'])).to.deep.equal({argv: ['--confirm=cache:6379'], confirmSwitch: false})
   })
 

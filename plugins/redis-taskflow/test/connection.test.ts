@@ -43,7 +43,7 @@ describe('taskflow connections: TLS, ACL users, passwords', function () {
     expect(await readCounters(redis)).to.deep.equal(await trueStateCounts(redis))
   })
 
-  it('names the certificate problem when the server\'s CA is not trusted, and writes nothing', async () => {
+  it("names the certificate problem when the server's CA is not trusted, and writes nothing", async () => {
     const result = await ops(['taskflow:counters:sync', '--force'], userUrl('ops'), false)
     expect(result.code).to.equal(1)
     expect(result.stderr).to.match(/Could not connect to Redis at 127\.0\.0\.1:\d+ .*(certificate|CERT)/)

@@ -32,7 +32,15 @@ describe('taskflow:defective:delete', function () {
   })
 
   it('knows every rule, and a healthy task (empty completed_at included) is not defective', () => {
-    const healthy: TaskFields = {task_id: 'a', state: 'PENDING', created_at: '2025-07-20T19:16:09.875503', updated_at: '2025-07-20T19:16:09', completed_at: '', task_type: 'summarize', content: 'x'}
+    const healthy: TaskFields = {
+      task_id: 'a',
+      state: 'PENDING',
+      created_at: '2025-07-20T19:16:09.875503',
+      updated_at: '2025-07-20T19:16:09',
+      completed_at: '',
+      task_type: 'summarize',
+      content: 'x',
+    }
     expect(defectsOf(healthy)).to.deep.equal([])
     expect(defectsOf({...healthy, created_at: '0001-01-01T00:00:00'})).to.have.length(1)
     expect(defectsOf({...healthy, completed_at: 'not a date'})).to.have.length(1)
@@ -59,14 +67,23 @@ describe('taskflow:defective:delete', function () {
       const before = await commandCalls(redis)
       const result = await ops(['taskflow:defective:delete', '--dry-run'])
       expect(result.code, result.stderr).to.equal(0)
-      for (const line of ['Defective Task Cleanup Utility', 'Mode: DRY RUN', 'Scanned 130 total tasks', `Found ${DEFECTS.length} defective tasks`, 'Defective tasks found:', 'Task ID: missing', 'Created: missing', `DRY RUN: Would delete ${DEFECTS.length} defective tasks`]) {
+      for (const line of [
+        'Defective Task Cleanup Utility',
+        'Mode: DRY RUN',
+        'Scanned 130 total tasks',
+        `Found ${DEFECTS.length} defective tasks`,
+        'Defective tasks found:',
+        'Task ID: missing',
+        'Created: missing',
+        `DRY RUN: Would delete ${DEFECTS.length} defective tasks`,
+      ]) {
         expect(result.stdout).to.contain(line)
       }
       for (const key of defectiveKeys) expect(result.stdout).to.contain(`Redis Key: ${key}`)
       expect(writesBetween(before, await commandCalls(redis))).to.deep.equal({})
     })
 
-    it('feeds the seed\'s monitoring one-liner a plain integer, also past 1,000 defective tasks', async () => {
+    it("feeds the seed's monitoring one-liner a plain integer, also past 1,000 defective tasks", async () => {
       await writeTasks(redis, 1200, {created_at: '0001-01-01T00:00:00'})
       const script = `DEFECTIVE_COUNT=$("${process.execPath}" "${OPS_BIN}" taskflow:defective:delete --dry-run | grep "Found.*defective tasks" | awk '{print $2}')
 if [ "$DEFECTIVE_COUNT" -gt 0 ]; then echo "WARNING: $DEFECTIVE_COUNT defective tasks found in Redis"; fi`

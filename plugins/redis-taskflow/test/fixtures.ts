@@ -81,7 +81,8 @@ export function taskHash(overrides: TaskOverrides = {}): TaskHash {
     error_history: '[]',
     state_history: JSON.stringify([{state: 'PENDING', timestamp: created}, ...(state === 'PENDING' ? [] : [{state, timestamp: updated}])]),
   }
-  if (state === 'COMPLETED') Object.assign(hash, {completed_at: updated, result: '{"summary": "done"}', worker_id: 'worker-1', started_at: created})
+  if (state === 'COMPLETED')
+    Object.assign(hash, {completed_at: updated, result: '{"summary": "done"}', worker_id: 'worker-1', started_at: created})
   if (state === 'ACTIVE') Object.assign(hash, {worker_id: 'worker-1', started_at: updated})
   if (state === 'FAILED') Object.assign(hash, {last_error: 'boom', error_type: 'RuntimeError', failed_at: updated, retry_count: '1'})
   if (state === 'SCHEDULED') Object.assign(hash, {scheduled_at: updated, retry_after: isoNow(3_600_000), retry_count: '1'})
@@ -257,8 +258,33 @@ export const DATA_CHANGES = 'data changes'
 
 /** Commands that change data or settings (and any data change at all); none may run during a dry run or an inspection. */
 export const WRITE_COMMANDS = [
-  'del', 'unlink', 'hdel', 'hset', 'hmset', 'lrem', 'lpush', 'rpush', 'lpop', 'rpop', 'zrem', 'zadd', 'set', 'setex', 'mset',
-  'incr', 'incrby', 'decr', 'decrby', 'flushdb', 'flushall', 'expire', 'rename', 'fcall', 'exec', 'config|set', DATA_CHANGES,
+  'del',
+  'unlink',
+  'hdel',
+  'hset',
+  'hmset',
+  'lrem',
+  'lpush',
+  'rpush',
+  'lpop',
+  'rpop',
+  'zrem',
+  'zadd',
+  'set',
+  'setex',
+  'mset',
+  'incr',
+  'incrby',
+  'decr',
+  'decrby',
+  'flushdb',
+  'flushall',
+  'expire',
+  'rename',
+  'fcall',
+  'exec',
+  'config|set',
+  DATA_CHANGES,
 ]
 
 /**
@@ -383,7 +409,14 @@ export function startWriter(url: string | Cluster, ids: string[]) {
       const roll = Math.random()
       if (roll < 0.05) {
         const id = randomUUID()
-        if (await redis.multi().hset(taskKey(id), taskHash({task_id: id, state: 'PENDING'})).incr(counterKey('PENDING')).exec()) moves++
+        if (
+          await redis
+            .multi()
+            .hset(taskKey(id), taskHash({task_id: id, state: 'PENDING'}))
+            .incr(counterKey('PENDING'))
+            .exec()
+        )
+          moves++
         mine.push(id)
         continue
       }
@@ -420,7 +453,11 @@ export function startWriter(url: string | Cluster, ids: string[]) {
       if (roll < 0.08) await Promise.all([client.del(key), client.decrby(counterKey(state), 1)])
       else {
         const to = next(state)
-        await Promise.all([client.hset(key, 'state', to, 'updated_at', isoNow()), client.decrby(counterKey(state), 1), client.incrby(counterKey(to), 1)])
+        await Promise.all([
+          client.hset(key, 'state', to, 'updated_at', isoNow()),
+          client.decrby(counterKey(state), 1),
+          client.incrby(counterKey(to), 1),
+        ])
       }
       moves++
     }

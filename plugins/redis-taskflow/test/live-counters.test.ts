@@ -209,7 +209,6 @@ describe('StateLedger', () => {
     expect(out.slice(0, 8)).to.deep.equal(expected)
   })
 
-
   it('remembers one code per key, uuid keys and any other key alike, through growth', () => {
     const ledger = new StateLedger(8)
     const keys = Array.from({length: 5000}, () => taskKey(randomUUID()))

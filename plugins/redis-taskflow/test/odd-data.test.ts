@@ -53,7 +53,9 @@ describe('taskflow commands on odd data', function () {
     expect(result.stdout).to.contain('1 task:* key name is not UTF-8: not counted as tasks')
     // The hash without fields and the one whose state is bytes are tasks without a valid state.
     expect(result.stdout).to.contain('(2 hashes have no valid state: see taskflow:defective:delete)')
-    const doc = parseJsonOutput<{keys: {tasks: number}; notHashes: number; badNames: number; unknownState: number}>(await ops(['taskflow:inspect', '--json']))
+    const doc = parseJsonOutput<{keys: {tasks: number}; notHashes: number; badNames: number; unknownState: number}>(
+      await ops(['taskflow:inspect', '--json']),
+    )
     expect(doc).to.include({notHashes: 3, badNames: 1, unknownState: 2})
     expect(doc.keys.tasks).to.equal(HEALTHY + 3 + 2)
   })

@@ -13,7 +13,16 @@ import {Redis} from 'ioredis'
 
 import {collect, spawnOps} from '../../../test/helpers/cli.js'
 import {counterKey, dlqTaskKey, idOfTaskKey, isTaskState, Queue, TASK_STATES, taskKey, TaskState} from '../src/keyspace.js'
-import {DEFECTIVE_CASES, isoNow, queueContents, readCounters, trueStateCounts, withFreshRedis, writeHeartbeat, writeTasks} from './fixtures.js'
+import {
+  DEFECTIVE_CASES,
+  isoNow,
+  queueContents,
+  readCounters,
+  trueStateCounts,
+  withFreshRedis,
+  writeHeartbeat,
+  writeTasks,
+} from './fixtures.js'
 
 const WORKER_LOOPS = 3
 
@@ -137,7 +146,7 @@ function startWorkers(url: string, active: string[], probe: (multi: ReturnType<R
     const redis = new Redis(url)
     try {
       while (running && !(await begun(redis))) await sleep(1)
-      for (let j = 0; running && j < order.length; ) {
+      for (let j = 0; running && j < order.length;) {
         // Catch up with the command in one round trip: the first of the next ids it has not handled yet.
         const ahead = order.slice(j, j + 64)
         const states = (await redis.pipeline(ahead.map((id) => ['hget', taskKey(id), 'state'])).exec()) ?? []
@@ -248,12 +257,13 @@ describe('stuck:fix and defective:delete race a real worker', function () {
     expect(during, `worker moves while ops was failing tasks (of ${worker.moves})`).to.be.greaterThan(100)
     expect(fixed, 'some stuck tasks were completed by a worker after the scan, and ops let them be').to.be.lessThan(found)
     expect(found).to.be.greaterThan(400)
-    expect(worker.collisions, 'times ops changed a task inside the chasing worker\'s WATCH window').to.be.greaterThan(5)
+    expect(worker.collisions, "times ops changed a task inside the chasing worker's WATCH window").to.be.greaterThan(5)
 
     expect(await readCounters(redis)).to.deep.equal(await trueStateCounts(redis))
     const states = new Map<string, Record<string, string>>()
     for (const id of [...queued, ...orphans, ...stuck]) states.set(id, await redis.hgetall(taskKey(id)))
-    for (const id of worker.completed) expect(states.get(id) ?? (await redis.hgetall(taskKey(id))), id).to.include({state: 'COMPLETED', error_type: ''})
+    for (const id of worker.completed)
+      expect(states.get(id) ?? (await redis.hgetall(taskKey(id))), id).to.include({state: 'COMPLETED', error_type: ''})
     const failed = [...states].filter(([, h]) => h.state === 'FAILED')
     expect(failed.length).to.equal(failedByOps)
     for (const [id, h] of failed) expect(h.error_type, id).to.equal('StuckTask')
@@ -292,7 +302,7 @@ describe('stuck:fix and defective:delete race a real worker', function () {
     expect(result.stdout).to.contain(`Found ${defectiveKeyIds.length.toLocaleString('en-US')} defective tasks`)
     const keysAfter = await redis.dbsize()
     const during = worker.probes.filter((n) => n < keysBefore && n > keysAfter).length
-    expect(worker.collisions, 'times ops deleted a task inside the chasing worker\'s WATCH window').to.be.greaterThan(5)
+    expect(worker.collisions, "times ops deleted a task inside the chasing worker's WATCH window").to.be.greaterThan(5)
     expect(during, `worker moves while ops was deleting (of ${worker.moves})`).to.be.greaterThan(100)
 
     expect(await readCounters(redis)).to.deep.equal(await trueStateCounts(redis))
@@ -302,7 +312,11 @@ describe('stuck:fix and defective:delete race a real worker', function () {
     }
     const queues = await queueContents(redis)
     const gone = new Set(defectiveKeyIds)
-    expect(Object.values(queues).flat().filter((id) => gone.has(id))).to.deep.equal([])
+    expect(
+      Object.values(queues)
+        .flat()
+        .filter((id) => gone.has(id)),
+    ).to.deep.equal([])
     expect(duplicates(queues)).to.deep.equal([])
     const healthyStrays = worker.strays.filter((s) => !gone.has(s.id))
     expect(healthyStrays, 'healthy ids in the primary queue whose task was not PENDING').to.deep.equal([])

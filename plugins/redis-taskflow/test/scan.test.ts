@@ -19,7 +19,23 @@ describe('PatternSorter', function () {
     await writeCeleryMeta(redis, 20)
     await writeHeartbeat(redis, 'w1')
     await writeUnrelatedKeys(redis)
-    const nearMisses = ['task', 'tasks', 'Task:1', 'xtask:1', 'dlq:tasks:1', 'dlq:task', 'dlq:tasksx', 'celery-task-meta', 'metrics:tasks:state', 'worker:heartbeat', 'task:', 'tasks:', 'task:a\nb', 'task:*?', 'dlq.tasks']
+    const nearMisses = [
+      'task',
+      'tasks',
+      'Task:1',
+      'xtask:1',
+      'dlq:tasks:1',
+      'dlq:task',
+      'dlq:tasksx',
+      'celery-task-meta',
+      'metrics:tasks:state',
+      'worker:heartbeat',
+      'task:',
+      'tasks:',
+      'task:a\nb',
+      'task:*?',
+      'dlq.tasks',
+    ]
     for (const key of nearMisses) await redis.set(key, '1')
     const sorter = new PatternSorter(TASK_FLOW_PATTERNS)
     const matchedBy = await Promise.all(TASK_FLOW_PATTERNS.map(async (pattern) => new Set(await redis.keys(pattern))))
@@ -29,7 +45,8 @@ describe('PatternSorter', function () {
       // The first pattern Redis matches the key with, or -1: what the sorter must say.
       expect(sorter.indexOf(key), JSON.stringify(key)).to.equal(matchedBy.findIndex((keys) => keys.has(key)))
     }
-    for (const key of nearMisses.filter((k) => !k.startsWith('task:') && !k.startsWith('tasks:'))) expect(sorter.indexOf(key), key).to.equal(-1)
+    for (const key of nearMisses.filter((k) => !k.startsWith('task:') && !k.startsWith('tasks:')))
+      expect(sorter.indexOf(key), key).to.equal(-1)
   })
 
   it('refuses a glob it would only half understand', () => {

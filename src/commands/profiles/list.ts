@@ -18,7 +18,13 @@ export default class ProfilesList extends OpsCommand {
       this.logLines(
         table(
           ['Name', 'Production', 'DATABASE_URL', 'REDIS_URL', 'Description'],
-          profiles.map((p) => [p.name, p.production ? 'yes' : 'no', p.settings.DATABASE_URL ?? '-', p.settings.REDIS_URL ?? '-', p.description ?? '']),
+          profiles.map((p) => [
+            p.name,
+            p.production ? 'yes' : 'no',
+            p.settings.DATABASE_URL ?? '-',
+            p.settings.REDIS_URL ?? '-',
+            p.description ?? '',
+          ]),
         ),
       )
     }

@@ -10,7 +10,10 @@ export interface DirectRun {
 }
 
 /** Connect, plan, run every step (aborting after `abortAfterBatches` progress events), disconnect. */
-export async function runDirect<P extends Plan>(operation: DestructiveOperation<P>, abortAfterBatches?: number): Promise<{plan: P; done: number}> {
+export async function runDirect<P extends Plan>(
+  operation: DestructiveOperation<P>,
+  abortAfterBatches?: number,
+): Promise<{plan: P; done: number}> {
   await operation.connect()
   try {
     const plan = await operation.plan()

@@ -9,7 +9,12 @@ import pg from 'pg'
 import {STATUSES} from '../../src/filter.js'
 
 export {STATUSES}
-export const MODULES = ['breathecode.notify.tasks', 'breathecode.assignments.tasks', 'breathecode.marketing.tasks', 'breathecode.payments.tasks']
+export const MODULES = [
+  'breathecode.notify.tasks',
+  'breathecode.assignments.tasks',
+  'breathecode.marketing.tasks',
+  'breathecode.payments.tasks',
+]
 export const NAMES = ['async_deliver_hook', 'persist_single_lead', 'process_file', 'renew_consumables', 'build_service_stock_scheduler']
 
 const q = (id: string) => `"${id.replace(/"/g, '""')}"`
@@ -47,7 +52,9 @@ export async function createDjangoSchema(db: pg.Client, schema = 'public'): Prom
 
 export async function dropDjangoSchema(db: pg.Client, schema = 'public'): Promise<void> {
   const s = q(schema)
-  await db.query(`DROP TABLE IF EXISTS ${s}."task_manager_taskwatcher_tasks", ${s}."task_manager_taskwatcher", ${s}."task_manager_taskmanager" CASCADE`)
+  await db.query(
+    `DROP TABLE IF EXISTS ${s}."task_manager_taskwatcher_tasks", ${s}."task_manager_taskwatcher", ${s}."task_manager_taskmanager" CASCADE`,
+  )
 }
 
 export interface TaskRow {
@@ -75,7 +82,8 @@ export interface TaskRow {
 
 let serial = 0
 /** Timestamps with microseconds, as Django writes them. */
-const at = (daysAgo: number) => new Date(Date.now() - daysAgo * 86_400_000).toISOString().replace('Z', `${String(++serial % 1000).padStart(3, '0')}+00:00`)
+const at = (daysAgo: number) =>
+  new Date(Date.now() - daysAgo * 86_400_000).toISOString().replace('Z', `${String(++serial % 1000).padStart(3, '0')}+00:00`)
 
 /** One realistic row; any field can be overridden. */
 export function taskRow(overrides: Partial<TaskRow> & {ageDays?: number} = {}): TaskRow {
@@ -92,7 +100,7 @@ export function taskRow(overrides: Partial<TaskRow> & {ageDays?: number} = {}): 
     reverse_name: serial % 4 === 0 ? 'reverse_charge' : null,
     exception_module: failed ? 'breathecode.utils.exceptions' : null,
     exception_name: failed ? 'AbortTask' : null,
-    arguments: {args: [serial, `user-${serial}@example.com`], kwargs: {force: serial % 2 === 0, note: "O'Brien \"quoted\" ñ"}},
+    arguments: {args: [serial, `user-${serial}@example.com`], kwargs: {force: serial % 2 === 0, note: 'O\'Brien "quoted" ñ'}},
     status,
     status_message: failed ? `Task failed: ${serial}` : null,
     task_id: randomUUID(),
@@ -126,8 +134,13 @@ export async function insertTasks(db: pg.Client, rows: TaskRow[], table = 'task_
 /** Links task ids to a (new) TaskWatcher through the M2M table. */
 export async function watch(db: pg.Client, taskIds: string[], schema = 'public'): Promise<string> {
   const s = q(schema)
-  const {rows} = await db.query(`INSERT INTO ${s}.task_manager_taskwatcher (email, on_error, on_success, watch_progress) VALUES ('ops@example.com', true, false, true) RETURNING id::text`)
-  await db.query(`INSERT INTO ${s}.task_manager_taskwatcher_tasks (taskwatcher_id, taskmanager_id) SELECT $1, unnest($2::bigint[])`, [rows[0].id, taskIds])
+  const {rows} = await db.query(
+    `INSERT INTO ${s}.task_manager_taskwatcher (email, on_error, on_success, watch_progress) VALUES ('ops@example.com', true, false, true) RETURNING id::text`,
+  )
+  await db.query(`INSERT INTO ${s}.task_manager_taskwatcher_tasks (taskwatcher_id, taskmanager_id) SELECT $1, unnest($2::bigint[])`, [
+    rows[0].id,
+    taskIds,
+  ])
   return rows[0].id
 }
 
@@ -152,7 +165,9 @@ export async function generateTasks(db: pg.Client, count: number, options: {link
        FROM generate_series(1, $1::int) g`,
     [count],
   )
-  const {rows} = await db.query(`INSERT INTO task_manager_taskwatcher (email, on_error, on_success, watch_progress) VALUES ('ops@example.com', true, true, false) RETURNING id`)
+  const {rows} = await db.query(
+    `INSERT INTO task_manager_taskwatcher (email, on_error, on_success, watch_progress) VALUES ('ops@example.com', true, true, false) RETURNING id`,
+  )
   await db.query(
     `INSERT INTO task_manager_taskwatcher_tasks (taskwatcher_id, taskmanager_id) SELECT $1, id FROM task_manager_taskmanager WHERE id % $2 = 7`,
     [rows[0].id, linkEvery],

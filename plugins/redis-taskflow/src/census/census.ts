@@ -49,7 +49,13 @@ export class Tally {
   census(): Census {
     const states = Object.fromEntries(TASK_STATES.map((s, i) => [s, this.counts[i]])) as StateCounts
     const tasks = this.counts.slice(0, UNKNOWN + 1).reduce((a, b) => a + b, 0)
-    return {tasks, states, unknownState: this.counts[UNKNOWN], notHashes: this.counts[NOT_A_HASH_CODE], badNames: this.counts[BAD_NAME_CODE]}
+    return {
+      tasks,
+      states,
+      unknownState: this.counts[UNKNOWN],
+      notHashes: this.counts[NOT_A_HASH_CODE],
+      badNames: this.counts[BAD_NAME_CODE],
+    }
   }
 }
 
@@ -83,8 +89,14 @@ export async function* takeCensus(connection: RedisConnection, census: Census): 
 export function oddKeyLines(census: Pick<Census, 'notHashes' | 'badNames'>): string[] {
   const lines: string[] = []
   const n = (k: number, one: string, many: string) => `${count(k)} ${k === 1 ? one : many}`
-  if (census.notHashes) lines.push(`${n(census.notHashes, 'task:* key is not a hash', 'task:* keys are not hashes')} (strings, lists, ...): not counted as tasks`)
-  if (census.badNames) lines.push(`${n(census.badNames, 'task:* key name is', 'task:* key names are')} not UTF-8: not counted as tasks (see redis-cli --scan --pattern 'task:*')`)
+  if (census.notHashes)
+    lines.push(
+      `${n(census.notHashes, 'task:* key is not a hash', 'task:* keys are not hashes')} (strings, lists, ...): not counted as tasks`,
+    )
+  if (census.badNames)
+    lines.push(
+      `${n(census.badNames, 'task:* key name is', 'task:* key names are')} not UTF-8: not counted as tasks (see redis-cli --scan --pattern 'task:*')`,
+    )
   return lines
 }
 

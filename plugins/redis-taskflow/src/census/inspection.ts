@@ -96,7 +96,10 @@ export function inspectionLines(inspection: TaskFlowInspection, masters = 1): st
     `Redis URL: ${inspection.url}${inspection.cluster ? ` (cluster, ${masters} masters)` : ''}`,
     '',
     'Queues:',
-    ...table(['Queue', 'Length'], Object.entries(inspection.queues).map(([k, v]) => [k, count(v)])).map((l) => `  ${l}`),
+    ...table(
+      ['Queue', 'Length'],
+      Object.entries(inspection.queues).map(([k, v]) => [k, count(v)]),
+    ).map((l) => `  ${l}`),
     '',
     'Keys:',
     `  task:* hashes          ${count(keys.tasks)}`,

@@ -78,7 +78,10 @@ interface Round {
  * master has its own instant (the scripts run side by side); they count as
  * one only when no tracked key changed between them.
  */
-export async function measureStates(connection: RedisConnection, options: {onProgress?: (scanned: number) => void; maxLedgerSlots?: number} = {}): Promise<StateMeasure> {
+export async function measureStates(
+  connection: RedisConnection,
+  options: {onProgress?: (scanned: number) => void; maxLedgerSlots?: number} = {},
+): Promise<StateMeasure> {
   const nodes = connection.masters()
   const masters: Master[] = []
   const ledgers: StateLedger[] = []
@@ -96,7 +99,10 @@ export async function measureStates(connection: RedisConnection, options: {onPro
       masters.push({node, stream: opened.stream, counters})
     }
     // DBSIZE counts every key, not just tasks: an upper bound, and O(1).
-    const ledger = StateLedger.sizedFor((await Promise.all(nodes.map((node) => node.dbsize()))).reduce((a, b) => a + b, 0), options.maxLedgerSlots)
+    const ledger = StateLedger.sizedFor(
+      (await Promise.all(nodes.map((node) => node.dbsize()))).reduce((a, b) => a + b, 0),
+      options.maxLedgerSlots,
+    )
     ledgers.push(ledger)
     const tally = new Tally()
     for await (const {keys, readings} of readTaskStates(connection)) {
@@ -118,13 +124,28 @@ export async function measureStates(connection: RedisConnection, options: {onPro
     const base = {serverSettingsChanged, changedDuringScan: 0}
     if (unavailable) {
       const census = correct()
-      return {...base, census, counters: await readCounters(connection), exact: false, offBy: census.tasks, note: `Not exact under live traffic: ${unavailable}; the states are those seen by the scan, so tasks moved while it ran may be miscounted.`}
+      return {
+        ...base,
+        census,
+        counters: await readCounters(connection),
+        exact: false,
+        offBy: census.tasks,
+        note: `Not exact under live traffic: ${unavailable}; the states are those seen by the scan, so tasks moved while it ran may be miscounted.`,
+      }
     }
     let round: Round = {uncertain: 0, counters: emptyCounts(), why: ''}
     for (let r = 1; r <= MAX_ROUNDS; r++) {
       const failure = masters.map((m) => m.stream.failure).find(Boolean)
       if (failure) {
-        return {...base, census: correct(), counters: await readCounters(connection), exact: false, offBy: Number.NaN, note: `Not exact: ${failure}.`, changedDuringScan: latest.size}
+        return {
+          ...base,
+          census: correct(),
+          counters: await readCounters(connection),
+          exact: false,
+          offBy: Number.NaN,
+          note: `Not exact: ${failure}.`,
+          changedDuringScan: latest.size,
+        }
       }
       try {
         round = await instantRound(masters, latest, connection.isCluster)
@@ -132,7 +153,15 @@ export async function measureStates(connection: RedisConnection, options: {onPro
         if (!SCRIPTS_UNAVAILABLE.test(String(error))) throw error
         const census = correct()
         const note = `Not exact under live traffic: the server refuses scripts to this user (${(error as Error).message}), so no instant could be read; the states are those seen by the scan.`
-        return {...base, census, counters: await readCounters(connection), exact: false, offBy: latest.size, note, changedDuringScan: latest.size}
+        return {
+          ...base,
+          census,
+          counters: await readCounters(connection),
+          exact: false,
+          offBy: latest.size,
+          note,
+          changedDuringScan: latest.size,
+        }
       }
       if (round.uncertain === 0) break
     }
@@ -152,7 +181,15 @@ export async function measureStates(connection: RedisConnection, options: {onPro
     const how = connection.isCluster
       ? `with the counters in one script per master, each master at its own instant; no task or counter key changed between those instants, so they count as one (a transition the application itself applies across masters in several steps is not seen)`
       : 'with the counters in one script (one instant)'
-    return {...base, census, counters: round.counters, exact: true, offBy: 0, note: `Exact: ${changed} ${how}.`, changedDuringScan: latest.size}
+    return {
+      ...base,
+      census,
+      counters: round.counters,
+      exact: true,
+      offBy: 0,
+      note: `Exact: ${changed} ${how}.`,
+      changedDuringScan: latest.size,
+    }
   } finally {
     for (const master of masters) master.stream.close()
     for (const ledger of ledgers) ledger.dispose()
@@ -205,7 +242,8 @@ async function instantRound(masters: Master[], latest: Map<string, number>, isCl
     })
     const window = m.stream.window(markers[i].id, closing[i].id)
     const read = stale[i]
-    const unplaced = (keys: Set<string>) => [...keys].filter((key) => key.startsWith(TASK_KEY_PREFIX) && !read.has(key) && !isBadName(key)).length
+    const unplaced = (keys: Set<string>) =>
+      [...keys].filter((key) => key.startsWith(TASK_KEY_PREFIX) && !read.has(key) && !isBadName(key)).length
     uncertain += unplaced(window.beforeInstant) + unplaced(window.instantTurn)
     if (isCluster && masters.length > 1) uncertain += window.afterInstant.size
   })

@@ -113,7 +113,13 @@ export class StateLedger {
       const file = join(this.spillDir, `part-${p}`)
       const records = existsSync(file) ? readFileSync(file) : Buffer.alloc(0)
       for (let at = 0; at < records.length; at += RECORD) {
-        note(records.readUInt32BE(at), records.readUInt32BE(at + 4), records.readUInt32BE(at + 8), records.readUInt32BE(at + 12), records[at + 16])
+        note(
+          records.readUInt32BE(at),
+          records.readUInt32BE(at + 4),
+          records.readUInt32BE(at + 8),
+          records.readUInt32BE(at + 12),
+          records[at + 16],
+        )
       }
       for (const slot of inTable[p]) {
         const i = slot * 4

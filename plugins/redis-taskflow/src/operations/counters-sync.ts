@@ -40,7 +40,9 @@ export class CountersSyncOperation extends TaskFlowOperation {
     const {census} = measure
     this.changes = counterChanges(census, measure.counters)
     const off = this.changes.filter((c) => c.change !== 0)
-    const settings = measure.serverSettingsChanged.length ? measure.serverSettingsChanged.join(', ') : "none (changed keys are learnt from client tracking on ops' own connection, which ends with it)"
+    const settings = measure.serverSettingsChanged.length
+      ? measure.serverSettingsChanged.join(', ')
+      : "none (changed keys are learnt from client tracking on ops' own connection, which ends with it)"
     return {
       store: 'Redis',
       target: this.redis.maskedUrl,

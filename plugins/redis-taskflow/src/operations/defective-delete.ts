@@ -17,7 +17,14 @@ export class DefectiveDeleteOperation extends TaskFlowOperation {
 
   protected override connected(): void {
     const {maskedUrl} = this.redis
-    for (const line of ['Defective Task Cleanup Utility', `Redis URL: ${maskedUrl}`, `Mode: ${this.options.dryRun ? 'DRY RUN' : 'LIVE'}`, '', `Connected to Redis at ${maskedUrl}`]) this.output.log(line)
+    for (const line of [
+      'Defective Task Cleanup Utility',
+      `Redis URL: ${maskedUrl}`,
+      `Mode: ${this.options.dryRun ? 'DRY RUN' : 'LIVE'}`,
+      '',
+      `Connected to Redis at ${maskedUrl}`,
+    ])
+      this.output.log(line)
   }
 
   async plan(): Promise<Plan> {
@@ -26,17 +33,19 @@ export class DefectiveDeleteOperation extends TaskFlowOperation {
     this.defective = found.defective
     const defective = this.defective
     this.output.log(`Scanned ${count(found.scanned)} total tasks`)
-    const listing = defective.slice(0, limit).flatMap((t, i) => [
-      `${i + 1}. Redis Key: ${t.key}`,
-      `   Task ID: ${t.fields.task_id || 'missing'}`,
-      `   State: ${t.fields.state || 'missing'}`,
-      `   Created: ${t.fields.created_at || 'missing'}`,
-      `   Updated: ${t.fields.updated_at || 'missing'}`,
-      `   Completed: ${t.fields.completed_at || 'missing'}`,
-      `   Type: ${t.fields.task_type || 'missing'}`,
-      `   Content: ${t.fields.content ? t.fields.content.slice(0, 60) : 'missing'}`,
-      `   Defective: ${t.reasons.join('; ')}`,
-    ])
+    const listing = defective
+      .slice(0, limit)
+      .flatMap((t, i) => [
+        `${i + 1}. Redis Key: ${t.key}`,
+        `   Task ID: ${t.fields.task_id || 'missing'}`,
+        `   State: ${t.fields.state || 'missing'}`,
+        `   Created: ${t.fields.created_at || 'missing'}`,
+        `   Updated: ${t.fields.updated_at || 'missing'}`,
+        `   Completed: ${t.fields.completed_at || 'missing'}`,
+        `   Type: ${t.fields.task_type || 'missing'}`,
+        `   Content: ${t.fields.content ? t.fields.content.slice(0, 60) : 'missing'}`,
+        `   Defective: ${t.reasons.join('; ')}`,
+      ])
     const more = defective.length > limit ? [`... and ${count(defective.length - limit)} more (raise --limit to list them)`] : []
     return {
       store: 'Redis',

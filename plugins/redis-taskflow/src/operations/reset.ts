@@ -24,11 +24,17 @@ export class ResetOperation extends TaskFlowOperation {
     for await (const {byPattern} of scanSorted(redis, TASK_FLOW_PATTERNS)) {
       byPattern.forEach((keys, i) => (perPattern[TASK_FLOW_PATTERNS[i]] += keys.length))
     }
-    const total = allKeys ? (await Promise.all(redis.masters().map((m) => m.dbsize()))).reduce((a, b) => a + b, 0) : Object.values(perPattern).reduce((a, b) => a + b, 0)
+    const total = allKeys
+      ? (await Promise.all(redis.masters().map((m) => m.dbsize()))).reduce((a, b) => a + b, 0)
+      : Object.values(perPattern).reduce((a, b) => a + b, 0)
     return {
       store: 'Redis',
       target: redis.maskedUrl,
-      noun: allKeys ? (redis.isCluster ? 'keys (the whole cluster, every master)' : 'keys (the whole selected database)') : 'task-flow keys',
+      noun: allKeys
+        ? redis.isCluster
+          ? 'keys (the whole cluster, every master)'
+          : 'keys (the whole selected database)'
+        : 'task-flow keys',
       count: total,
       filters: {allKeys, patterns: allKeys ? ['*'] : [...TASK_FLOW_PATTERNS]},
       details: [
@@ -48,7 +54,12 @@ export class ResetOperation extends TaskFlowOperation {
 
   steps(plan: Plan): Step[] {
     if (this.options.allKeys) {
-      return [{title: this.redis.isCluster ? 'FLUSHDB ASYNC on every master' : 'FLUSHDB ASYNC of the selected database', run: () => this.flush(plan.count)}]
+      return [
+        {
+          title: this.redis.isCluster ? 'FLUSHDB ASYNC on every master' : 'FLUSHDB ASYNC of the selected database',
+          run: () => this.flush(plan.count),
+        },
+      ]
     }
     return [{title: 'Unlinking task-flow keys', total: plan.count, run: (signal) => this.unlinkTaskFlow(signal)}]
   }

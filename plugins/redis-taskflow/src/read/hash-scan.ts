@@ -84,7 +84,13 @@ export async function evalReadOnly(node: Redis, script: string, sha: string, arg
 }
 
 /** EVALSHA (or its `_RO` form), loading the script with EVAL when the server does not have it yet. */
-export async function evalCached(node: Redis, script: string, sha: string, args: (string | number)[], form: '' | '_RO' = ''): Promise<unknown> {
+export async function evalCached(
+  node: Redis,
+  script: string,
+  sha: string,
+  args: (string | number)[],
+  form: '' | '_RO' = '',
+): Promise<unknown> {
   try {
     return await node.call(`EVALSHA${form}`, sha, 0, ...args)
   } catch (error) {
@@ -142,7 +148,11 @@ export class HashScanner {
   private async readChunk(keys: string[]): Promise<FieldRow[]> {
     if (this.scriptedReads) {
       try {
-        const packed = (await evalReadOnly(this.node, FIELDS_SCRIPT, FIELDS_SCRIPT_SHA, [this.fields.length, ...this.fields, ...keys])) as string
+        const packed = (await evalReadOnly(this.node, FIELDS_SCRIPT, FIELDS_SCRIPT_SHA, [
+          this.fields.length,
+          ...this.fields,
+          ...keys,
+        ])) as string
         const width = this.fields.length
         const values = packed.split('\n')
         // A value holding a newline would shift the parts: that chunk is read with HMGET.
@@ -184,11 +194,12 @@ export class HashScanner {
   private async step(cursor: string, pattern: string, count: number): Promise<{cursor: string; unpack: () => Promise<FieldBatch>}> {
     if (this.scripted) {
       try {
-        const [next, keys, packed] = (await evalReadOnly(this.node, SCAN_FIELD_SCRIPT, SCAN_FIELD_SCRIPT_SHA, [cursor, pattern, count, this.fields[0]])) as [
-          string,
-          string[],
-          string,
-        ]
+        const [next, keys, packed] = (await evalReadOnly(this.node, SCAN_FIELD_SCRIPT, SCAN_FIELD_SCRIPT_SHA, [
+          cursor,
+          pattern,
+          count,
+          this.fields[0],
+        ])) as [string, string[], string]
         return {cursor: next, unpack: () => this.unpack(keys, packed)}
       } catch (error) {
         if (SCRIPTS_UNAVAILABLE.test(String(error))) this.scripted = this.scriptedReads = false

@@ -16,11 +16,7 @@ export interface KeyBatch {
  * one batch at a time whatever the number of keys. SCAN may return a key twice
  * across batches (rehashing); callers that count must tolerate or dedupe per batch.
  */
-export async function* scanKeys(
-  connection: RedisConnection,
-  pattern: string,
-  options: {count?: number} = {},
-): AsyncGenerator<KeyBatch> {
+export async function* scanKeys(connection: RedisConnection, pattern: string, options: {count?: number} = {}): AsyncGenerator<KeyBatch> {
   for (const node of connection.masters()) yield* scanNode(node, pattern, options)
 }
 
@@ -80,7 +76,10 @@ export class PatternSorter {
   constructor(readonly patterns: readonly string[]) {
     this.expressions = patterns.map((pattern) => {
       if (/[[\\]/.test(pattern)) throw new Error(`PatternSorter takes only * and ? globs, not ${pattern}`)
-      const body = pattern.replace(/[.+^${}()|]/g, '\\$&').replace(/\*/g, '[\\s\\S]*').replace(/\?/g, '[\\s\\S]')
+      const body = pattern
+        .replace(/[.+^${}()|]/g, '\\$&')
+        .replace(/\*/g, '[\\s\\S]*')
+        .replace(/\?/g, '[\\s\\S]')
       return new RegExp(`^${body}$`)
     })
   }
@@ -96,7 +95,10 @@ export class PatternSorter {
  * the first of `patterns` they match; keys matching none are dropped at once.
  * Yields per batch the matching keys, grouped by pattern index.
  */
-export async function* scanSorted(connection: RedisConnection, patterns: readonly string[]): AsyncGenerator<{node: Redis; byPattern: string[][]}> {
+export async function* scanSorted(
+  connection: RedisConnection,
+  patterns: readonly string[],
+): AsyncGenerator<{node: Redis; byPattern: string[][]}> {
   const sorter = new PatternSorter(patterns)
   for (const node of connection.masters()) {
     for await (const batch of scanNode(node, '*')) {

@@ -43,6 +43,7 @@ export class StateReader {
 
   /** Every key of this node matching `pattern`, batch by batch, with its state read in the SCAN step itself. */
   async *scan(pattern: string, count = SCAN_COUNT): AsyncGenerator<StateBatch> {
-    for await (const {keys, rows} of this.scanner.scan(pattern, count)) yield {keys, readings: rows.map((row, i) => (isBadName(keys[i]) ? BAD_NAME : readingOf(row)))}
+    for await (const {keys, rows} of this.scanner.scan(pattern, count))
+      yield {keys, readings: rows.map((row, i) => (isBadName(keys[i]) ? BAD_NAME : readingOf(row)))}
   }
 }

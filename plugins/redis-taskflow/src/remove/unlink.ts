@@ -105,7 +105,11 @@ export class MatchedKeys {
   ) {}
 
   /** Scans `pattern` on every master, counting and keeping keys. */
-  static async collect(connection: RedisConnection, pattern: string, options: {maxBytes?: number; count?: number} = {}): Promise<MatchedKeys> {
+  static async collect(
+    connection: RedisConnection,
+    pattern: string,
+    options: {maxBytes?: number; count?: number} = {},
+  ): Promise<MatchedKeys> {
     const matched = new MatchedKeys(pattern, options.maxBytes)
     for await (const batch of scanKeys(connection, pattern, options)) matched.add(batch)
     return matched

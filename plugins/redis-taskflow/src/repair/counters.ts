@@ -13,11 +13,19 @@ export interface CounterChange {
 
 /** fix_counter_sync.py's State / Old / New / Change rows: counters and states of one measurement. */
 export function counterChanges(census: Census, counters: StateCounts): CounterChange[] {
-  return TASK_STATES.map((state) => ({state, old: counters[state], new: census.states[state], change: census.states[state] - counters[state]}))
+  return TASK_STATES.map((state) => ({
+    state,
+    old: counters[state],
+    new: census.states[state],
+    change: census.states[state] - counters[state],
+  }))
 }
 
 export function changeTable(changes: CounterChange[]): string[] {
-  return table(['State', 'Old', 'New', 'Change'], changes.map((c) => [c.state, c.old, c.new, signed(c.change)]))
+  return table(
+    ['State', 'Old', 'New', 'Change'],
+    changes.map((c) => [c.state, c.old, c.new, signed(c.change)]),
+  )
 }
 
 /**

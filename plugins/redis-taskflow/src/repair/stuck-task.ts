@@ -83,7 +83,11 @@ export async function findStuckTasks(connection: RedisConnection, olderThanMs: n
         const started = parseNaive(since)
         const age = now - started
         if (Number.isNaN(started) || age > olderThanMs) {
-          findings.stuckActive.push({id, since, reason: Number.isNaN(started) ? 'no start time' : `active for ${Math.round(age / 60_000)} min`})
+          findings.stuckActive.push({
+            id,
+            since,
+            reason: Number.isNaN(started) ? 'no start time' : `active for ${Math.round(age / 60_000)} min`,
+          })
         } else if (worker) {
           if (!heartbeats.has(worker)) heartbeats.set(worker, (await c.exists(heartbeatKey(worker))) === 1)
           if (!heartbeats.get(worker)) findings.stuckActive.push({id, since, reason: `worker ${worker} has no heartbeat`})
@@ -159,7 +163,14 @@ export async function failStuckTask(store: TaskStore, id: string, reason: string
   const node = nodeOf(store, key)
   const cluster = clusterOf(store)
   await node.watch(key)
-  const [state, errorHistory, stateHistory, startedAt, updatedAt] = await node.hmget(key, 'state', 'error_history', 'state_history', 'started_at', 'updated_at')
+  const [state, errorHistory, stateHistory, startedAt, updatedAt] = await node.hmget(
+    key,
+    'state',
+    'error_history',
+    'state_history',
+    'started_at',
+    'updated_at',
+  )
   if (state !== 'ACTIVE' || (since !== undefined && (startedAt ?? updatedAt) !== since)) {
     await node.unwatch()
     return false
@@ -172,13 +183,22 @@ export async function failStuckTask(store: TaskStore, id: string, reason: string
   states.push({state: 'FAILED', timestamp: now})
   const multi = node
     .multi()
-    .hset(key, {state: 'FAILED', error_type: 'StuckTask', last_error: message, failed_at: now, updated_at: now, error_history: JSON.stringify(errors), state_history: JSON.stringify(states)})
+    .hset(key, {
+      state: 'FAILED',
+      error_type: 'StuckTask',
+      last_error: message,
+      failed_at: now,
+      updated_at: now,
+      error_history: JSON.stringify(errors),
+      state_history: JSON.stringify(states),
+    })
   if (!cluster) multi.decrby(counterKey('ACTIVE'), 1).incrby(counterKey('FAILED'), 1).lpush(Queue.retry, id)
   const replies = await multi.exec()
   if (replies === null) return false
   throwOnError(replies)
   // Cluster: counters and queue are in other slots, so they follow the hash change non-atomically (an interruption here leaves this one task's counters off: counters:sync repairs them).
-  if (cluster) await Promise.all([cluster.decrby(counterKey('ACTIVE'), 1), cluster.incrby(counterKey('FAILED'), 1), cluster.lpush(Queue.retry, id)])
+  if (cluster)
+    await Promise.all([cluster.decrby(counterKey('ACTIVE'), 1), cluster.incrby(counterKey('FAILED'), 1), cluster.lpush(Queue.retry, id)])
   return true
 }
 

@@ -27,9 +27,16 @@ export default class WidgetsClear extends DestructiveCommand {
   ]
 
   static override flags = {
-    'database-url': Flags.string({description: 'PostgreSQL URL [env: DATABASE_URL, or the profile\'s].', helpValue: 'URL'}),
-    table: Flags.string({description: 'The table to clear: NAME or SCHEMA.NAME, with a numeric primary key "id".', required: true, helpValue: 'TABLE'}),
-    'older-than': durationFlag({description: 'Only rows whose timestamp column is older than this age: 90m, 12h, 7d, 2w.', helpValue: 'AGE'}),
+    'database-url': Flags.string({description: "PostgreSQL URL [env: DATABASE_URL, or the profile's].", helpValue: 'URL'}),
+    table: Flags.string({
+      description: 'The table to clear: NAME or SCHEMA.NAME, with a numeric primary key "id".',
+      required: true,
+      helpValue: 'TABLE',
+    }),
+    'older-than': durationFlag({
+      description: 'Only rows whose timestamp column is older than this age: 90m, 12h, 7d, 2w.',
+      helpValue: 'AGE',
+    }),
     'created-column': Flags.string({description: 'The timestamp column --older-than reads.', default: 'created_at', helpValue: 'COLUMN'}),
     'batch-size': Flags.integer({description: 'Rows per batch.', default: 1000, min: 1, max: 50_000}),
   }
@@ -64,7 +71,9 @@ export default class WidgetsClear extends DestructiveCommand {
             filters: {table: flags.table, olderThanMs: olderThanMs ?? null, createdBefore: createdBefore?.toISOString() ?? null},
             details: [
               `Table: ${flags.table}`,
-              createdBefore ? `Older than: ${duration(olderThanMs!)} (${flags['created-column']} before ${createdBefore.toISOString()})` : 'Filter: none (every row)',
+              createdBefore
+                ? `Older than: ${duration(olderThanMs!)} (${flags['created-column']} before ${createdBefore.toISOString()})`
+                : 'Filter: none (every row)',
             ],
             filter: {createdBefore, upToId: maxId ?? '0'},
           }

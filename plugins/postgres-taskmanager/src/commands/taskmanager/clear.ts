@@ -31,24 +31,65 @@ Exit codes: 0 done (also when --max-runtime stopped the run: what is left is pri
     status: choiceFlag({description: 'Status to clear (ALL: no status filter).', choices: STATUS_CHOICES}),
     'task-module': Flags.string({description: "Only this task module (e.g. 'breathecode.notify.tasks').", helpValue: 'MODULE'}),
     'task-name': Flags.string({description: "Only this task name (e.g. 'async_deliver_hook').", helpValue: 'NAME'}),
-    'older-than': durationFlag({description: "Only rows whose created_at is older than this age (30d, 12h, 90m, 2w), from the server's now().", helpValue: 'AGE'}),
+    'older-than': durationFlag({
+      description: "Only rows whose created_at is older than this age (30d, 12h, 90m, 2w), from the server's now().",
+      helpValue: 'AGE',
+    }),
     'use-cursor': Flags.boolean({description: 'Force the raw-SQL path (pg) whatever the row count.', default: false}),
-    'use-orm': Flags.boolean({description: 'Force the TypeORM path whatever the row count (for benchmarks).', default: false, hidden: true, exclusive: ['use-cursor']}),
-    archive: Flags.string({description: 'Append every deleted row as a JSON line to FILE, flushed to disk before its batch commits.', helpValue: 'FILE'}),
+    'use-orm': Flags.boolean({
+      description: 'Force the TypeORM path whatever the row count (for benchmarks).',
+      default: false,
+      hidden: true,
+      exclusive: ['use-cursor'],
+    }),
+    archive: Flags.string({
+      description: 'Append every deleted row as a JSON line to FILE, flushed to disk before its batch commits.',
+      helpValue: 'FILE',
+    }),
     // issue 12
     'archive-table': Flags.string({
-      description: "Insert every deleted row into this table, in the same statement as its delete (created on first use; unqualified: the TaskManager table's schema). taskmanager:restore puts rows back.",
+      description:
+        "Insert every deleted row into this table, in the same statement as its delete (created on first use; unqualified: the TaskManager table's schema). taskmanager:restore puts rows back.",
       helpValue: '[SCHEMA.]NAME',
     }),
-    'batch-size': Flags.integer({description: 'Rows per batch (the starting size when adaptive).', default: 5000, min: 1, max: MAX_BATCH_SIZE}),
-    'target-batch-ms': Flags.integer({description: 'Adapt the batch size so one batch takes about this long; 0 keeps --batch-size fixed.', default: 250, min: 0}),
+    'batch-size': Flags.integer({
+      description: 'Rows per batch (the starting size when adaptive).',
+      default: 5000,
+      min: 1,
+      max: MAX_BATCH_SIZE,
+    }),
+    'target-batch-ms': Flags.integer({
+      description: 'Adapt the batch size so one batch takes about this long; 0 keeps --batch-size fixed.',
+      default: 250,
+      min: 0,
+    }),
     'statement-timeout': durationFlag({description: 'statement_timeout of each batch.', default: '30s', min: '1ms'}),
-    'lock-timeout': durationFlag({description: 'lock_timeout of each batch; a batch that waits longer is retried smaller.', default: '2s', min: '1ms'}),
+    'lock-timeout': durationFlag({
+      description: 'lock_timeout of each batch; a batch that waits longer is retried smaller.',
+      default: '2s',
+      min: '1ms',
+    }),
     'sleep-ms': Flags.integer({description: 'Pause between batches, to leave room for other traffic.', default: 0, min: 0}),
-    concurrency: Flags.integer({description: 'Workers over disjoint primary-key ranges, each on its own connection with its own short transactions.', default: 1, min: 1, max: MAX_CONCURRENCY}),
-    'max-replica-lag': durationFlag({description: 'Pause between batches while any replica lags more than this (pg_stat_replication on the primary, and each --replica-url).'}),
-    'replica-url': Flags.string({description: 'A standby to measure lag on directly (repeatable); needs --max-replica-lag.', multiple: true, helpValue: 'URL', dependsOn: ['max-replica-lag']}),
-    'pause-on-autovacuum': Flags.boolean({description: 'Pause between batches while autovacuum (or a VACUUM) works on the table.', default: false}),
+    concurrency: Flags.integer({
+      description: 'Workers over disjoint primary-key ranges, each on its own connection with its own short transactions.',
+      default: 1,
+      min: 1,
+      max: MAX_CONCURRENCY,
+    }),
+    'max-replica-lag': durationFlag({
+      description:
+        'Pause between batches while any replica lags more than this (pg_stat_replication on the primary, and each --replica-url).',
+    }),
+    'replica-url': Flags.string({
+      description: 'A standby to measure lag on directly (repeatable); needs --max-replica-lag.',
+      multiple: true,
+      helpValue: 'URL',
+      dependsOn: ['max-replica-lag'],
+    }),
+    'pause-on-autovacuum': Flags.boolean({
+      description: 'Pause between batches while autovacuum (or a VACUUM) works on the table.',
+      default: false,
+    }),
     'max-runtime': durationFlag({description: 'Start no batch after this long (a cron window); reports what is left and exits 0.'}),
   }
 
@@ -56,7 +97,8 @@ Exit codes: 0 done (also when --max-runtime stopped the run: what is left is pri
 
   async run() {
     const {flags} = await this.parse(Clear)
-    if (flags.archive !== undefined && flags.concurrency > 1) throw new UsageError('--archive writes one file in batch order: use it with --concurrency 1.')
+    if (flags.archive !== undefined && flags.concurrency > 1)
+      throw new UsageError('--archive writes one file in batch order: use it with --concurrency 1.')
     const {url} = resolveDatabaseUrl(flags['database-url'])
     this.registerSecretsOf(url)
     for (const replica of flags['replica-url'] ?? []) this.registerSecretsOf(replica)

@@ -9,7 +9,8 @@ const timestampFlag = Flags.custom<Date>({
   helpValue: 'TIMESTAMP',
   async parse(input, _context, flag) {
     const value = new Date(input)
-    if (Number.isNaN(value.getTime())) throw new UsageError(`Invalid --${flag.name} "${input}": use an ISO-8601 timestamp, e.g. 2026-12-01 or 2026-12-01T08:00:00Z.`)
+    if (Number.isNaN(value.getTime()))
+      throw new UsageError(`Invalid --${flag.name} "${input}": use an ISO-8601 timestamp, e.g. 2026-12-01 or 2026-12-01T08:00:00Z.`)
     return value
   },
 })
@@ -31,16 +32,23 @@ export default class Restore extends DestructiveCommand {
   static override flags = {
     ...databaseFlags,
     'from-archive-table': Flags.string({
-      description: 'The archive table written by taskmanager:clear --archive-table (unqualified: the TaskManager table\'s schema).',
+      description: "The archive table written by taskmanager:clear --archive-table (unqualified: the TaskManager table's schema).",
       helpValue: '[SCHEMA.]NAME',
       exactlyOne: ['from-archive-table', 'from-file'],
     }),
-    'from-file': Flags.string({description: 'A JSON-lines file written by taskmanager:clear --archive.', helpValue: 'FILE', exactlyOne: ['from-archive-table', 'from-file']}),
+    'from-file': Flags.string({
+      description: 'A JSON-lines file written by taskmanager:clear --archive.',
+      helpValue: 'FILE',
+      exactlyOne: ['from-archive-table', 'from-file'],
+    }),
     status: choiceFlag({description: 'Only rows of this status (ALL: no status filter).', choices: STATUS_CHOICES}),
     'task-module': Flags.string({description: 'Only this task module.', helpValue: 'MODULE'}),
     'task-name': Flags.string({description: 'Only this task name.', helpValue: 'NAME'}),
     'older-than': durationFlag({description: 'Only rows whose created_at is older than this age: 30d, 12h, 90m, 2w.', helpValue: 'AGE'}),
-    'archived-after': timestampFlag({description: 'Only rows archived at or after this time (archive table only).', exclusive: ['from-file']}),
+    'archived-after': timestampFlag({
+      description: 'Only rows archived at or after this time (archive table only).',
+      exclusive: ['from-file'],
+    }),
     'archived-before': timestampFlag({description: 'Only rows archived before this time (archive table only).', exclusive: ['from-file']}),
     'batch-size': Flags.integer({description: 'Rows per batch.', default: 5000, min: 1, max: 50_000}),
     'sleep-ms': Flags.integer({description: 'Pause between batches, to leave room for other traffic.', default: 0, min: 0}),

@@ -18,7 +18,11 @@ export default class Stuck extends OpsCommand {
   static override flags = {
     ...databaseFlags,
     hours: Flags.integer({description: 'A task is stuck when its last_run is older than this many hours.', default: 24, min: 0}),
-    limit: Flags.integer({description: 'How many groups (module and name) to show, biggest first; the rest are counted in one line.', default: DEFAULT_LIMIT, min: 1}),
+    limit: Flags.integer({
+      description: 'How many groups (module and name) to show, biggest first; the rest are counted in one line.',
+      default: DEFAULT_LIMIT,
+      min: 1,
+    }),
     samples: Flags.integer({description: 'Sample rows shown per group (oldest first).', default: 1, min: 0}),
   }
 
@@ -32,7 +36,14 @@ export default class Stuck extends OpsCommand {
       const width = Math.min(120, process.stdout.columns || 100)
       this.logLines(stuckReport({hours: flags.hours, cutoff, groups, limit: flags.limit, width}))
       const total = groups.reduce((sum, g) => sum + g.count, 0)
-      return {table: db.table.displayName, hours: flags.hours, cutoff, total, groupCount: groups.length, groups: groups.slice(0, flags.limit)}
+      return {
+        table: db.table.displayName,
+        hours: flags.hours,
+        cutoff,
+        total,
+        groupCount: groups.length,
+        groups: groups.slice(0, flags.limit),
+      }
     } finally {
       await db.client.end().catch(() => {})
     }

@@ -5,7 +5,10 @@ import {summaryLines} from '../../summary-format.js'
 
 export default class Summary extends OpsCommand {
   static override summary = 'Status summary and task-module summary of the TaskManager table (read-only).'
-  static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --json --database-url postgres://app@db/app']
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    '<%= config.bin %> <%= command.id %> --json --database-url postgres://app@db/app',
+  ]
   static override flags = {...databaseFlags}
 
   async run() {

@@ -31,7 +31,10 @@ FLUSHDB ASYNC on every master and empties the whole cluster.`
 
   static override flags = {
     ...redisFlags,
-    'all-keys': Flags.boolean({description: 'Empty the whole selected database (FLUSHDB ASYNC), not just the task-flow keys; on a cluster, every master.', default: false}),
+    'all-keys': Flags.boolean({
+      description: 'Empty the whole selected database (FLUSHDB ASYNC), not just the task-flow keys; on a cluster, every master.',
+      default: false,
+    }),
   }
 
   async run() {
@@ -41,7 +44,10 @@ FLUSHDB ASYNC on every master and empties the whole cluster.`
     const inspectOnly = !confirmSwitch && !flags.force && !flags['dry-run'] && flags.confirm === undefined
     const target = redisTarget(flags)
     this.registerSecretsOf(target.resolved.url)
-    return this.runDestructive(new ResetOperation(target, outputOf(this), {allKeys: flags['all-keys'], inspectOnly}), inspectOnly ? {...flags, 'dry-run': true} : flags)
+    return this.runDestructive(
+      new ResetOperation(target, outputOf(this), {allKeys: flags['all-keys'], inspectOnly}),
+      inspectOnly ? {...flags, 'dry-run': true} : flags,
+    )
   }
 }
 

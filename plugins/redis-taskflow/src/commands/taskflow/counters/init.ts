@@ -11,5 +11,8 @@ metrics:tasks:state:* counter to it with INCRBY (a missing counter counts as 0).
 
   static override examples = ['<%= config.bin %> taskflow:counters:init --dry-run', '<%= config.bin %> taskflow:counters:init --force']
 
-  protected override readonly wording = {analyzing: 'Initializing Redis task state counters from the task hashes...', noun: 'counters to initialize'}
+  protected override readonly wording = {
+    analyzing: 'Initializing Redis task state counters from the task hashes...',
+    noun: 'counters to initialize',
+  }
 }

@@ -40,9 +40,13 @@ output and --json say whether they count as one, or how far off the figures may 
 
   async run() {
     const {args, flags} = await this.parse(this.ctor as typeof CountersSync)
-    if (args.url && flags['redis-url'] && args.url !== flags['redis-url']) throw new UsageError('Give the Redis URL once: as an argument or with --redis-url, not two different ones.')
+    if (args.url && flags['redis-url'] && args.url !== flags['redis-url'])
+      throw new UsageError('Give the Redis URL once: as an argument or with --redis-url, not two different ones.')
     const target = redisTarget({...flags, 'redis-url': flags['redis-url'] ?? args.url})
     this.registerSecretsOf(target.resolved.url)
-    return this.runDestructive(new CountersSyncOperation(target, outputOf(this), {wording: this.wording, quiet: Boolean(flags.json)}), flags)
+    return this.runDestructive(
+      new CountersSyncOperation(target, outputOf(this), {wording: this.wording, quiet: Boolean(flags.json)}),
+      flags,
+    )
   }
 }
