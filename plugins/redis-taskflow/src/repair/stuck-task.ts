@@ -181,17 +181,15 @@ export async function failStuckTask(store: TaskStore, id: string, reason: string
   errors.push({error_type: 'StuckTask', error: message, timestamp: now})
   const states = parseList(stateHistory)
   states.push({state: 'FAILED', timestamp: now})
-  const multi = node
-    .multi()
-    .hset(key, {
-      state: 'FAILED',
-      error_type: 'StuckTask',
-      last_error: message,
-      failed_at: now,
-      updated_at: now,
-      error_history: JSON.stringify(errors),
-      state_history: JSON.stringify(states),
-    })
+  const multi = node.multi().hset(key, {
+    state: 'FAILED',
+    error_type: 'StuckTask',
+    last_error: message,
+    failed_at: now,
+    updated_at: now,
+    error_history: JSON.stringify(errors),
+    state_history: JSON.stringify(states),
+  })
   if (!cluster) multi.decrby(counterKey('ACTIVE'), 1).incrby(counterKey('FAILED'), 1).lpush(Queue.retry, id)
   const replies = await multi.exec()
   if (replies === null) return false

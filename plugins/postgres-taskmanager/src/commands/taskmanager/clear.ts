@@ -10,7 +10,12 @@ const MAX_CONCURRENCY = 16
 
 export default class Clear extends DestructiveCommand {
   static override summary = 'Delete TaskManager records in short committed batches (what clear_task_manager_queue does, safely).'
-  static override description = `No filter means every row. Below ${ORM_THRESHOLD.toLocaleString('en-US')} matching rows the TypeORM path is used, at or above it (or with --use-cursor) raw SQL through pg. Both walk the primary key in batches, each its own short transaction that also deletes the task_manager_taskwatcher_tasks link rows; a row that changes while the run goes on is deleted if it still matches and left alone if not. Ctrl-C stops after the batch in flight and a re-run finishes the job.
+  static override description = `${[
+    `No filter means every row. Below ${ORM_THRESHOLD.toLocaleString('en-US')} matching rows the TypeORM path is used,`,
+    'at or above it (or with --use-cursor) raw SQL through pg. Both walk the primary key in batches, each its own short',
+    'transaction that also deletes the task_manager_taskwatcher_tasks link rows; a row that changes while the run goes on',
+    'is deleted if it still matches and left alone if not. Ctrl-C stops after the batch in flight and a re-run finishes the job.',
+  ].join(' ')}
 
 Exit codes: 0 done (also when --max-runtime stopped the run: what is left is printed), 1 a failure or rows that still match at the end (they kept changing or stayed locked: run again), 2 bad usage, 130 interrupted.`
 

@@ -9,7 +9,11 @@ const DEFAULT_LIMIT = 10
 
 export default class Stuck extends OpsCommand {
   static override summary = 'SCHEDULED or PENDING tasks whose last_run is older than --hours, grouped by module and name (read-only).'
-  static override description = `What check_task_status diagnoses. The biggest ${DEFAULT_LIMIT} groups are shown with one sample row each (cut to the terminal's width; --json has them whole); --limit and --samples show more. Clear them with taskmanager:clear --status SCHEDULED --task-module M --task-name N.`
+  static override description = [
+    `What check_task_status diagnoses. The biggest ${DEFAULT_LIMIT} groups are shown with one sample row each`,
+    "(cut to the terminal's width; --json has them whole); --limit and --samples show more.",
+    'Clear them with taskmanager:clear --status SCHEDULED --task-module M --task-name N.',
+  ].join(' ')
   static override examples = [
     '<%= config.bin %> <%= command.id %> --hours 24',
     '<%= config.bin %> <%= command.id %> --hours 1 --limit 50 --samples 0',
