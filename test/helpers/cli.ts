@@ -74,6 +74,20 @@ export function collect(child: ChildProcess, timeoutMs = 120_000): Promise<RunRe
   })
 }
 
+/** Runs ops (stdin closed) and kills it with `signal` once `due()` holds, checked every 20 ms; resolves when it has exited. */
+export async function runOpsKilledWhen(
+  args: string[],
+  due: () => Promise<boolean>,
+  signal: NodeJS.Signals = 'SIGKILL',
+): Promise<RunResult> {
+  const child = spawnOps(args)
+  child.stdin?.end()
+  const done = collect(child)
+  while (!(await due())) await new Promise((resolve) => setTimeout(resolve, 20))
+  child.kill(signal)
+  return done
+}
+
 /** Runs ops to completion with stdin closed (or fed `input`): never a TTY. */
 export async function runOps(args: string[], options: RunOptions = {}): Promise<RunResult> {
   const child = spawnOps(args, options)

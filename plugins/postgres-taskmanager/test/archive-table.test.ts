@@ -4,21 +4,9 @@
  * exactly what it deleted, and a restore puts the table back byte for byte.
  */
 import {expect} from 'chai'
-import pg from 'pg'
 
-import {freshDatabase} from '../../../test/helpers/servers.js'
-import {
-  createDjangoSchema,
-  dropDjangoSchema,
-  insertTasks,
-  MODULES,
-  NAMES,
-  rowTexts,
-  STATUSES,
-  taskRow,
-  TaskRow,
-  watch,
-} from './helpers/django-fixture.js'
+import {insertTasks, MODULES, NAMES, rowTexts, STATUSES, taskRow, TaskRow, watch} from './helpers/django-fixture.js'
+import {withDjangoDatabase} from './helpers/django-database.js'
 import {archivedTexts, clearIntoArchive, placement, restoreDirect} from './helpers/archive-round-trip.js'
 
 const ARCHIVE = 'task_manager_archive'
@@ -33,166 +21,157 @@ function population(): TaskRow[] {
 }
 
 describe('taskmanager:clear --archive-table and taskmanager:restore', function () {
-  let url: string
-  let db: pg.Client
+  const django = withDjangoDatabase('ops_tm_archive')
   let ids: string[]
 
-  before(async () => {
-    url = await freshDatabase('ops_tm_archive')
-    db = new pg.Client({connectionString: url})
-    await db.connect()
-  })
-  after(async () => db?.end())
-
   beforeEach(async () => {
-    await db.query(`DROP TABLE IF EXISTS ${ARCHIVE}, archive_other.${ARCHIVE}, not_an_archive`)
-    await dropDjangoSchema(db)
-    await createDjangoSchema(db)
-    ids = await insertTasks(db, population())
+    await django.db.query(`DROP TABLE IF EXISTS ${ARCHIVE}, archive_other.${ARCHIVE}, not_an_archive`)
+    await django.reset()
+    ids = await insertTasks(django.db, population())
     await watch(
-      db,
+      django.db,
       ids.filter((_, i) => i % 5 === 0),
     )
   })
 
   const idsWhere = async (where: string) =>
-    (await db.query(`SELECT id::text FROM task_manager_taskmanager WHERE ${where} ORDER BY id`)).rows.map((r) => r.id as string)
-  const archiveCount = async (table = ARCHIVE) => (await db.query(`SELECT count(*)::int AS n FROM ${table}`)).rows[0].n as number
+    (await django.db.query(`SELECT id::text FROM task_manager_taskmanager WHERE ${where} ORDER BY id`)).rows.map((r) => r.id as string)
+  const archiveCount = async (table = ARCHIVE) => (await django.db.query(`SELECT count(*)::int AS n FROM ${table}`)).rows[0].n as number
 
   for (const method of ['raw SQL', 'TypeORM'] as const) {
     const useCursor = method === 'raw SQL'
 
     it(`${method}: moves exactly the deleted rows into a new archive table, then restore gives the table back byte for byte`, async () => {
-      const before = await rowTexts(db)
+      const before = await rowTexts(django.db)
       const done = await idsWhere(`status = 'DONE'`)
 
-      const cleared = await clearIntoArchive(url, ARCHIVE, {status: 'DONE'}, {useCursor})
+      const cleared = await clearIntoArchive(django.url, ARCHIVE, {status: 'DONE'}, {useCursor})
       expect(cleared.plan.data.archiveTable).to.deep.equal({name: `public.${ARCHIVE}`, exists: false})
       expect(cleared.done).to.equal(done.length)
-      const archived = await archivedTexts(db, ARCHIVE)
+      const archived = await archivedTexts(django.db, ARCHIVE)
       expect([...archived.keys()]).to.deep.equal(done)
       for (const [id, text] of archived) expect(text).to.equal(before.get(id))
       expect(await idsWhere(`status = 'DONE'`)).to.deep.equal([])
 
-      const restored = await restoreDirect(url, {fromTable: ARCHIVE})
+      const restored = await restoreDirect(django.url, {fromTable: ARCHIVE})
       expect(restored.done).to.equal(done.length)
-      expect(await rowTexts(db)).to.deep.equal(before)
+      expect(await rowTexts(django.db)).to.deep.equal(before)
       expect(await archiveCount()).to.equal(0)
     })
 
     it(`${method}: refuses an existing table with other columns before deleting anything`, async () => {
-      await db.query('CREATE TABLE not_an_archive (id bigint PRIMARY KEY, note text)')
-      const before = await rowTexts(db)
+      await django.db.query('CREATE TABLE not_an_archive (id bigint PRIMARY KEY, note text)')
+      const before = await rowTexts(django.db)
       let error: Error | undefined
       try {
-        await clearIntoArchive(url, 'not_an_archive', {status: 'DONE'}, {useCursor})
+        await clearIntoArchive(django.url, 'not_an_archive', {status: 'DONE'}, {useCursor})
       } catch (caught) {
         error = caught as Error
       }
       expect(error?.message).to.contain('public.not_an_archive exists but is not an archive of public.task_manager_taskmanager')
       expect(error?.message).to.contain('extra column note text')
-      expect(await rowTexts(db)).to.deep.equal(before)
+      expect(await rowTexts(django.db)).to.deep.equal(before)
       expect(await archiveCount('not_an_archive')).to.equal(0)
     })
   }
 
   it('deletes the watcher links of archived rows in the same transaction, and restore does not bring them back', async () => {
-    const linked = (await db.query('SELECT taskmanager_id::text AS id FROM task_manager_taskwatcher_tasks ORDER BY 1')).rows.map(
+    const linked = (await django.db.query('SELECT taskmanager_id::text AS id FROM task_manager_taskwatcher_tasks ORDER BY 1')).rows.map(
       (r) => r.id,
     )
-    const cleared = await clearIntoArchive(url, ARCHIVE, {status: 'ALL'}, {useCursor: true})
+    const cleared = await clearIntoArchive(django.url, ARCHIVE, {status: 'ALL'}, {useCursor: true})
     expect(cleared.plan.data.execution.links).to.equal(linked.length)
-    const restored = await restoreDirect(url, {fromTable: ARCHIVE})
+    const restored = await restoreDirect(django.url, {fromTable: ARCHIVE})
     expect(restored.plan.details).to.include(
       'Watcher links (task_manager_taskwatcher_tasks) are not restored: they name watchers that may be gone',
     )
     expect(await archiveCount()).to.equal(0)
-    expect((await db.query('SELECT count(*)::int AS n FROM task_manager_taskwatcher_tasks')).rows[0].n).to.equal(0)
+    expect((await django.db.query('SELECT count(*)::int AS n FROM task_manager_taskwatcher_tasks')).rows[0].n).to.equal(0)
   })
 
   it('appends to an existing archive table (schema-qualified) on the second clear, and restores only what the filters name', async () => {
-    await db.query('CREATE SCHEMA IF NOT EXISTS archive_other')
+    await django.db.query('CREATE SCHEMA IF NOT EXISTS archive_other')
     const archive = `archive_other.${ARCHIVE}`
-    const before = await rowTexts(db)
-    await clearIntoArchive(url, archive, {status: 'ERROR'}, {useCursor: true})
-    const between = (await db.query('SELECT clock_timestamp() AS at')).rows[0].at as Date
-    const second = await clearIntoArchive(url, archive, {status: 'PENDING'}, {useCursor: false})
+    const before = await rowTexts(django.db)
+    await clearIntoArchive(django.url, archive, {status: 'ERROR'}, {useCursor: true})
+    const between = (await django.db.query('SELECT clock_timestamp() AS at')).rows[0].at as Date
+    const second = await clearIntoArchive(django.url, archive, {status: 'PENDING'}, {useCursor: false})
     expect(second.plan.data.archiveTable).to.deep.equal({name: archive, exists: true})
-    const archived = await archivedTexts(db, archive)
+    const archived = await archivedTexts(django.db, archive)
 
     const archivedWhere = async (where: string) =>
-      (await db.query(`SELECT id::text FROM ${archive} WHERE ${where} ORDER BY id`, [MODULES[1]])).rows.map((r) => r.id as string)
+      (await django.db.query(`SELECT id::text FROM ${archive} WHERE ${where} ORDER BY id`, [MODULES[1]])).rows.map((r) => r.id as string)
     const expected = await archivedWhere(`status = 'ERROR' AND task_module = $1`)
     const pending = await archivedWhere(`status = 'PENDING' OR $1 = ''`)
 
     // Only the first clear's rows, and of them only one module.
-    const restored = await restoreDirect(url, {fromTable: archive, filter: {taskModule: MODULES[1]}, window: {before: between}})
+    const restored = await restoreDirect(django.url, {fromTable: archive, filter: {taskModule: MODULES[1]}, window: {before: between}})
     expect(restored.done).to.equal(expected.length).and.to.be.greaterThan(0)
-    const live = await rowTexts(db)
+    const live = await rowTexts(django.db)
     for (const id of expected) expect(live.get(id)).to.equal(before.get(id))
     expect(await archiveCount(archive)).to.equal(archived.size - expected.length)
 
     // Then the rest, archived after the instant in between: PENDING only.
-    const rest = await restoreDirect(url, {fromTable: archive, window: {after: between}})
+    const rest = await restoreDirect(django.url, {fromTable: archive, window: {after: between}})
     expect(rest.done).to.equal(pending.length).and.to.be.greaterThan(0)
-    const {inBoth, inNeither} = await placement(db, archive, before.keys())
+    const {inBoth, inNeither} = await placement(django.db, archive, before.keys())
     expect(inBoth).to.deep.equal([])
     expect(inNeither).to.deep.equal([])
   })
 
   it('restores with --older-than on created_at and leaves the younger rows archived', async () => {
-    const before = await rowTexts(db)
-    await clearIntoArchive(url, ARCHIVE, {taskName: NAMES[2]}, {useCursor: true})
-    const old = (await db.query(`SELECT id::text FROM ${ARCHIVE} WHERE created_at < now() - interval '30 days' ORDER BY id`)).rows.map(
-      (r) => r.id,
-    )
-    const restored = await restoreDirect(url, {fromTable: ARCHIVE, olderThanMs: 30 * 86_400_000})
+    const before = await rowTexts(django.db)
+    await clearIntoArchive(django.url, ARCHIVE, {taskName: NAMES[2]}, {useCursor: true})
+    const old = (
+      await django.db.query(`SELECT id::text FROM ${ARCHIVE} WHERE created_at < now() - interval '30 days' ORDER BY id`)
+    ).rows.map((r) => r.id)
+    const restored = await restoreDirect(django.url, {fromTable: ARCHIVE, olderThanMs: 30 * 86_400_000})
     expect(restored.done).to.equal(old.length).and.to.be.greaterThan(0)
     expect(restored.plan.details!.some((line) => line.startsWith('Older than:'))).to.equal(true)
-    const live = await rowTexts(db)
+    const live = await rowTexts(django.db)
     for (const id of old) expect(live.get(id)).to.equal(before.get(id))
-    expect((await db.query(`SELECT count(*)::int AS n FROM ${ARCHIVE} WHERE created_at < now() - interval '30 days'`)).rows[0].n).to.equal(
-      0,
-    )
+    expect(
+      (await django.db.query(`SELECT count(*)::int AS n FROM ${ARCHIVE} WHERE created_at < now() - interval '30 days'`)).rows[0].n,
+    ).to.equal(0)
     expect(await archiveCount()).to.be.greaterThan(0)
   })
 
   it('skips and counts archived rows whose id exists again, never overwriting them, and keeps them archived', async () => {
     const scheduled = await idsWhere(`status = 'SCHEDULED'`)
-    await clearIntoArchive(url, ARCHIVE, {status: 'SCHEDULED'}, {useCursor: true})
+    await clearIntoArchive(django.url, ARCHIVE, {status: 'SCHEDULED'}, {useCursor: true})
     const [taken] = scheduled
-    await db.query(
+    await django.db.query(
       `INSERT INTO task_manager_taskmanager OVERRIDING SYSTEM VALUE SELECT (jsonb_populate_record(NULL::task_manager_taskmanager, to_jsonb(a) || '{"status_message": "someone else"}')).* FROM ${ARCHIVE} a WHERE id = $1`,
       [taken],
     )
-    const mine = (await rowTexts(db)).get(taken)
+    const mine = (await rowTexts(django.db)).get(taken)
 
-    const restored = await restoreDirect(url, {fromTable: ARCHIVE})
+    const restored = await restoreDirect(django.url, {fromTable: ARCHIVE})
     expect(restored.plan.count).to.equal(scheduled.length - 1)
     expect(restored.plan.data.skippedExisting).to.equal(1)
     expect(restored.plan.details).to.include(
       `Skipped: 1 matching rows whose id already exists in public.task_manager_taskmanager (never overwritten; they stay in the archive table)`,
     )
     expect(restored.done).to.equal(scheduled.length - 1)
-    expect((await rowTexts(db)).get(taken)).to.equal(mine)
-    expect((await db.query(`SELECT id::text FROM ${ARCHIVE}`)).rows.map((r) => r.id)).to.deep.equal([taken])
+    expect((await rowTexts(django.db)).get(taken)).to.equal(mine)
+    expect((await django.db.query(`SELECT id::text FROM ${ARCHIVE}`)).rows.map((r) => r.id)).to.deep.equal([taken])
   })
 
   it('leaves the identity sequence ahead of every restored id, even when it had been reset behind them', async () => {
-    await clearIntoArchive(url, ARCHIVE, {}, {useCursor: true})
-    await db.query('ALTER TABLE task_manager_taskmanager ALTER COLUMN id RESTART WITH 1')
-    await restoreDirect(url, {fromTable: ARCHIVE})
-    const [fresh] = await insertTasks(db, [taskRow()])
+    await clearIntoArchive(django.url, ARCHIVE, {}, {useCursor: true})
+    await django.db.query('ALTER TABLE task_manager_taskmanager ALTER COLUMN id RESTART WITH 1')
+    await restoreDirect(django.url, {fromTable: ARCHIVE})
+    const [fresh] = await insertTasks(django.db, [taskRow()])
     expect(Number(fresh)).to.be.greaterThan(Number(ids.at(-1)))
   })
 
   it('stops between batches when aborted: every row is in exactly one of the two tables, and a re-run finishes', async () => {
-    const before = await rowTexts(db)
-    await clearIntoArchive(url, ARCHIVE, {}, {useCursor: true})
-    const first = await restoreDirect(url, {fromTable: ARCHIVE, batchSize: 9}, 3)
+    const before = await rowTexts(django.db)
+    await clearIntoArchive(django.url, ARCHIVE, {}, {useCursor: true})
+    const first = await restoreDirect(django.url, {fromTable: ARCHIVE, batchSize: 9}, 3)
     expect(first.done).to.equal(27)
-    expect(await placement(db, ARCHIVE, before.keys())).to.deep.equal({inBoth: [], inNeither: []})
-    await restoreDirect(url, {fromTable: ARCHIVE})
-    expect(await rowTexts(db)).to.deep.equal(before)
+    expect(await placement(django.db, ARCHIVE, before.keys())).to.deep.equal({inBoth: [], inNeither: []})
+    await restoreDirect(django.url, {fromTable: ARCHIVE})
+    expect(await rowTexts(django.db)).to.deep.equal(before)
   })
 })

@@ -7,25 +7,13 @@ import {expect} from 'chai'
 import {readFileSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import pg from 'pg'
 
-import {freshDatabase} from '../../../test/helpers/servers.js'
 import {nextSize} from '../src/batches.js'
 import {ClearOperation} from '../src/clear-operation.js'
 import type {TaskFilter} from '../src/filter.js'
 import {parseTableName} from '../src/table-name.js'
-import {
-  createDjangoSchema,
-  dropDjangoSchema,
-  insertTasks,
-  MODULES,
-  NAMES,
-  rowTexts,
-  STATUSES,
-  taskRow,
-  TaskRow,
-  watch,
-} from './helpers/django-fixture.js'
+import {dropDjangoSchema, insertTasks, MODULES, NAMES, rowTexts, STATUSES, taskRow, TaskRow, watch} from './helpers/django-fixture.js'
+import {withDjangoDatabase} from './helpers/django-database.js'
 import {clearDirect} from './helpers/direct.js'
 
 /** The rows every test starts from: every status x module x name, some old, some linked to a watcher. */
@@ -48,25 +36,16 @@ function matches(row: TaskRow, filter: TaskFilter, cutoffDays = 30): boolean {
 }
 
 describe('taskmanager:clear deletes exactly the matching rows', function () {
-  let url: string
-  let db: pg.Client
+  const django = withDjangoDatabase('ops_tm_clear')
   let rows: TaskRow[]
   let ids: string[]
 
-  before(async () => {
-    url = await freshDatabase('ops_tm_clear')
-    db = new pg.Client({connectionString: url})
-    await db.connect()
-  })
-  after(async () => db?.end())
-
   beforeEach(async () => {
-    await dropDjangoSchema(db)
-    await createDjangoSchema(db)
+    await django.reset()
     rows = population()
-    ids = await insertTasks(db, rows)
+    ids = await insertTasks(django.db, rows)
     await watch(
-      db,
+      django.db,
       ids.filter((_, i) => i % 5 === 0),
     )
   })
@@ -89,21 +68,25 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
   for (const method of ['raw SQL', 'TypeORM'] as const) {
     for (const {title, filter} of cases) {
       it(`${method}: clears ${title}, their watcher links, and leaves every other row byte-for-byte unchanged`, async () => {
-        const before = await rowTexts(db)
+        const before = await rowTexts(django.db)
         const expected = ids.filter((_, i) => matches(rows[i], filter))
         expect(expected.length).to.be.greaterThan(0)
-        const linksBefore = (await db.query('SELECT taskmanager_id::text AS id FROM task_manager_taskwatcher_tasks')).rows.map((r) => r.id)
+        const linksBefore = (await django.db.query('SELECT taskmanager_id::text AS id FROM task_manager_taskwatcher_tasks')).rows.map(
+          (r) => r.id,
+        )
 
-        const run = await clearDirect(url, filter, {useCursor: method === 'raw SQL', batchSize: 7})
+        const run = await clearDirect(django.url, filter, {useCursor: method === 'raw SQL', batchSize: 7})
         expect(run.plan.method).to.equal(method === 'raw SQL' ? 'raw-sql' : 'typeorm')
         expect(run.plan.count).to.equal(expected.length)
         expect(run.done).to.equal(expected.length)
 
-        const after = await rowTexts(db)
+        const after = await rowTexts(django.db)
         const gone = new Set(expected)
         expect([...after.keys()]).to.deep.equal([...before.keys()].filter((id) => !gone.has(id)))
         for (const [id, text] of after) expect(text).to.equal(before.get(id))
-        const linksAfter = (await db.query('SELECT taskmanager_id::text AS id FROM task_manager_taskwatcher_tasks')).rows.map((r) => r.id)
+        const linksAfter = (await django.db.query('SELECT taskmanager_id::text AS id FROM task_manager_taskwatcher_tasks')).rows.map(
+          (r) => r.id,
+        )
         expect(linksAfter.sort()).to.deep.equal(linksBefore.filter((id) => !gone.has(id)).sort())
         expect(run.plan.data.execution.links).to.equal(linksBefore.length - linksAfter.length)
       })
@@ -111,36 +94,36 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
   }
 
   it('treats SQL-injection strings as plain values: nothing matches, nothing is touched', async () => {
-    const before = await rowTexts(db)
+    const before = await rowTexts(django.db)
     const evil = [`x' OR '1'='1`, `'; DROP TABLE task_manager_taskmanager; --`, `breathecode.notify.tasks' --`, `$1`, `\\'`, `" OR TRUE --`]
     for (const value of evil) {
       for (const useCursor of [true, false]) {
-        const a = await clearDirect(url, {taskModule: value}, {useCursor})
-        const b = await clearDirect(url, {taskName: value, status: 'ALL'}, {useCursor})
+        const a = await clearDirect(django.url, {taskModule: value}, {useCursor})
+        const b = await clearDirect(django.url, {taskName: value, status: 'ALL'}, {useCursor})
         expect(a.plan.count + a.done + b.plan.count + b.done).to.equal(0)
       }
     }
-    expect(await rowTexts(db)).to.deep.equal(before)
+    expect(await rowTexts(django.db)).to.deep.equal(before)
   })
 
   it('deletes a row whose module holds quotes and backslashes when asked for exactly that value', async () => {
     const odd = `breathecode.it's "odd" \\ tasks; --`
-    const [id] = await insertTasks(db, [taskRow({task_module: odd, status: 'PENDING'})])
-    const run = await clearDirect(url, {taskModule: odd}, {useCursor: true})
+    const [id] = await insertTasks(django.db, [taskRow({task_module: odd, status: 'PENDING'})])
+    const run = await clearDirect(django.url, {taskModule: odd}, {useCursor: true})
     expect(run.done).to.equal(1)
-    expect((await db.query('SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE id = $1', [id])).rows[0].n).to.equal(0)
+    expect((await django.db.query('SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE id = $1', [id])).rows[0].n).to.equal(0)
   })
 
   for (const useCursor of [true, false]) {
     it(`${useCursor ? 'raw SQL' : 'TypeORM'}: --archive holds exactly the deleted rows, one JSON line each, in full precision`, async () => {
       const filter: TaskFilter = {status: 'PENDING'}
       const expected = (
-        await db.query(`SELECT row_to_json(t)::text AS row FROM task_manager_taskmanager t WHERE status = 'PENDING' ORDER BY id`)
+        await django.db.query(`SELECT row_to_json(t)::text AS row FROM task_manager_taskmanager t WHERE status = 'PENDING' ORDER BY id`)
       ).rows.map((r) => r.row)
       const file = join(tmpdir(), `ops-archive-${process.pid}-${useCursor}.jsonl`)
       rmSync(file, {force: true})
       try {
-        const run = await clearDirect(url, filter, {useCursor, archive: file, batchSize: 9})
+        const run = await clearDirect(django.url, filter, {useCursor, archive: file, batchSize: 9})
         expect(run.done).to.equal(expected.length)
         const lines = readFileSync(file, 'utf8').trimEnd().split('\n')
         expect(lines).to.deep.equal(expected)
@@ -152,19 +135,19 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
   }
 
   it('stops between batches when aborted; a second run finishes with exactly the matching rows gone', async () => {
-    const before = await rowTexts(db)
+    const before = await rowTexts(django.db)
     const expected = new Set(ids.filter((_, i) => rows[i].status === 'DONE'))
-    const first = await clearDirect(url, {status: 'DONE'}, {useCursor: true, batchSize: 5, abortAfterBatches: 2})
+    const first = await clearDirect(django.url, {status: 'DONE'}, {useCursor: true, batchSize: 5, abortAfterBatches: 2})
     expect(first.done).to.equal(10)
-    const second = await clearDirect(url, {status: 'DONE'}, {useCursor: true, batchSize: 5})
+    const second = await clearDirect(django.url, {status: 'DONE'}, {useCursor: true, batchSize: 5})
     expect(second.plan.count).to.equal(expected.size - 10)
-    const after = await rowTexts(db)
+    const after = await rowTexts(django.db)
     expect([...after.keys()]).to.deep.equal([...before.keys()].filter((id) => !expected.has(id)))
   })
 
   it('never touches rows inserted after the plan (the walk stops at the planned max id)', async () => {
     const operation = new ClearOperation({
-      url,
+      url: django.url,
       table: 'task_manager_taskmanager',
       filter: {status: 'DONE'},
       useCursor: true,
@@ -176,9 +159,9 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
     await operation.connect()
     try {
       const plan = await operation.plan()
-      const [late] = await insertTasks(db, [taskRow({status: 'DONE'})])
+      const [late] = await insertTasks(django.db, [taskRow({status: 'DONE'})])
       for (const step of operation.steps(plan)) for await (const _ of step.run(new AbortController().signal));
-      const left = (await db.query(`SELECT id::text FROM task_manager_taskmanager WHERE status = 'DONE'`)).rows.map((r) => r.id)
+      const left = (await django.db.query(`SELECT id::text FROM task_manager_taskmanager WHERE status = 'DONE'`)).rows.map((r) => r.id)
       expect(left).to.deep.equal([late])
     } finally {
       await operation.disconnect()
@@ -187,42 +170,41 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
 
   it('works on a schema-qualified table given with --table, quoting identifiers', async () => {
     const schema = 'Tenant "A"'
-    await dropDjangoSchema(db, schema)
-    await createDjangoSchema(db, schema)
+    await django.reset(schema)
     const table = `"Tenant ""A""".task_manager_taskmanager`
     const tenantIds = await insertTasks(
-      db,
+      django.db,
       [taskRow({status: 'ERROR'}), taskRow({status: 'DONE'}), taskRow({status: 'ERROR'})],
       `"Tenant ""A""".task_manager_taskmanager`,
     )
-    await watch(db, [tenantIds[0]], schema)
-    const publicBefore = await rowTexts(db)
+    await watch(django.db, [tenantIds[0]], schema)
+    const publicBefore = await rowTexts(django.db)
     for (const useCursor of [true, false]) {
-      await clearDirect(url, {status: 'ERROR'}, {useCursor, table})
+      await clearDirect(django.url, {status: 'ERROR'}, {useCursor, table})
     }
-    const left = await db.query(`SELECT status FROM "Tenant ""A""".task_manager_taskmanager`)
+    const left = await django.db.query(`SELECT status FROM "Tenant ""A""".task_manager_taskmanager`)
     expect(left.rows.map((r) => r.status)).to.deep.equal(['DONE'])
-    expect((await db.query(`SELECT count(*)::int AS n FROM "Tenant ""A""".task_manager_taskwatcher_tasks`)).rows[0].n).to.equal(0)
-    expect(await rowTexts(db)).to.deep.equal(publicBefore)
-    await dropDjangoSchema(db, schema)
+    expect((await django.db.query(`SELECT count(*)::int AS n FROM "Tenant ""A""".task_manager_taskwatcher_tasks`)).rows[0].n).to.equal(0)
+    expect(await rowTexts(django.db)).to.deep.equal(publicBefore)
+    await dropDjangoSchema(django.db, schema)
   })
 
   it('reports any other foreign key that references the table before deleting anything', async () => {
-    await db.query(`CREATE TABLE task_audit (id serial PRIMARY KEY, task_id bigint REFERENCES task_manager_taskmanager(id))`)
-    await db.query(`INSERT INTO task_audit (task_id) VALUES ($1)`, [ids[1]])
+    await django.db.query(`CREATE TABLE task_audit (id serial PRIMARY KEY, task_id bigint REFERENCES task_manager_taskmanager(id))`)
+    await django.db.query(`INSERT INTO task_audit (task_id) VALUES ($1)`, [ids[1]])
     try {
-      const before = await rowTexts(db)
-      const run = await clearDirect(url, {status: 'ALL'}, {useCursor: true, abortAfterBatches: 0}).catch((e) => e)
+      const before = await rowTexts(django.db)
+      const run = await clearDirect(django.url, {status: 'ALL'}, {useCursor: true, abortAfterBatches: 0}).catch((e) => e)
       expect(run).to.be.instanceOf(Error)
       expect(String(run.message)).to.contain('task_audit_task_id_fkey')
-      expect(await rowTexts(db)).to.deep.equal(before) // the only batch rolled back
-      const {plan} = await clearDirect(url, {status: 'REVERSED', taskModule: 'nothing'}, {useCursor: true})
+      expect(await rowTexts(django.db)).to.deep.equal(before) // the only batch rolled back
+      const {plan} = await clearDirect(django.url, {status: 'REVERSED', taskModule: 'nothing'}, {useCursor: true})
       expect(plan.warnings?.join('\n')).to.match(
         /public\.task_audit\(task_id\) references public\.task_manager_taskmanager .*task_audit_task_id_fkey, ON DELETE NO ACTION/,
       )
       expect(plan.data.foreignKeys.filter((fk) => fk.isWatcherLink)).to.have.length(1)
     } finally {
-      await db.query('DROP TABLE task_audit')
+      await django.db.query('DROP TABLE task_audit')
     }
   })
 })

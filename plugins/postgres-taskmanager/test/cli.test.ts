@@ -4,63 +4,50 @@
  * (SIGINT, SIGKILL, a dropped connection) followed by a re-run, and clear errors.
  */
 import {expect} from 'chai'
-import pg from 'pg'
 
-import {collect, parseJsonOutput, runOps, runOpsInTty, spawnOps, waitForOutput} from '../../../test/helpers/cli.js'
-import {freshDatabase} from '../../../test/helpers/servers.js'
-import {createDjangoSchema, dropDjangoSchema, generateTasks, insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
+import {collect, parseJsonOutput, runOps, runOpsInTty, runOpsKilledWhen, spawnOps, waitForOutput} from '../../../test/helpers/cli.js'
+import {generateTasks, insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
+import {withDjangoDatabase} from './helpers/django-database.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 /** oclif wraps error messages to the terminal width with " ›   " prefixes; undo that for matching. */
 const flat = (text: string) => text.replace(/\s*\n\s*›\s*/g, ' ')
 
 describe('ops taskmanager:* (end to end)', function () {
-  let url: string
-  let db: pg.Client
+  const django = withDjangoDatabase('ops_tm_cli')
 
-  before(async () => {
-    url = await freshDatabase('ops_tm_cli')
-    db = new pg.Client({connectionString: url})
-    await db.connect()
-  })
-  after(async () => db?.end())
-
-  const reset = async () => {
-    await dropDjangoSchema(db)
-    await createDjangoSchema(db)
-  }
   const seedExample = async () => {
-    await reset()
+    await django.reset()
     // The seed's example: 6 SCHEDULED rows of breathecode.assignments.tasks.
     await insertTasks(
-      db,
+      django.db,
       Array.from({length: 6}, () => taskRow({status: 'SCHEDULED', task_module: 'breathecode.assignments.tasks'})),
     )
   }
   const deletedTuples = async () => {
-    await db.query('SELECT pg_stat_force_next_flush()')
-    await db.query('SELECT pg_stat_clear_snapshot()')
-    const {rows} = await db.query(`SELECT n_tup_del::int AS n FROM pg_stat_user_tables WHERE relname = 'task_manager_taskmanager'`)
+    await django.db.query('SELECT pg_stat_force_next_flush()')
+    await django.db.query('SELECT pg_stat_clear_snapshot()')
+    const {rows} = await django.db.query(`SELECT n_tup_del::int AS n FROM pg_stat_user_tables WHERE relname = 'task_manager_taskmanager'`)
     return rows[0].n as number
   }
-  const clear = (...args: string[]) => ['taskmanager:clear', '--database-url', url, ...args]
+  const clear = (...args: string[]) => ['taskmanager:clear', '--database-url', django.url, ...args]
   const count = async (where = 'TRUE') =>
-    (await db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE ${where}`)).rows[0].n as number
+    (await django.db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE ${where}`)).rows[0].n as number
 
   it('a mistyped command with --force is never run as its guess: Enter at "Did you mean taskmanager:clear?" deletes nothing (exit 2)', async () => {
     await seedExample()
-    const before = await rowTexts(db)
-    const result = await runOpsInTty(['taskmanager:claer', '--database-url', url, '--force'], '', {prompt: /Did you mean/})
+    const before = await rowTexts(django.db)
+    const result = await runOpsInTty(['taskmanager:claer', '--database-url', django.url, '--force'], '', {prompt: /Did you mean/})
     expect(flat(result.stdout)).to.contain(
       '"taskmanager:claer" is not an ops command, and taskmanager:clear changes data: ops does not run a destructive command it guessed',
     )
     expect(result.code, result.stdout).to.equal(2)
-    expect(await rowTexts(db)).to.deep.equal(before)
+    expect(await rowTexts(django.db)).to.deep.equal(before)
   })
 
   it("prints clear_task_manager_queue's lines for a dry run and writes nothing (n_tup_del unchanged)", async () => {
     await seedExample()
-    const before = await rowTexts(db)
+    const before = await rowTexts(django.db)
     const deleted = await deletedTuples()
     const result = await runOps(clear('--status', 'SCHEDULED', '--task-module', 'breathecode.assignments.tasks', '--dry-run'))
     expect(result.code, result.stderr).to.equal(0)
@@ -70,7 +57,7 @@ describe('ops taskmanager:* (end to end)', function () {
     expect(result.stdout).to.contain('DRY RUN MODE - No records will be deleted')
     await sleep(700) // let the CLI's backend report its statistics
     expect(await deletedTuples()).to.equal(deleted)
-    expect(await rowTexts(db)).to.deep.equal(before)
+    expect(await rowTexts(django.db)).to.deep.equal(before)
   })
 
   it('prints "No TaskManager records found" and the summary blocks in clear_task_manager_queue\'s format', async () => {
@@ -106,15 +93,15 @@ breathecode.assignments.tasks: 6 records
   for (const cursor of [false, true]) {
     it(`deletes with --force ${cursor ? 'through raw SQL (--use-cursor)' : 'through TypeORM'}, link rows included, reading DATABASE_URL`, async () => {
       await seedExample()
-      const ids = await insertTasks(db, [
+      const ids = await insertTasks(django.db, [
         taskRow({status: 'DONE'}),
         taskRow({status: 'SCHEDULED', task_module: 'breathecode.notify.tasks'}),
       ])
       const watched = (
-        await db.query(`SELECT id::text FROM task_manager_taskmanager WHERE task_module = 'breathecode.assignments.tasks' LIMIT 2`)
+        await django.db.query(`SELECT id::text FROM task_manager_taskmanager WHERE task_module = 'breathecode.assignments.tasks' LIMIT 2`)
       ).rows.map((r) => r.id)
-      await watch(db, [...watched, ids[0]])
-      const keep = [...(await rowTexts(db)).entries()].filter(([id]) => ids.includes(id))
+      await watch(django.db, [...watched, ids[0]])
+      const keep = [...(await rowTexts(django.db)).entries()].filter(([id]) => ids.includes(id))
       const args = [
         'taskmanager:clear',
         '--status',
@@ -124,7 +111,7 @@ breathecode.assignments.tasks: 6 records
         '--force',
         ...(cursor ? ['--use-cursor'] : []),
       ]
-      const result = await runOps(args, {env: {DATABASE_URL: url}})
+      const result = await runOps(args, {env: {DATABASE_URL: django.url}})
       expect(result.code, result.stderr).to.equal(0)
       expect(result.stdout).to.contain(
         cursor
@@ -133,10 +120,10 @@ breathecode.assignments.tasks: 6 records
       )
       expect(result.stdout).to.contain('Watcher links: 2 rows of public.task_manager_taskwatcher_tasks')
       expect(result.stdout).to.contain('Successfully deleted 6 TaskManager records')
-      expect([...(await rowTexts(db)).entries()]).to.deep.equal(keep)
-      expect((await db.query('SELECT taskmanager_id::text AS id FROM task_manager_taskwatcher_tasks')).rows.map((r) => r.id)).to.deep.equal(
-        [ids[0]],
-      )
+      expect([...(await rowTexts(django.db)).entries()]).to.deep.equal(keep)
+      expect(
+        (await django.db.query('SELECT taskmanager_id::text AS id FROM task_manager_taskwatcher_tasks')).rows.map((r) => r.id),
+      ).to.deep.equal([ids[0]])
     })
   }
 
@@ -158,34 +145,38 @@ breathecode.assignments.tasks: 6 records
     let total: number
 
     beforeEach(async () => {
-      await reset()
-      await generateTasks(db, 20_000)
+      await django.reset()
+      await generateTasks(django.db, 20_000)
       total = await count(matching)
-      const done = new Set((await db.query(`SELECT id::text FROM task_manager_taskmanager WHERE ${matching}`)).rows.map((r) => r.id))
-      keep = [...(await rowTexts(db)).entries()].filter(([id]) => !done.has(id))
+      const done = new Set((await django.db.query(`SELECT id::text FROM task_manager_taskmanager WHERE ${matching}`)).rows.map((r) => r.id))
+      keep = [...(await rowTexts(django.db)).entries()].filter(([id]) => !done.has(id))
     })
 
+    /** Runs `args` and sends SIGINT (Ctrl-C) once the progress line ("n / total") is printed. */
+    const interruptedAfterProgress = async (args: string[]) => {
+      const child = spawnOps(args)
+      child.stdin?.end()
+      const done = collect(child)
+      await waitForOutput(child, /[\d,]+ \/ [\d,]+/)
+      child.kill('SIGINT')
+      return done
+    }
     const slow = () =>
       clear('--status', 'DONE', '--force', '--use-cursor', '--batch-size', '200', '--target-batch-ms', '0', '--sleep-ms', '40')
     const finishAndCheck = async () => {
       const rerun = await runOps(clear('--status', 'DONE', '--force'))
       expect(rerun.code, rerun.stderr).to.equal(0)
       expect(await count(matching)).to.equal(0)
-      expect([...(await rowTexts(db)).entries()]).to.deep.equal(keep)
+      expect([...(await rowTexts(django.db)).entries()]).to.deep.equal(keep)
       expect(await count()).to.equal(keep.length)
-      const orphans = await db.query(
+      const orphans = await django.db.query(
         `SELECT count(*)::int AS n FROM task_manager_taskwatcher_tasks l LEFT JOIN task_manager_taskmanager t ON t.id = l.taskmanager_id WHERE t.id IS NULL`,
       )
       expect(orphans.rows[0].n).to.equal(0)
     }
 
     it('SIGINT mid-run: the batch in flight commits, exit 130, and a re-run finishes with exactly the matching rows gone', async () => {
-      const child = spawnOps(slow())
-      child.stdin?.end()
-      const done = collect(child)
-      await waitForOutput(child, /[\d,]+ \/ [\d,]+/)
-      child.kill('SIGINT')
-      const result = await done
+      const result = await interruptedAfterProgress(slow())
       expect(result.code, result.stderr).to.equal(130)
       const reported = Number(/Interrupted: deleted ([\d,]+) of ([\d,]+) TaskManager records/.exec(result.stderr)![1].replace(/,/g, ''))
       expect(reported % 200).to.equal(0)
@@ -195,12 +186,7 @@ breathecode.assignments.tasks: 6 records
     })
 
     it('SIGKILL mid-run: the open batch rolls back, and a re-run finishes', async () => {
-      const child = spawnOps(slow())
-      child.stdin?.end()
-      const done = collect(child)
-      while ((await count(matching)) > total - 1000) await sleep(20)
-      child.kill('SIGKILL')
-      await done
+      await runOpsKilledWhen(slow(), async () => (await count(matching)) <= total - 1000)
       const left = await count(matching)
       expect(left).to.be.greaterThan(0)
       expect((total - left) % 200).to.equal(0) // whole batches only
@@ -212,7 +198,7 @@ breathecode.assignments.tasks: 6 records
       child.stdin?.end()
       const done = collect(child)
       while ((await count(matching)) > total - 1000) await sleep(20)
-      await db.query(
+      await django.db.query(
         `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'ops taskmanager:clear' AND datname = current_database()`,
       )
       const result = await done
@@ -228,14 +214,9 @@ breathecode.assignments.tasks: 6 records
       const {join} = await import('node:path')
       const file = join(mkdtempSync(join(tmpdir(), 'ops-archive-')), 'done.jsonl')
       const expected = (
-        await db.query(`SELECT row_to_json(t)::text AS row FROM task_manager_taskmanager t WHERE ${matching} ORDER BY id`)
+        await django.db.query(`SELECT row_to_json(t)::text AS row FROM task_manager_taskmanager t WHERE ${matching} ORDER BY id`)
       ).rows.map((r) => r.row)
-      const child = spawnOps([...slow(), '--archive', file])
-      child.stdin?.end()
-      const done = collect(child)
-      await waitForOutput(child, /[\d,]+ \/ [\d,]+/)
-      child.kill('SIGINT')
-      expect((await done).code).to.equal(130)
+      expect((await interruptedAfterProgress([...slow(), '--archive', file])).code).to.equal(130)
       const rerun = await runOps(clear('--status', 'DONE', '--force', '--archive', file))
       expect(rerun.code, rerun.stderr).to.equal(0)
       expect(readFileSync(file, 'utf8').trimEnd().split('\n')).to.deep.equal(expected)
@@ -263,11 +244,11 @@ breathecode.assignments.tasks: 6 records
   describe('read-only commands', () => {
     it("taskmanager:summary prints clear_task_manager_queue's blocks and --json the same counts", async () => {
       await seedExample()
-      const text = await runOps(['taskmanager:summary', '--database-url', url])
+      const text = await runOps(['taskmanager:summary', '--database-url', django.url])
       expect(text.code, text.stderr).to.equal(0)
       expect(text.stdout).to.contain('SCHEDULED: 6 records\n--------------------------------------------------\nTotal: 6 records')
       const json = parseJsonOutput<{total: number; statuses: unknown[]; modules: unknown[]}>(
-        await runOps(['taskmanager:summary', '--database-url', url, '--json']),
+        await runOps(['taskmanager:summary', '--database-url', django.url, '--json']),
       )
       expect(json.total).to.equal(6)
       expect(json.statuses).to.deep.equal([{status: 'SCHEDULED', count: 6}])
@@ -275,21 +256,21 @@ breathecode.assignments.tasks: 6 records
     })
 
     it('taskmanager:stuck groups old SCHEDULED/PENDING rows by module and name, with samples', async () => {
-      await reset()
+      await django.reset()
       const old = (hours: number) => new Date(Date.now() - hours * 3_600_000).toISOString()
-      await insertTasks(db, [
+      await insertTasks(django.db, [
         taskRow({status: 'SCHEDULED', task_module: 'breathecode.notify.tasks', task_name: 'async_deliver_hook', last_run: old(30)}),
         taskRow({status: 'PENDING', task_module: 'breathecode.notify.tasks', task_name: 'async_deliver_hook', last_run: old(50)}),
         taskRow({status: 'PENDING', task_module: 'breathecode.payments.tasks', task_name: 'renew_consumables', last_run: old(26)}),
         taskRow({status: 'PENDING', task_module: 'breathecode.payments.tasks', task_name: 'renew_consumables', last_run: old(1)}),
         taskRow({status: 'DONE', task_module: 'breathecode.payments.tasks', task_name: 'renew_consumables', last_run: old(100)}),
       ])
-      const text = await runOps(['taskmanager:stuck', '--database-url', url, '--hours', '24'])
+      const text = await runOps(['taskmanager:stuck', '--database-url', django.url, '--hours', '24'])
       expect(text.code, text.stderr).to.equal(0)
       expect(text.stdout).to.contain('breathecode.notify.tasks.async_deliver_hook: 2 records (')
       expect(text.stdout).to.contain('breathecode.payments.tasks.renew_consumables: 1 record (PENDING 1)')
       const json = parseJsonOutput<{total: number; groups: {taskName: string; count: number; samples: unknown[]}[]}>(
-        await runOps(['taskmanager:stuck', '--database-url', url, '--hours', '24', '--samples', '1', '--json']),
+        await runOps(['taskmanager:stuck', '--database-url', django.url, '--hours', '24', '--samples', '1', '--json']),
       )
       expect(json.total).to.equal(3)
       expect(json.groups.map((g) => [g.taskName, g.count, g.samples.length])).to.deep.equal([

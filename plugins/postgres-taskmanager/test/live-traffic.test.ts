@@ -12,8 +12,8 @@ import {fileURLToPath} from 'node:url'
 import pg from 'pg'
 
 import {parseJsonOutput, runOps, waitForOutput} from '../../../test/helpers/cli.js'
-import {freshDatabase} from '../../../test/helpers/servers.js'
-import {createDjangoSchema, dropDjangoSchema, insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
+import {insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
+import {withDjangoDatabase} from './helpers/django-database.js'
 
 const WRITER = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'live-writer.ts')
 
@@ -51,41 +51,32 @@ interface ClearJson {
 
 describe('taskmanager:clear under live traffic (real writer processes)', function () {
   this.timeout(180_000)
-  let url: string
-  let db: pg.Client
-
-  before(async () => {
-    url = await freshDatabase('ops_tm_live')
-    db = new pg.Client({connectionString: url})
-    await db.connect()
-  })
-  after(async () => db?.end())
+  const django = withDjangoDatabase('ops_tm_live')
 
   for (const [method, flag] of [
     ['raw SQL', '--use-cursor'],
     ['TypeORM', '--use-orm'],
   ] as const) {
     it(`${method}: deletes every PENDING row that is being updated, keeps the rows moved out of the filter, touches nothing else`, async () => {
-      await dropDjangoSchema(db)
-      await createDjangoSchema(db)
+      await django.reset()
       const rows = Array.from({length: 12_000}, (_, i) => taskRow({status: i % 3 === 2 ? 'DONE' : 'PENDING'}))
-      const ids = await insertTasks(db, rows)
+      const ids = await insertTasks(django.db, rows)
       await watch(
-        db,
+        django.db,
         ids.filter((_, i) => i % 10 === 0),
       )
       const pending = new Set(ids.filter((_, i) => rows[i].status === 'PENDING'))
-      const before = await rowTexts(db)
+      const before = await rowTexts(django.db)
 
-      const touch = await startWriter('touch', url, 'PENDING')
-      const move = await startWriter('move', url, 'PENDING', 'SCHEDULED')
+      const touch = await startWriter('touch', django.url, 'PENDING')
+      const move = await startWriter('move', django.url, 'PENDING', 'SCHEDULED')
       let result
       try {
         result = await runOps(
           [
             'taskmanager:clear',
             '--database-url',
-            url,
+            django.url,
             '--status',
             'PENDING',
             flag,
@@ -118,9 +109,11 @@ describe('taskmanager:clear under live traffic (real writer processes)', functio
       expect(touched).to.be.greaterThan(200)
       expect(moved.length).to.be.greaterThan(20)
 
-      const after = await rowTexts(db)
+      const after = await rowTexts(django.db)
       // Every row that still matched was deleted: none is left, and the count says so.
-      expect((await db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE status = 'PENDING'`)).rows[0].n).to.equal(0)
+      expect(
+        (await django.db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE status = 'PENDING'`)).rows[0].n,
+      ).to.equal(0)
       expect(doc.done).to.equal(pending.size - moved.length)
       expect(doc.data.execution.deleted).to.equal(doc.done)
       expect(doc.data.execution.stillMatching).to.equal(0)
@@ -133,7 +126,7 @@ describe('taskmanager:clear under live traffic (real writer processes)', functio
       for (const [id, text] of before) if (!pending.has(id)) expect(after.get(id)).to.equal(text)
       expect([...after.keys()].sort()).to.deep.equal([...ids.filter((id) => !pending.has(id)), ...moved].sort())
       // Watcher links go with their rows only.
-      const {rows: links} = await db.query('SELECT taskmanager_id::text AS id FROM task_manager_taskwatcher_tasks')
+      const {rows: links} = await django.db.query('SELECT taskmanager_id::text AS id FROM task_manager_taskwatcher_tasks')
       expect(links.every((l) => after.has(l.id))).to.equal(true)
       expect(links.length).to.equal(ids.filter((id, i) => i % 10 === 0 && after.has(id)).length)
     })
@@ -144,13 +137,12 @@ describe('taskmanager:clear under live traffic (real writer processes)', functio
     ['TypeORM', ['--use-orm']],
   ] as const) {
     it(`${method}: exits 1 telling to re-run when a matching row stays locked through every walk; a re-run finishes`, async () => {
-      await dropDjangoSchema(db)
-      await createDjangoSchema(db)
+      await django.reset()
       const ids = await insertTasks(
-        db,
+        django.db,
         Array.from({length: 50}, () => taskRow({status: 'ERROR'})),
       )
-      const holder = new pg.Client({connectionString: url})
+      const holder = new pg.Client({connectionString: django.url})
       await holder.connect()
       try {
         await holder.query('BEGIN')
@@ -159,7 +151,7 @@ describe('taskmanager:clear under live traffic (real writer processes)', functio
         const result = await runOps([
           'taskmanager:clear',
           '--database-url',
-          url,
+          django.url,
           '--status',
           'ERROR',
           ...flags,
@@ -178,7 +170,7 @@ describe('taskmanager:clear under live traffic (real writer processes)', functio
         await holder.query('ROLLBACK')
         await holder.end()
       }
-      const again = await runOps(['taskmanager:clear', '--database-url', url, '--status', 'ERROR', '--force'])
+      const again = await runOps(['taskmanager:clear', '--database-url', django.url, '--status', 'ERROR', '--force'])
       expect(again.code, again.stderr).to.equal(0)
       expect(again.stdout).to.contain('Successfully deleted 1 TaskManager records')
     })

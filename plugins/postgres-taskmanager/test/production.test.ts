@@ -8,9 +8,9 @@ import {expect} from 'chai'
 import pg from 'pg'
 
 import {collect, parseJsonOutput, runOps, spawnOps, waitForOutput} from '../../../test/helpers/cli.js'
-import {freshDatabase} from '../../../test/helpers/servers.js'
 import {Standby, startStandby} from '../../../test/helpers/standby.js'
-import {createDjangoSchema, dropDjangoSchema, insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
+import {insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
+import {withDjangoDatabase} from './helpers/django-database.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -25,40 +25,31 @@ interface Execution {
 
 describe('taskmanager:clear in production conditions', function () {
   this.timeout(240_000)
-  let url: string
-  let db: pg.Client
+  const django = withDjangoDatabase('ops_tm_prod')
   let ids: string[]
   let statuses: string[]
 
-  before(async () => {
-    url = await freshDatabase('ops_tm_prod')
-    db = new pg.Client({connectionString: url})
-    await db.connect()
-  })
-  after(async () => db?.end())
-
   const fill = async (rows = 3000) => {
-    await dropDjangoSchema(db)
-    await createDjangoSchema(db)
+    await django.reset()
     const made = Array.from({length: rows}, (_, i) => taskRow({status: i % 4 === 3 ? 'PENDING' : 'DONE'}))
     statuses = made.map((r) => r.status)
-    ids = await insertTasks(db, made)
+    ids = await insertTasks(django.db, made)
     await watch(
-      db,
+      django.db,
       ids.filter((_, i) => i % 10 === 0),
     )
   }
   const doneLeft = async () =>
-    (await db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE status = 'DONE'`)).rows[0].n as number
+    (await django.db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE status = 'DONE'`)).rows[0].n as number
   const expectOnlyPendingLeft = async (before: Map<string, string>) => {
-    const after = await rowTexts(db)
+    const after = await rowTexts(django.db)
     expect([...after.keys()]).to.deep.equal(ids.filter((_, i) => statuses[i] === 'PENDING'))
     for (const [id, text] of after) expect(text).to.equal(before.get(id))
   }
   const slowClear = (...extra: string[]) => [
     'taskmanager:clear',
     '--database-url',
-    url,
+    django.url,
     '--status',
     'DONE',
     '--use-cursor',
@@ -77,7 +68,7 @@ describe('taskmanager:clear in production conditions', function () {
     before(async function () {
       standby = await startStandby()
       if (!standby) this.skip() // the primary is not one the harness started from local binaries
-      replica = new pg.Client({connectionString: standby!.url(new URL(url).pathname.slice(1))})
+      replica = new pg.Client({connectionString: standby!.url(new URL(django.url).pathname.slice(1))})
     })
     after(async () => {
       await replica?.end().catch(() => {})
@@ -87,11 +78,11 @@ describe('taskmanager:clear in production conditions', function () {
     for (const where of ['measured on the replica (--replica-url)', 'measured on the primary (pg_stat_replication)'] as const) {
       it(`waits while the standby's replay is paused, ${where}, and finishes once it resumes`, async () => {
         await fill()
-        const before = await rowTexts(db)
-        await standby!.caughtUp(url)
+        const before = await rowTexts(django.db)
+        await standby!.caughtUp(django.url)
         if (!(replica as unknown as {_connected?: boolean})._connected) await replica.connect()
         await replica.query('SELECT pg_wal_replay_pause()')
-        const extra = where.includes('replica-url') ? ['--replica-url', standby!.url(new URL(url).pathname.slice(1))] : []
+        const extra = where.includes('replica-url') ? ['--replica-url', standby!.url(new URL(django.url).pathname.slice(1))] : []
         const child = spawnOps(slowClear('--max-replica-lag', '1s', '--sleep-ms', '100', ...extra))
         child.stdin?.end()
         try {
@@ -116,10 +107,10 @@ describe('taskmanager:clear in production conditions', function () {
 
   it('--pause-on-autovacuum waits while a VACUUM works on the table, then finishes', async () => {
     await fill()
-    const before = await rowTexts(db)
+    const before = await rowTexts(django.db)
     // A cursor pins the table's first page; VACUUM (FREEZE) waits for it, in pg_stat_progress_vacuum all the while.
-    const pin = new pg.Client({connectionString: url})
-    const vacuum = new pg.Client({connectionString: url})
+    const pin = new pg.Client({connectionString: django.url})
+    const vacuum = new pg.Client({connectionString: django.url})
     await pin.connect()
     await vacuum.connect()
     try {
@@ -151,7 +142,7 @@ describe('taskmanager:clear in production conditions', function () {
 
   it('--max-runtime stops cleanly between batches, says what is left, exits 0; the next window finishes', async () => {
     await fill(6000)
-    const before = await rowTexts(db)
+    const before = await rowTexts(django.db)
     const result = await runOps(slowClear('--sleep-ms', '100', '--max-runtime', '1500ms', '--json'))
     expect(result.code, result.stderr).to.equal(0)
     const doc = parseJsonOutput<{done: number; data: {execution: Execution}}>(result)
@@ -175,13 +166,13 @@ describe('taskmanager:clear in production conditions', function () {
 
   it('--concurrency 3 deletes exactly the matching rows over disjoint id ranges, each worker on its own connection', async () => {
     await fill(6000)
-    const before = await rowTexts(db)
+    const before = await rowTexts(django.db)
     const child = spawnOps(slowClear('--concurrency', '3', '--sleep-ms', '20', '--json'))
     child.stdin?.end()
     let workers: string[] = []
     for (let i = 0; i < 100 && workers.length < 3; i++) {
       await sleep(100)
-      const {rows} = await db.query(
+      const {rows} = await django.db.query(
         `SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'ops taskmanager:clear (worker %' ORDER BY 1`,
       )
       workers = rows.map((r) => r.application_name)
@@ -201,7 +192,7 @@ describe('taskmanager:clear in production conditions', function () {
 
   it('--concurrency 2: one Ctrl-C stops every worker after its batch in flight (exit 130); a re-run finishes', async () => {
     await fill(6000)
-    const before = await rowTexts(db)
+    const before = await rowTexts(django.db)
     const child = spawnOps(slowClear('--concurrency', '2', '--sleep-ms', '50'))
     child.stdin?.end()
     await waitForOutput(child, /batch \d+ \(/, 60_000)
@@ -212,7 +203,9 @@ describe('taskmanager:clear in production conditions', function () {
     const left = await doneLeft()
     expect(left).to.be.greaterThan(0)
     expect(left % 100).to.equal(0) // whole batches: each worker's range holds a multiple of 100 DONE rows here
-    const {rows} = await db.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'ops taskmanager:clear%'`)
+    const {rows} = await django.db.query(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'ops taskmanager:clear%'`,
+    )
     expect(rows[0].n).to.equal(0)
     const rest = await runOps(slowClear('--concurrency', '2'))
     expect(rest.code, rest.stderr).to.equal(0)

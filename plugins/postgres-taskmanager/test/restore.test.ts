@@ -8,49 +8,57 @@ import {expect} from 'chai'
 import {appendFileSync, mkdtempSync, readFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import pg from 'pg'
 
-import {collect, parseJsonOutput, runOps, spawnOps} from '../../../test/helpers/cli.js'
-import {freshDatabase} from '../../../test/helpers/servers.js'
+import {parseJsonOutput, runOps, runOpsKilledWhen} from '../../../test/helpers/cli.js'
 import {placement} from './helpers/archive-round-trip.js'
-import {createDjangoSchema, dropDjangoSchema, generateTasks} from './helpers/django-fixture.js'
+import {generateTasks} from './helpers/django-fixture.js'
+import {withDjangoDatabase} from './helpers/django-database.js'
 
 const ARCHIVE = 'tm_archive'
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 /** oclif wraps error messages to the terminal width with " ›   " prefixes; undo that for matching. */
 const flat = (text: string) => text.replace(/\s*\n\s*›\s*/g, ' ')
 
 describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to end)', function () {
-  let url: string
-  let db: pg.Client
+  const django = withDjangoDatabase('ops_tm_restore')
   /** The whole table as PostgreSQL's row text, ordered by id, before anything ran. */
   let original: string[]
   let originalIds: string[]
 
-  before(async () => {
-    url = await freshDatabase('ops_tm_restore')
-    db = new pg.Client({connectionString: url})
-    await db.connect()
-  })
-  after(async () => db?.end())
-
   beforeEach(async () => {
-    await db.query(`DROP TABLE IF EXISTS ${ARCHIVE}`)
-    await dropDjangoSchema(db)
-    await createDjangoSchema(db)
-    await generateTasks(db, 20_000)
+    await django.db.query(`DROP TABLE IF EXISTS ${ARCHIVE}`)
+    await django.reset()
+    await generateTasks(django.db, 20_000)
     original = await tableText()
-    originalIds = (await db.query('SELECT id::text FROM task_manager_taskmanager ORDER BY id')).rows.map((r) => r.id)
+    originalIds = (await django.db.query('SELECT id::text FROM task_manager_taskmanager ORDER BY id')).rows.map((r) => r.id)
   })
 
   const tableText = async () =>
-    (await db.query('SELECT t::text AS row FROM task_manager_taskmanager t ORDER BY id')).rows.map((r) => r.row as string)
+    (await django.db.query('SELECT t::text AS row FROM task_manager_taskmanager t ORDER BY id')).rows.map((r) => r.row as string)
   const count = async (table: string, where = 'TRUE') => {
-    const exists = (await db.query('SELECT to_regclass($1) IS NOT NULL AS e', [table])).rows[0].e
-    return exists ? ((await db.query(`SELECT count(*)::int AS n FROM ${table} WHERE ${where}`)).rows[0].n as number) : 0
+    const exists = (await django.db.query('SELECT to_regclass($1) IS NOT NULL AS e', [table])).rows[0].e
+    return exists ? ((await django.db.query(`SELECT count(*)::int AS n FROM ${table} WHERE ${where}`)).rows[0].n as number) : 0
   }
-  const ops = (command: string, ...args: string[]) => [`taskmanager:${command}`, '--database-url', url, ...args]
-  const expectEveryRowOnce = async () => expect(await placement(db, ARCHIVE, originalIds)).to.deep.equal({inBoth: [], inNeither: []})
+  const ops = (command: string, ...args: string[]) => [`taskmanager:${command}`, '--database-url', django.url, ...args]
+  /** A clear of the DONE rows in batches of 200, 40 ms apart, into `destination`, killed with SIGKILL once `due()` holds. */
+  const slowClearKilledWhen = (destination: string[], due: () => Promise<boolean>) =>
+    runOpsKilledWhen(
+      ops(
+        'clear',
+        '--status',
+        'DONE',
+        ...destination,
+        '--force',
+        '--use-cursor',
+        '--batch-size',
+        '200',
+        '--target-batch-ms',
+        '0',
+        '--sleep-ms',
+        '40',
+      ),
+      due,
+    )
+  const expectEveryRowOnce = async () => expect(await placement(django.db, ARCHIVE, originalIds)).to.deep.equal({inBoth: [], inNeither: []})
 
   it('--dry-run says what it would create and move, and writes nothing, not even the archive table', async () => {
     const result = await runOps(ops('clear', '--status', 'DONE', '--archive-table', ARCHIVE, '--dry-run'))
@@ -59,7 +67,7 @@ describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to 
       `Archive table: public.${ARCHIVE} does not exist yet; it is created before the first batch (the TaskManager columns plus archived_at)`,
     )
     expect(result.stdout).to.contain('DRY RUN MODE - No records will be deleted')
-    expect((await db.query('SELECT to_regclass($1) AS t', [ARCHIVE])).rows[0].t).to.equal(null)
+    expect((await django.db.query('SELECT to_regclass($1) AS t', [ARCHIVE])).rows[0].t).to.equal(null)
     expect(await tableText()).to.deep.equal(original)
   })
 
@@ -91,7 +99,7 @@ describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to 
   })
 
   it('refuses an existing table with other columns (exit 1) before anything is deleted', async () => {
-    await db.query(`CREATE TABLE ${ARCHIVE} (id bigint PRIMARY KEY, payload jsonb)`)
+    await django.db.query(`CREATE TABLE ${ARCHIVE} (id bigint PRIMARY KEY, payload jsonb)`)
     const result = await runOps(ops('clear', '--status', 'DONE', '--archive-table', ARCHIVE, '--force'))
     expect(result.code).to.equal(1)
     expect(flat(result.stderr)).to.contain(
@@ -102,28 +110,7 @@ describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to 
 
   it('kill -9 in the middle of the clear, then of the restore: every row is in exactly one table each time, and re-runs finish', async () => {
     const done = await count('task_manager_taskmanager', `status = 'DONE'`)
-    const clear = spawnOps(
-      ops(
-        'clear',
-        '--status',
-        'DONE',
-        '--archive-table',
-        ARCHIVE,
-        '--force',
-        '--use-cursor',
-        '--batch-size',
-        '200',
-        '--target-batch-ms',
-        '0',
-        '--sleep-ms',
-        '40',
-      ),
-    )
-    clear.stdin?.end()
-    const clearing = collect(clear)
-    while ((await count(ARCHIVE)) < 1000) await sleep(20)
-    clear.kill('SIGKILL')
-    await clearing
+    await slowClearKilledWhen(['--archive-table', ARCHIVE], async () => (await count(ARCHIVE)) >= 1000)
     const archived = await count(ARCHIVE)
     expect(archived).to.be.greaterThan(0).and.lessThan(done)
     expect(archived % 200).to.equal(0) // whole batches only
@@ -133,12 +120,10 @@ describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to 
     expect(await count(ARCHIVE)).to.equal(done)
     await expectEveryRowOnce()
 
-    const restore = spawnOps(ops('restore', '--from-archive-table', ARCHIVE, '--force', '--batch-size', '100', '--sleep-ms', '40'))
-    restore.stdin?.end()
-    const restoring = collect(restore)
-    while ((await count(ARCHIVE)) > done - 1000) await sleep(20)
-    restore.kill('SIGKILL')
-    await restoring
+    await runOpsKilledWhen(
+      ops('restore', '--from-archive-table', ARCHIVE, '--force', '--batch-size', '100', '--sleep-ms', '40'),
+      async () => (await count(ARCHIVE)) <= done - 1000,
+    )
     const left = await count(ARCHIVE)
     expect(left).to.be.greaterThan(0).and.lessThan(done)
     expect((done - left) % 100).to.equal(0)
@@ -151,31 +136,12 @@ describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to 
 
   it('restores from a file written by --archive after a kill -9, with repeated and half-written lines, each row once', async () => {
     const file = join(mkdtempSync(join(tmpdir(), 'ops-restore-')), 'done.jsonl')
-    const clear = spawnOps(
-      ops(
-        'clear',
-        '--status',
-        'DONE',
-        '--archive',
-        file,
-        '--force',
-        '--use-cursor',
-        '--batch-size',
-        '200',
-        '--target-batch-ms',
-        '0',
-        '--sleep-ms',
-        '40',
-      ),
-    )
-    clear.stdin?.end()
-    const clearing = collect(clear)
-    while ((await count('task_manager_taskmanager', `status = 'DONE'`)) > 11_000) await sleep(20)
-    clear.kill('SIGKILL')
-    await clearing
+    await slowClearKilledWhen(['--archive', file], async () => (await count('task_manager_taskmanager', `status = 'DONE'`)) <= 11_000)
     // What a kill between a batch's fsync and its COMMIT leaves: lines of rows still in the table, the last one cut short.
     const uncommitted = (
-      await db.query(`SELECT row_to_json(t)::text AS row FROM task_manager_taskmanager t WHERE status = 'DONE' ORDER BY id LIMIT 200`)
+      await django.db.query(
+        `SELECT row_to_json(t)::text AS row FROM task_manager_taskmanager t WHERE status = 'DONE' ORDER BY id LIMIT 200`,
+      )
     ).rows.map((r) => r.row)
     appendFileSync(file, uncommitted.join('\n') + '\n' + uncommitted[0].slice(0, 120))
     const finish = await runOps(ops('clear', '--status', 'DONE', '--archive', file, '--force'))

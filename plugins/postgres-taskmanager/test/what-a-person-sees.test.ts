@@ -4,26 +4,20 @@
  * lines, and a login without a user name explained.
  */
 import {expect} from 'chai'
-import pg from 'pg'
 
 import {parseJsonOutput, runOps, Screen} from '../../../test/helpers/cli.js'
-import {freshDatabase} from '../../../test/helpers/servers.js'
-import {createDjangoSchema, dropDjangoSchema, insertTasks, taskRow} from './helpers/django-fixture.js'
+import {insertTasks, taskRow} from './helpers/django-fixture.js'
+import {withDjangoDatabase} from './helpers/django-database.js'
 
 /** oclif wraps error messages to the terminal width with " ›   " prefixes; undo that for matching. */
 const flat = (text: string) => text.replace(/\s*\n\s*›\s*/g, ' ')
 
 describe("taskmanager:* on a person's screen", function () {
-  let url: string
-  let db: pg.Client
+  const django = withDjangoDatabase('ops_tm_screen')
   const hoursAgo = (h: number) => new Date(Date.now() - h * 3_600_000).toISOString()
 
   before(async () => {
-    url = await freshDatabase('ops_tm_screen')
-    db = new pg.Client({connectionString: url})
-    await db.connect()
-    await dropDjangoSchema(db)
-    await createDjangoSchema(db)
+    await django.reset()
     // 25 stuck groups of 3 rows with long arguments, one group of a single row, and rows that are not stuck.
     const rows = []
     for (let g = 0; g < 25; g++) {
@@ -41,12 +35,11 @@ describe("taskmanager:* on a person's screen", function () {
     rows.push(taskRow({status: 'PENDING', task_module: 'breathecode.lonely.tasks', task_name: 'once', last_run: hoursAgo(1.5)}))
     rows.push(taskRow({status: 'PENDING', task_module: 'breathecode.fresh.tasks', task_name: 'recent', last_run: hoursAgo(0.2)}))
     rows.push(taskRow({status: 'DONE', task_module: 'breathecode.old.tasks', task_name: 'finished', last_run: hoursAgo(100)}))
-    await insertTasks(db, rows)
+    await insertTasks(django.db, rows)
   })
-  after(async () => db?.end())
 
   it('taskmanager:stuck --hours 1 fits one 120x35 screen: the biggest groups, one "+N more" line, singular and plural right', async () => {
-    const screen = await Screen.start(['taskmanager:stuck', '--database-url', url, '--hours', '1'])
+    const screen = await Screen.start(['taskmanager:stuck', '--database-url', django.url, '--hours', '1'])
     const {code, screen: text} = await screen.exit()
     expect(code, text).to.equal(0)
     const lines = text.split('\n')
@@ -70,14 +63,14 @@ describe("taskmanager:* on a person's screen", function () {
   })
 
   it('--limit and --samples show more; a group of one row says "1 record"', async () => {
-    const all = await runOps(['taskmanager:stuck', '--database-url', url, '--hours', '1', '--limit', '30', '--samples', '0'])
+    const all = await runOps(['taskmanager:stuck', '--database-url', django.url, '--hours', '1', '--limit', '30', '--samples', '0'])
     expect(all.code, all.stderr).to.equal(0)
     expect(all.stdout.split('\n').filter((l) => /^breathecode\./.test(l))).to.have.length(26)
     expect(all.stdout).to.match(/^breathecode\.lonely\.tasks\.once: 1 record \(PENDING 1\)/m)
     expect(all.stdout).not.to.contain('more tasks')
     expect(all.stdout).not.to.match(/^ {2}id /m)
     const json = parseJsonOutput<{total: number; groupCount: number; groups: {samples: {arguments: {args: string[]}}[]}[]}>(
-      await runOps(['taskmanager:stuck', '--database-url', url, '--hours', '1', '--samples', '2', '--json']),
+      await runOps(['taskmanager:stuck', '--database-url', django.url, '--hours', '1', '--samples', '2', '--json']),
     )
     expect(json).to.include({total: 76, groupCount: 26})
     expect(json.groups).to.have.length(10)
@@ -86,15 +79,15 @@ describe("taskmanager:* on a person's screen", function () {
   })
 
   it('accepts a status in any case and shows it upper-case', async () => {
-    const result = await runOps(['taskmanager:clear', '--database-url', url, '--status', 'done', '--dry-run'])
+    const result = await runOps(['taskmanager:clear', '--database-url', django.url, '--status', 'done', '--dry-run'])
     expect(result.code, result.stderr).to.equal(0)
     expect(result.stdout).to.contain('Found 1 TaskManager records to delete')
     expect(result.stdout).to.match(/^Status: DONE$/m)
     const json = parseJsonOutput<{filters: {status: string}}>(
-      await runOps(['taskmanager:clear', '--database-url', url, '--status', 'Scheduled', '--dry-run', '--json']),
+      await runOps(['taskmanager:clear', '--database-url', django.url, '--status', 'Scheduled', '--dry-run', '--json']),
     )
     expect(json.filters.status).to.equal('SCHEDULED')
-    const bad = await runOps(['taskmanager:clear', '--database-url', url, '--status', 'finished', '--dry-run'])
+    const bad = await runOps(['taskmanager:clear', '--database-url', django.url, '--status', 'finished', '--dry-run'])
     expect(bad.code).to.equal(2)
     expect(flat(bad.stderr)).to.contain(
       'Expected --status=finished to be one of: PENDING, DONE, CANCELLED, REVERSED, PAUSED, ABORTED, ERROR, SCHEDULED, ALL',
@@ -102,7 +95,7 @@ describe("taskmanager:* on a person's screen", function () {
   })
 
   it('answers a mistyped flag with the nearest flag and one line pointing at --help, not the whole help', async () => {
-    const result = await runOps(['taskmanager:clear', '--database-url', url, '--stauts', 'DONE', '--dry-run'])
+    const result = await runOps(['taskmanager:clear', '--database-url', django.url, '--stauts', 'DONE', '--dry-run'])
     expect(result.code).to.equal(2)
     expect(result.stderr.trimEnd().split('\n')).to.deep.equal([
       ' ›   Error: Unknown flag: --stauts',
@@ -113,7 +106,7 @@ describe("taskmanager:* on a person's screen", function () {
   })
 
   it('with the default URL and no $USER, says that no user was tried and how to name one', async () => {
-    const endpoint = new URL(url)
+    const endpoint = new URL(django.url)
     const result = await runOps(['taskmanager:summary', '--database-url', `postgres://${endpoint.host}/postgres`], {
       env: {USER: undefined, PGUSER: undefined, LOGNAME: undefined},
     })
