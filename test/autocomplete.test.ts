@@ -239,7 +239,7 @@ describe('shell completion (ops autocomplete)', function () {
       expect(complete('ops taskmanager clear --status D').reply).to.deep.equal(['DONE'])
       expect(complete('ops taskmanager clear --status=S').reply).to.deep.equal(['SCHEDULED'])
       expect(complete('ops taskmanager cl').reply).to.deep.equal(['clear'])
-      expect(complete('ops taskmanager ').reply).to.have.members(['clear', 'stuck', 'summary'])
+      expect(complete('ops taskmanager ').reply).to.have.members(['clear', 'restore', 'stuck', 'summary'])
       expect(complete('ops taskflow counters ').reply).to.have.members(['init', 'sync'])
       expect(complete('ops taskflow counters sync --dr').reply).to.deep.equal(['--dry-run'])
     })
