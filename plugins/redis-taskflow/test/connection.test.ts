@@ -14,6 +14,14 @@ describe('taskflow connections: TLS, ACL users, passwords', function () {
   const ops = (args: string[], url: string, trusted = true) =>
     runOps(args, {env: {REDIS_URL: url, NODE_EXTRA_CA_CERTS: trusted ? server.caFile : undefined}})
 
+  /** counters:sync --force --json as `user`, which must succeed and leave the counters equal to the states; what it reported. */
+  const syncAs = async (user: string) => {
+    const result = await ops(['taskflow:counters:sync', '--force', '--json'], userUrl(user))
+    expect(result.code, result.stderr).to.equal(0)
+    expect(await readCounters(redis)).to.deep.equal(await trueStateCounts(redis))
+    return parseJsonOutput<{data: {exact: boolean; note: string}}>(result).data
+  }
+
   before(async function () {
     const started = await freshRedisWithTls()
     if (!started) this.skip() // no openssl, or a redis-server built without TLS: said in the test report as pending
@@ -59,28 +67,19 @@ describe('taskflow connections: TLS, ACL users, passwords', function () {
   })
 
   it('without CONFIG rights, counters:sync is still exact: it needs no server setting', async () => {
-    const result = await ops(['taskflow:counters:sync', '--force', '--json'], userUrl('noconfig'))
-    expect(result.code, result.stderr).to.equal(0)
-    const doc = parseJsonOutput<{data: {exact: boolean; note: string}}>(result)
-    expect(doc.data.exact, doc.data.note).to.equal(true)
-    expect(await readCounters(redis)).to.deep.equal(await trueStateCounts(redis))
+    const sync = await syncAs('noconfig')
+    expect(sync.exact, sync.note).to.equal(true)
   })
 
   it('without CLIENT rights (no client tracking), counters:sync still fixes the counters and says it could not be exact under live traffic', async () => {
-    const result = await ops(['taskflow:counters:sync', '--force', '--json'], userUrl('noclient'))
-    expect(result.code, result.stderr).to.equal(0)
-    const doc = parseJsonOutput<{data: {exact: boolean; note: string}}>(result)
-    expect(doc.data.exact).to.equal(false)
-    expect(doc.data.note).to.match(/Not exact under live traffic: the server does not offer client tracking to this user/)
-    expect(await readCounters(redis)).to.deep.equal(await trueStateCounts(redis))
+    const sync = await syncAs('noclient')
+    expect(sync.exact).to.equal(false)
+    expect(sync.note).to.match(/Not exact under live traffic: the server does not offer client tracking to this user/)
   })
 
   it('without script rights, counters:sync still fixes the counters and says why it could not be exact', async () => {
-    const result = await ops(['taskflow:counters:sync', '--force', '--json'], userUrl('noscripts'))
-    expect(result.code, result.stderr).to.equal(0)
-    const doc = parseJsonOutput<{data: {exact: boolean; note: string}}>(result)
-    expect(doc.data.exact).to.equal(false)
-    expect(doc.data.note).to.match(/the server refuses scripts to this user/)
-    expect(await readCounters(redis)).to.deep.equal(await trueStateCounts(redis))
+    const sync = await syncAs('noscripts')
+    expect(sync.exact).to.equal(false)
+    expect(sync.note).to.match(/the server refuses scripts to this user/)
   })
 })

@@ -18,18 +18,25 @@ import {counterKey, dlqTaskKey, heartbeatKey, Queue, TASK_STATES, taskKey, TaskS
 
 export type Client = Redis | Cluster
 
+export interface FreshRedis {
+  /** The server's redis:// URL, for ops and for other connections. */
+  url: string
+  /** The test's own connection. */
+  redis: Redis
+}
+
 /**
- * A throwaway Redis for one describe block (the harness' freshRedis):
- * `onReady(url, client)` runs before its tests, the client is disconnected after.
+ * A throwaway Redis for one describe block (the harness' freshRedis): started and
+ * connected before its tests, disconnected after; url and redis are filled in by that before().
  */
-export function withFreshRedis(onReady: (url: string, redis: Redis) => void | Promise<void>): void {
-  let client: Redis | undefined
+export function withFreshRedis(): FreshRedis {
+  const server = {} as FreshRedis
   before(async () => {
     const {url} = await freshRedis()
-    client = new Redis(url)
-    await onReady(url, client)
+    Object.assign(server, {url, redis: new Redis(url)})
   })
-  after(() => client?.disconnect())
+  after(() => server.redis?.disconnect())
+  return server
 }
 
 /** A task hash as AsyncTaskFlow stores it; every value is a string. */

@@ -8,10 +8,9 @@
  */
 import {expect} from 'chai'
 import {randomUUID} from 'node:crypto'
-import {Redis} from 'ioredis'
 
 import {collect, parseJsonOutput, runOps, spawnOps} from '../../../test/helpers/cli.js'
-import {counterKey, TASK_STATES, taskKey, TaskState} from '../src/keyspace.js'
+import {counterKey, TASK_STATES, taskKey} from '../src/keyspace.js'
 import {mkdtempSync, readdirSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -22,46 +21,26 @@ import {measureStates} from '../src/census/instant.js'
 import {connectRedis} from '../src/connection.js'
 import {applyChanges, counterChanges} from '../src/repair/counters.js'
 import {StateLedger} from '../src/census/state-ledger.js'
-import {commandCalls, readCounters, setCounters, startWriter, withFreshRedis, writeTasks} from './fixtures.js'
+import {commandCalls, readCounters, setCounters, startWriter, trueStateCounts, withFreshRedis, writeTasks} from './fixtures.js'
 
 const TASKS = 60_000
 
-/** The true number of hashes per state, read after the writer stopped. */
-async function trueCounts(redis: Redis): Promise<Record<TaskState, number>> {
-  const counts = Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as Record<TaskState, number>
-  let cursor = '0'
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', 'task:*', 'COUNT', 1000)
-    cursor = next
-    const pipeline = redis.pipeline()
-    for (const key of keys) pipeline.hget(key, 'state')
-    for (const [, state] of (await pipeline.exec()) ?? []) counts[state as TaskState]++
-  } while (cursor !== '0')
-  return counts
-}
-
 describe('counters under live traffic', function () {
-  let url: string
-  let redis: Redis
+  const server = withFreshRedis()
   let ids: string[]
-  const ops = (args: string[]) => runOps(args, {env: {REDIS_URL: url}})
-
-  withFreshRedis((u, r) => {
-    url = u
-    redis = r
-  })
+  const ops = (args: string[]) => runOps(args, {env: {REDIS_URL: server.url}})
 
   beforeEach(async () => {
-    await redis.flushdb()
-    await redis.config('SET', 'notify-keyspace-events', '')
-    ids = await writeTasks(redis, TASKS, (i) => ({state: TASK_STATES[i % TASK_STATES.length]}))
+    await server.redis.flushdb()
+    await server.redis.config('SET', 'notify-keyspace-events', '')
+    ids = await writeTasks(server.redis, TASKS, (i) => ({state: TASK_STATES[i % TASK_STATES.length]}))
     const drifted = Object.fromEntries(TASK_STATES.map((s, i) => [s, TASKS / TASK_STATES.length + [7, -3, 0, 250, -1, 2][i]]))
-    await setCounters(redis, drifted) // lost updates of the past: what the sync must repair
+    await setCounters(server.redis, drifted) // lost updates of the past: what the sync must repair
   })
 
   it('counters:sync --force ends with every counter equal to the true count while a writer moves tasks', async () => {
-    const calls = await commandCalls(redis)
-    const writer = startWriter(url, ids)
+    const calls = await commandCalls(server.redis)
+    const writer = startWriter(server.url, ids)
     const movesBefore = writer.moves
     const result = await ops(['taskflow:counters:sync', '--force', '--json'])
     const movesDuring = writer.moves - movesBefore
@@ -72,50 +51,50 @@ describe('counters under live traffic', function () {
     expect(doc.data.exact, doc.data.note).to.equal(true)
     expect(movesDuring, 'the writer must interleave with the scan').to.be.greaterThan(200)
     expect(doc.data.changedDuringScan).to.be.greaterThan(0)
-    expect(await readCounters(redis)).to.deep.equal(await trueCounts(redis))
+    expect(await readCounters(server.redis)).to.deep.equal(await trueStateCounts(server.redis))
     // INCRBY only, and no server setting touched at all.
-    const after = await commandCalls(redis)
+    const after = await commandCalls(server.redis)
     expect((after.set ?? 0) - (calls.set ?? 0)).to.equal(0)
     expect((after.config ?? 0) - (calls.config ?? 0), 'CONFIG calls').to.equal(0)
-    expect(await redis.config('GET', 'notify-keyspace-events')).to.deep.equal(['notify-keyspace-events', ''])
+    expect(await server.redis.config('GET', 'notify-keyspace-events')).to.deep.equal(['notify-keyspace-events', ''])
   })
 
   it('counters:init does the same when workers already run', async () => {
-    const writer = startWriter(url, ids)
+    const writer = startWriter(server.url, ids)
     const result = await ops(['taskflow:counters:init', '--force', '--json'])
     const moves = writer.moves
     await writer.stop()
     expect(result.code, result.stderr).to.equal(0)
     expect(moves).to.be.greaterThan(200)
-    expect(await readCounters(redis)).to.deep.equal(await trueCounts(redis))
+    expect(await readCounters(server.redis)).to.deep.equal(await trueStateCounts(server.redis))
   })
 
   it('leaves a notification setting the server already had exactly as it was', async () => {
-    await redis.config('SET', 'notify-keyspace-events', 'Kh')
-    const writer = startWriter(url, ids)
+    await server.redis.config('SET', 'notify-keyspace-events', 'Kh')
+    const writer = startWriter(server.url, ids)
     const result = await ops(['taskflow:counters:sync', '--force', '--json'])
     await writer.stop()
     expect(result.code, result.stderr).to.equal(0)
-    expect(await readCounters(redis)).to.deep.equal(await trueCounts(redis))
-    expect(((await redis.config('GET', 'notify-keyspace-events')) as string[])[1]).to.equal('hK')
+    expect(await readCounters(server.redis)).to.deep.equal(await trueStateCounts(server.redis))
+    expect(((await server.redis.config('GET', 'notify-keyspace-events')) as string[])[1]).to.equal('hK')
   })
 
   it('a dry run is exact under live traffic too, and says it changed no server setting', async () => {
-    const writer = startWriter(url, ids)
+    const writer = startWriter(server.url, ids)
     const result = await ops(['taskflow:counters:sync', '--dry-run'])
     await writer.stop()
     expect(result.code, result.stderr).to.equal(0)
     expect(result.stdout).to.match(/Exact: [\d,]+ task keys changed during the scan/)
     expect(result.stdout).to.contain('Server settings changed: none')
-    expect(await redis.config('GET', 'notify-keyspace-events')).to.deep.equal(['notify-keyspace-events', ''])
+    expect(await server.redis.config('GET', 'notify-keyspace-events')).to.deep.equal(['notify-keyspace-events', ''])
   })
 
   it('killed with SIGKILL in the middle of its scan, counters:sync leaves no trace on the server, and the next run is exact', async () => {
-    await redis.config('SET', 'notify-keyspace-events', 'Ex') // the operator's own setting, which must survive
-    const tracking = async () => Number(/tracking_clients:(\d+)/.exec(await redis.info('clients'))?.[1])
+    await server.redis.config('SET', 'notify-keyspace-events', 'Ex') // the operator's own setting, which must survive
+    const tracking = async () => Number(/tracking_clients:(\d+)/.exec(await server.redis.info('clients'))?.[1])
     expect(await tracking()).to.equal(0)
-    const writer = startWriter(url, ids)
-    const child = spawnOps(['taskflow:counters:sync', '--force'], {env: {REDIS_URL: url}})
+    const writer = startWriter(server.url, ids)
+    const child = spawnOps(['taskflow:counters:sync', '--force'], {env: {REDIS_URL: server.url}})
     child.stdin?.end()
     const exited = collect(child)
     // Its change stream is open once the server counts a tracking client: the scan is under way.
@@ -126,42 +105,39 @@ describe('counters under live traffic', function () {
     expect(killed.stdout).not.to.contain('Fixed')
     for (let i = 0; i < 100 && (await tracking()) > 0; i++) await new Promise((r) => setTimeout(r, 20))
     expect(await tracking(), 'tracking ended with the killed connection').to.equal(0)
-    expect(((await redis.config('GET', 'notify-keyspace-events')) as string[])[1]).to.equal('xE')
+    expect(((await server.redis.config('GET', 'notify-keyspace-events')) as string[])[1]).to.equal('xE')
     const next = await ops(['taskflow:counters:sync', '--force', '--json'])
     await writer.stop()
     expect(next.code, next.stderr).to.equal(0)
     expect(parseJsonOutput<{data: {exact: boolean}}>(next).data.exact).to.equal(true)
-    expect(await readCounters(redis)).to.deep.equal(await trueCounts(redis))
-    expect(((await redis.config('GET', 'notify-keyspace-events')) as string[])[1]).to.equal('xE')
+    expect(await readCounters(server.redis)).to.deep.equal(await trueStateCounts(server.redis))
+    expect(((await server.redis.config('GET', 'notify-keyspace-events')) as string[])[1]).to.equal('xE')
   })
 
   it('the naive sync (scan, then SET the counted values) loses the moves made during its scan: the test can fail', async () => {
-    const writer = startWriter(url, ids)
+    const writer = startWriter(server.url, ids)
     await new Promise((r) => setTimeout(r, 100))
-    const counted = await trueCounts(redis) // a scan while the writer runs, as fix_counter_sync did
-    for (const state of TASK_STATES) await redis.set(counterKey(state), counted[state])
+    const counted = await trueStateCounts(server.redis) // a scan while the writer runs, as fix_counter_sync did
+    for (const state of TASK_STATES) await server.redis.set(counterKey(state), counted[state])
     const moves = writer.moves
     await writer.stop()
     expect(moves).to.be.greaterThan(200)
-    expect(await readCounters(redis)).to.not.deep.equal(await trueCounts(redis))
+    expect(await readCounters(server.redis)).to.not.deep.equal(await trueStateCounts(server.redis))
   })
 })
 
 describe('counters under live traffic, with a ledger that spills to disk', function () {
-  let url: string
-  let redis: Redis
+  const server = withFreshRedis()
   let ids: string[]
 
-  withFreshRedis(async (u, r) => {
-    url = u
-    redis = r
-    ids = await writeTasks(redis, 18_000, (i) => ({state: TASK_STATES[i % TASK_STATES.length]}))
-    await setCounters(redis, Object.fromEntries(TASK_STATES.map((s, i) => [s, 18_000 / 6 + [5, 0, -9, 0, 0, 3][i]])))
+  before(async () => {
+    ids = await writeTasks(server.redis, 18_000, (i) => ({state: TASK_STATES[i % TASK_STATES.length]}))
+    await setCounters(server.redis, Object.fromEntries(TASK_STATES.map((s, i) => [s, 18_000 / 6 + [5, 0, -9, 0, 0, 3][i]])))
   })
 
   it('measures exactly with memory for 1,024 keys: the rest goes to partition files, read back and removed', async () => {
-    const connection = await connectRedis({url, source: 'flag'} as ResolvedUrl)
-    const writer = startWriter(url, ids)
+    const connection = await connectRedis({url: server.url, source: 'flag'} as ResolvedUrl)
+    const writer = startWriter(server.url, ids)
     // A temporary directory of this test's own, so the spill files it sees are this ledger's.
     const ownTmp = mkdtempSync(join(tmpdir(), 'ops-test-spill-'))
     const previousTmp = process.env.TMPDIR
@@ -175,7 +151,7 @@ describe('counters under live traffic, with a ledger that spills to disk', funct
       expect(spilled, 'the ledger spilled to disk').to.equal(true)
       expect(measure.exact, measure.note).to.equal(true)
       expect(measure.changedDuringScan).to.be.greaterThan(0)
-      expect(await readCounters(redis)).to.deep.equal(await trueCounts(redis))
+      expect(await readCounters(server.redis)).to.deep.equal(await trueStateCounts(server.redis))
       expect(readdirSync(ownTmp)).to.deep.equal([])
     } finally {
       clearInterval(watcher)

@@ -6,7 +6,6 @@
  * are counted and repaired as usual.
  */
 import {expect} from 'chai'
-import {Redis} from 'ioredis'
 
 import {parseJsonOutput, runOps} from '../../../test/helpers/cli.js'
 import {TASK_STATES, taskKey} from '../src/keyspace.js'
@@ -18,32 +17,30 @@ const FIVE_MB = 'x'.repeat(5 * 1024 * 1024)
 const BAD_NAME = Buffer.concat([Buffer.from('task:'), Buffer.from([0xff, 0xfe, 0x80])])
 
 describe('taskflow commands on odd data', function () {
-  let url: string
-  let redis: Redis
+  const server = withFreshRedis()
   let bigDefective: string
-  const ops = (args: string[]) => runOps(args, {env: {REDIS_URL: url}})
-
-  withFreshRedis((u, r) => {
-    url = u
-    redis = r
-  })
+  const ops = (args: string[]) => runOps(args, {env: {REDIS_URL: server.url}})
 
   beforeEach(async () => {
-    await redis.flushdb()
-    await writeTasks(redis, HEALTHY, (i) => ({state: TASK_STATES[i % TASK_STATES.length]}), {count: true})
+    await server.redis.flushdb()
+    await writeTasks(server.redis, HEALTHY, (i) => ({state: TASK_STATES[i % TASK_STATES.length]}), {count: true})
     // Three task:* keys of other types: not tasks.
-    await redis.set('task:a-string', 'hello')
-    await redis.rpush('task:a-list', 'a', 'b')
-    await redis.sadd('task:a-set', 'x')
+    await server.redis.set('task:a-string', 'hello')
+    await server.redis.rpush('task:a-list', 'a', 'b')
+    await server.redis.sadd('task:a-set', 'x')
     // A hash with none of a task's fields (Redis keeps no hash without fields at all).
-    await redis.hset('task:no-fields', 'unrelated', '1')
+    await server.redis.hset('task:no-fields', 'unrelated', '1')
     // A key name and field values that are not UTF-8.
-    await redis.hset(BAD_NAME, 'state', 'PENDING', 'task_id', 'x')
-    await writeTask(redis, {state: 'COMPLETED', content: Buffer.from([0xc3, 0x28, 0xff]).toString('latin1')}, {count: true})
-    await redis.hset(taskKey('bytes-state'), {task_id: 'bytes-state', state: Buffer.from([0xff, 0xfe]), created_at: '2024-01-01T00:00:00'})
+    await server.redis.hset(BAD_NAME, 'state', 'PENDING', 'task_id', 'x')
+    await writeTask(server.redis, {state: 'COMPLETED', content: Buffer.from([0xc3, 0x28, 0xff]).toString('latin1')}, {count: true})
+    await server.redis.hset(taskKey('bytes-state'), {
+      task_id: 'bytes-state',
+      state: Buffer.from([0xff, 0xfe]),
+      created_at: '2024-01-01T00:00:00',
+    })
     // 5 MB fields: one healthy task's result, and a defective task's content.
-    await writeTask(redis, {state: 'COMPLETED', result: FIVE_MB}, {count: true})
-    bigDefective = await writeTask(redis, {state: 'FAILED', content: FIVE_MB, created_at: 'yesterday'}, {count: true})
+    await writeTask(server.redis, {state: 'COMPLETED', result: FIVE_MB}, {count: true})
+    bigDefective = await writeTask(server.redis, {state: 'FAILED', content: FIVE_MB, created_at: 'yesterday'}, {count: true})
   })
 
   it('inspect counts them apart, in words: "3 task:* keys are not hashes", "1 task:* key name is not UTF-8"', async () => {
@@ -61,13 +58,13 @@ describe('taskflow commands on odd data', function () {
   })
 
   it('counters:sync --force counts the real tasks exactly and says which keys it left out', async () => {
-    await setCounters(redis, {PENDING: 0, COMPLETED: 7})
+    await setCounters(server.redis, {PENDING: 0, COMPLETED: 7})
     const result = await ops(['taskflow:counters:sync', '--force'])
     expect(result.code, result.stderr).to.equal(0)
     expect(result.stdout).to.contain('3 task:* keys are not hashes')
     expect(result.stdout).to.contain('1 task:* key name is not UTF-8')
     expect(result.stdout).to.contain('Tasks without a valid state: 2')
-    expect(await readCounters(redis)).to.deep.equal(await trueStateCounts(redis))
+    expect(await readCounters(server.redis)).to.deep.equal(await trueStateCounts(server.redis))
   })
 
   it('defective:delete lists the 5 MB task by its first 60 characters, deletes only it, and leaves the odd keys alone', async () => {
@@ -77,9 +74,10 @@ describe('taskflow commands on odd data', function () {
     expect(dry.stdout).to.contain(`Content: ${'x'.repeat(60)}\n`)
     const run = await ops(['taskflow:defective:delete', '--force'])
     expect(run.code, run.stderr).to.equal(0)
-    expect(await redis.exists(taskKey(bigDefective))).to.equal(0)
-    for (const key of ['task:a-string', 'task:a-list', 'task:a-set', BAD_NAME]) expect(await redis.exists(key), String(key)).to.equal(1)
-    expect(await readCounters(redis)).to.deep.equal(await trueStateCounts(redis))
+    expect(await server.redis.exists(taskKey(bigDefective))).to.equal(0)
+    for (const key of ['task:a-string', 'task:a-list', 'task:a-set', BAD_NAME])
+      expect(await server.redis.exists(key), String(key)).to.equal(1)
+    expect(await readCounters(server.redis)).to.deep.equal(await trueStateCounts(server.redis))
   })
 
   it('stuck:fix and celery-meta:clean finish, and stuck:fix does not take the key it cannot name for an orphan', async () => {
@@ -93,7 +91,7 @@ describe('taskflow commands on odd data', function () {
 
   it('keys expiring while ops scans are neither counted nor a crash, and the sync is exact', async () => {
     // 20,000 more tasks that expire at random within the next 1.5 s, while the commands run.
-    const pipeline = redis.pipeline()
+    const pipeline = server.redis.pipeline()
     for (let i = 0; i < 20_000; i++) {
       const id = `expiring-${i}`
       pipeline.hset(taskKey(id), taskHash({task_id: id, state: 'PENDING'})).pexpire(taskKey(id), 50 + Math.floor(Math.random() * 1500))
@@ -106,9 +104,9 @@ describe('taskflow commands on odd data', function () {
     const doc = parseJsonOutput<{data: {exact: boolean; note: string; changedDuringScan: number}}>(sync)
     expect(doc.data.exact, doc.data.note).to.equal(true)
     await new Promise((r) => setTimeout(r, 1600))
-    expect(await redis.keys('task:expiring-*')).to.deep.equal([])
+    expect(await server.redis.keys('task:expiring-*')).to.deep.equal([])
     const after = await ops(['taskflow:counters:sync', '--force', '--json'])
     expect(after.code, after.stderr).to.equal(0)
-    expect(await readCounters(redis)).to.deep.equal(await trueStateCounts(redis))
+    expect(await readCounters(server.redis)).to.deep.equal(await trueStateCounts(server.redis))
   })
 })

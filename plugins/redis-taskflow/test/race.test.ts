@@ -86,6 +86,23 @@ function startWorkers(url: string, active: string[], probe: (multi: ReturnType<R
     if (i >= 0) active.splice(i, 1)
   }
 
+  /** Moves task `id` from `from` to `fields.state` in one MULTI (hash, both counters, probe); false when WATCH saw a change. */
+  const commit = async (
+    redis: Redis,
+    id: string,
+    from: TaskState,
+    fields: Record<string, string> & {state: TaskState},
+  ): Promise<boolean> => {
+    const multi = redis.multi().hset(taskKey(id), fields)
+    multi.decrby(counterKey(from), 1).incrby(counterKey(fields.state), 1)
+    probe(multi)
+    const replies = await multi.exec()
+    if (!replies) return false
+    moves++
+    probes.push(Number(replies.at(-1)![1]))
+    return true
+  }
+
   const pick = async (redis: Redis): Promise<void> => {
     const id = await redis.rpop(Queue.primary)
     if (!id) return
@@ -98,13 +115,8 @@ function startWorkers(url: string, active: string[], probe: (multi: ReturnType<R
         return
       }
       const now = isoNow()
-      const multi = redis.multi().hset(taskKey(id), {state: 'ACTIVE', started_at: now, updated_at: now, worker_id: 'worker-1'})
-      multi.decrby(counterKey('PENDING'), 1).incrby(counterKey('ACTIVE'), 1)
-      probe(multi)
-      const replies = await multi.exec()
-      if (!replies) continue // the hash changed under WATCH: look again
-      moves++
-      probes.push(Number(replies.at(-1)![1]))
+      const fields = {state: 'ACTIVE' as const, started_at: now, updated_at: now, worker_id: 'worker-1'}
+      if (!(await commit(redis, id, 'PENDING', fields))) continue // the hash changed under WATCH: look again
       active.push(id)
       return
     }
@@ -120,13 +132,8 @@ function startWorkers(url: string, active: string[], probe: (multi: ReturnType<R
       return
     }
     const now = isoNow()
-    const multi = redis.multi().hset(taskKey(id), {state: 'COMPLETED', completed_at: now, updated_at: now, result: '{"summary": "done"}'})
-    multi.decrby(counterKey('ACTIVE'), 1).incrby(counterKey('COMPLETED'), 1)
-    probe(multi)
-    const replies = await multi.exec()
-    if (!replies) return // lost to someone else's change: looked at again on a later turn
-    moves++
-    probes.push(Number(replies.at(-1)![1]))
+    const fields = {state: 'COMPLETED' as const, completed_at: now, updated_at: now, result: '{"summary": "done"}'}
+    if (!(await commit(redis, id, 'ACTIVE', fields))) return // lost to someone else's change: looked at again on a later turn
     completed.add(id)
     take(id)
   }
@@ -223,52 +230,47 @@ function duplicates(queues: Record<string, string[]>): string[] {
 }
 
 describe('stuck:fix and defective:delete race a real worker', function () {
-  let url: string
-  let redis: Redis
+  const server = withFreshRedis()
 
-  withFreshRedis((u, r) => {
-    url = u
-    redis = r
-  })
   beforeEach(async () => {
-    await redis.flushdb()
-    await writeHeartbeat(redis, 'worker-1')
+    await server.redis.flushdb()
+    await writeHeartbeat(server.redis, 'worker-1')
   })
 
   it('stuck:fix: counters equal the states, every id in exactly the queue its state implies, and no task a worker completed is FAILED', async () => {
-    const queued = await writeTasks(redis, 1500, {state: 'PENDING'}, {count: true})
-    const orphans = await writeTasks(redis, 400, {state: 'PENDING'}, {count: true, queue: 'none'})
-    const stuck = await writeTasks(redis, 2500, {state: 'ACTIVE', started_at: isoNow(-2 * 3_600_000)}, {count: true})
-    await writeTasks(redis, 500, {state: 'COMPLETED'}, {count: true})
+    const queued = await writeTasks(server.redis, 1500, {state: 'PENDING'}, {count: true})
+    const orphans = await writeTasks(server.redis, 400, {state: 'PENDING'}, {count: true, queue: 'none'})
+    const stuck = await writeTasks(server.redis, 2500, {state: 'ACTIVE', started_at: isoNow(-2 * 3_600_000)}, {count: true})
+    await writeTasks(server.redis, 500, {state: 'COMPLETED'}, {count: true})
     // The probe: the FAILED counter, which only the command moves.
     const stuckSet = new Set(stuck)
-    const worker = startWorkers(url, [...stuck], (multi) => multi.get(counterKey('FAILED')), {
-      order: (await scanOrder(redis)).filter((id) => stuckSet.has(id)),
+    const worker = startWorkers(server.url, [...stuck], (multi) => multi.get(counterKey('FAILED')), {
+      order: (await scanOrder(server.redis)).filter((id) => stuckSet.has(id)),
       begun: async (r) => Number(await r.get(counterKey('FAILED'))) > 0,
       next: (state) => (state === 'ACTIVE' ? 'COMPLETED' : undefined),
     })
-    const result = await runDuring(url, ['taskflow:stuck:fix', '--force', '--older-than', '30m'], worker)
+    const result = await runDuring(server.url, ['taskflow:stuck:fix', '--force', '--older-than', '30m'], worker)
     expect(result.code, result.stderr).to.equal(0)
 
     const found = Number(/Found ([\d,]+) stuck tasks to fix/.exec(result.stdout)![1].replace(/,/g, ''))
     const fixed = Number(/Successfully fixed ([\d,]+) stuck tasks/.exec(result.stdout)![1].replace(/,/g, ''))
-    const failedByOps = (await readCounters(redis)).FAILED
+    const failedByOps = (await readCounters(server.redis)).FAILED
     const during = worker.probes.filter((failed) => failed > 0 && failed < failedByOps).length
     expect(during, `worker moves while ops was failing tasks (of ${worker.moves})`).to.be.greaterThan(100)
     expect(fixed, 'some stuck tasks were completed by a worker after the scan, and ops let them be').to.be.lessThan(found)
     expect(found).to.be.greaterThan(400)
     expect(worker.collisions, "times ops changed a task inside the chasing worker's WATCH window").to.be.greaterThan(5)
 
-    expect(await readCounters(redis)).to.deep.equal(await trueStateCounts(redis))
+    expect(await readCounters(server.redis)).to.deep.equal(await trueStateCounts(server.redis))
     const states = new Map<string, Record<string, string>>()
-    for (const id of [...queued, ...orphans, ...stuck]) states.set(id, await redis.hgetall(taskKey(id)))
+    for (const id of [...queued, ...orphans, ...stuck]) states.set(id, await server.redis.hgetall(taskKey(id)))
     for (const id of worker.completed)
-      expect(states.get(id) ?? (await redis.hgetall(taskKey(id))), id).to.include({state: 'COMPLETED', error_type: ''})
+      expect(states.get(id) ?? (await server.redis.hgetall(taskKey(id))), id).to.include({state: 'COMPLETED', error_type: ''})
     const failed = [...states].filter(([, h]) => h.state === 'FAILED')
     expect(failed.length).to.equal(failedByOps)
     for (const [id, h] of failed) expect(h.error_type, id).to.equal('StuckTask')
 
-    const queues = await queueContents(redis)
+    const queues = await queueContents(server.redis)
     expect(duplicates(queues), 'ids in two queues or twice in one').to.deep.equal([])
     expect(worker.strays, 'ids in the primary queue whose task was not PENDING').to.deep.equal([])
     const pending = [...states].filter(([, h]) => h.state === 'PENDING').map(([id]) => id)
@@ -277,40 +279,42 @@ describe('stuck:fix and defective:delete race a real worker', function () {
   })
 
   it('defective:delete: counters equal the states, no healthy task deleted, every defective one gone from hashes, copies and queues', async () => {
-    const healthyPending = await writeTasks(redis, 1500, {state: 'PENDING'}, {count: true})
-    const healthyActive = await writeTasks(redis, 1500, {state: 'ACTIVE'}, {count: true})
-    await writeTasks(redis, 500, {state: 'COMPLETED'}, {count: true})
+    const healthyPending = await writeTasks(server.redis, 1500, {state: 'PENDING'}, {count: true})
+    const healthyActive = await writeTasks(server.redis, 1500, {state: 'ACTIVE'}, {count: true})
+    await writeTasks(server.redis, 500, {state: 'COMPLETED'}, {count: true})
     const placements = ['primary', 'retry', 'scheduled', 'dlq', 'auto'] as const
     const defectiveKeyIds: string[] = []
     for (let round = 0; round < 25; round++) {
       for (const [i, [, overrides]] of DEFECTIVE_CASES.entries()) {
-        defectiveKeyIds.push(...(await writeTasks(redis, 1, overrides, {count: true, queue: placements[(round + i) % placements.length]})))
+        defectiveKeyIds.push(
+          ...(await writeTasks(server.redis, 1, overrides, {count: true, queue: placements[(round + i) % placements.length]})),
+        )
       }
     }
     const healthy = [...healthyPending, ...healthyActive]
-    const keysBefore = await redis.dbsize()
+    const keysBefore = await server.redis.dbsize()
     // The probe: DBSIZE, which only the command changes (the worker never creates or deletes a key).
     const defectiveSet = new Set(defectiveKeyIds)
-    const worker = startWorkers(url, [...healthyActive], (multi) => multi.dbsize(), {
-      order: (await scanOrder(redis)).filter((id) => defectiveSet.has(id)),
+    const worker = startWorkers(server.url, [...healthyActive], (multi) => multi.dbsize(), {
+      order: (await scanOrder(server.redis)).filter((id) => defectiveSet.has(id)),
       begun: async (r) => (await r.dbsize()) < keysBefore,
       // Any state to another, as a worker or the API might: the command must take one off the counter of the state it deletes.
       next: (state) => (isTaskState(state) ? TASK_STATES[(TASK_STATES.indexOf(state) + 1) % TASK_STATES.length] : undefined),
     })
-    const result = await runDuring(url, ['taskflow:defective:delete', '--force'], worker)
+    const result = await runDuring(server.url, ['taskflow:defective:delete', '--force'], worker)
     expect(result.code, result.stderr).to.equal(0)
     expect(result.stdout).to.contain(`Found ${defectiveKeyIds.length.toLocaleString('en-US')} defective tasks`)
-    const keysAfter = await redis.dbsize()
+    const keysAfter = await server.redis.dbsize()
     const during = worker.probes.filter((n) => n < keysBefore && n > keysAfter).length
     expect(worker.collisions, "times ops deleted a task inside the chasing worker's WATCH window").to.be.greaterThan(5)
     expect(during, `worker moves while ops was deleting (of ${worker.moves})`).to.be.greaterThan(100)
 
-    expect(await readCounters(redis)).to.deep.equal(await trueStateCounts(redis))
-    for (const id of healthy) expect(await redis.exists(taskKey(id)), `healthy ${id}`).to.equal(1)
+    expect(await readCounters(server.redis)).to.deep.equal(await trueStateCounts(server.redis))
+    for (const id of healthy) expect(await server.redis.exists(taskKey(id)), `healthy ${id}`).to.equal(1)
     for (const id of defectiveKeyIds) {
-      expect(await redis.exists(taskKey(id), dlqTaskKey(id)), `defective ${id}`).to.equal(0)
+      expect(await server.redis.exists(taskKey(id), dlqTaskKey(id)), `defective ${id}`).to.equal(0)
     }
-    const queues = await queueContents(redis)
+    const queues = await queueContents(server.redis)
     const gone = new Set(defectiveKeyIds)
     expect(
       Object.values(queues)
@@ -321,7 +325,7 @@ describe('stuck:fix and defective:delete race a real worker', function () {
     const healthyStrays = worker.strays.filter((s) => !gone.has(s.id))
     expect(healthyStrays, 'healthy ids in the primary queue whose task was not PENDING').to.deep.equal([])
     const pendingHealthy = []
-    for (const id of healthy) if ((await redis.hget(taskKey(id), 'state')) === 'PENDING') pendingHealthy.push(id)
+    for (const id of healthy) if ((await server.redis.hget(taskKey(id), 'state')) === 'PENDING') pendingHealthy.push(id)
     expect([...queues[Queue.primary]].sort(), 'every healthy PENDING task still queued').to.deep.equal(pendingHealthy.sort())
   })
 })

@@ -1,24 +1,19 @@
 /** PatternSorter: one SCAN pass sorted client-side must agree with Redis' own MATCH. */
 import {expect} from 'chai'
-import {Redis} from 'ioredis'
 
 import {TASK_FLOW_PATTERNS} from '../src/keyspace.js'
 import {PatternSorter} from '../src/read/scan.js'
 import {withFreshRedis, writeCeleryMeta, writeHeartbeat, writeTasks, writeUnrelatedKeys} from './fixtures.js'
 
 describe('PatternSorter', function () {
-  let redis: Redis
-
-  withFreshRedis((_, r) => {
-    redis = r
-  })
+  const server = withFreshRedis()
 
   it('sorts every key as SCAN MATCH does for the task-flow patterns, near misses included', async () => {
-    await redis.flushdb()
-    await writeTasks(redis, 50, (i) => ({state: ['PENDING', 'DLQ', 'SCHEDULED'][i % 3]}))
-    await writeCeleryMeta(redis, 20)
-    await writeHeartbeat(redis, 'w1')
-    await writeUnrelatedKeys(redis)
+    await server.redis.flushdb()
+    await writeTasks(server.redis, 50, (i) => ({state: ['PENDING', 'DLQ', 'SCHEDULED'][i % 3]}))
+    await writeCeleryMeta(server.redis, 20)
+    await writeHeartbeat(server.redis, 'w1')
+    await writeUnrelatedKeys(server.redis)
     const nearMisses = [
       'task',
       'tasks',
@@ -36,10 +31,10 @@ describe('PatternSorter', function () {
       'task:*?',
       'dlq.tasks',
     ]
-    for (const key of nearMisses) await redis.set(key, '1')
+    for (const key of nearMisses) await server.redis.set(key, '1')
     const sorter = new PatternSorter(TASK_FLOW_PATTERNS)
-    const matchedBy = await Promise.all(TASK_FLOW_PATTERNS.map(async (pattern) => new Set(await redis.keys(pattern))))
-    const all = await redis.keys('*')
+    const matchedBy = await Promise.all(TASK_FLOW_PATTERNS.map(async (pattern) => new Set(await server.redis.keys(pattern))))
+    const all = await server.redis.keys('*')
     expect(all.length).to.be.greaterThan(80)
     for (const key of all) {
       // The first pattern Redis matches the key with, or -1: what the sorter must say.

@@ -31,59 +31,53 @@ async function truth(node: Redis): Promise<Map<string, StateReading>> {
 
 describe('StateReader.scan on a real Redis', function () {
   this.timeout(60_000)
-  let url: string
-  let redis: Redis
-
-  withFreshRedis((u, r) => {
-    url = u
-    redis = r
-  })
+  const server = withFreshRedis()
 
   beforeEach(async () => {
-    await redis.flushdb()
-    await writeTasks(redis, 5000, (i) => ({state: ['COMPLETED', 'PENDING', 'ACTIVE', 'FAILED', 'SCHEDULED', 'DLQ'][i % 6]}))
-    await writeUnrelatedKeys(redis)
+    await server.redis.flushdb()
+    await writeTasks(server.redis, 5000, (i) => ({state: ['COMPLETED', 'PENDING', 'ACTIVE', 'FAILED', 'SCHEDULED', 'DLQ'][i % 6]}))
+    await writeUnrelatedKeys(server.redis)
   })
 
   it('reads the state of every task key exactly as HGET does, and writes nothing', async () => {
-    await writeTask(redis, {state: null}) // a hash without a state field
-    await writeTask(redis, {state: ''})
-    const before = await commandCalls(redis)
-    const read = await readAll(redis)
-    expect(writesBetween(before, await commandCalls(redis))).to.deep.equal({})
+    await writeTask(server.redis, {state: null}) // a hash without a state field
+    await writeTask(server.redis, {state: ''})
+    const before = await commandCalls(server.redis)
+    const read = await readAll(server.redis)
+    expect(writesBetween(before, await commandCalls(server.redis))).to.deep.equal({})
     expect(read.size).to.equal(5002)
-    expect(read).to.deep.equal(await truth(redis))
-    const calls = await commandCalls(redis)
+    expect(read).to.deep.equal(await truth(server.redis))
+    const calls = await commandCalls(server.redis)
     // the scripted path: one call per SCAN step of COUNT 1000, not one per key
     expect((calls.evalsha_ro ?? 0) + (calls.eval_ro ?? 0) - (before.evalsha_ro ?? 0) - (before.eval_ro ?? 0)).to.be.within(1, 20)
   })
 
   it('a task:* key that is not a hash, and a state or key name holding a newline, are read the plain way, nothing lost', async () => {
-    await redis.set('task:not-a-hash', 'x')
-    await redis.rpush('task:a-list', 'y')
-    await redis.hset('task:multi\nline', 'state', 'PENDING')
-    const odd = await writeTask(redis, {state: 'PENDING\nACTIVE'})
-    const read = await readAll(redis)
-    expect(read).to.deep.equal(await truth(redis))
+    await server.redis.set('task:not-a-hash', 'x')
+    await server.redis.rpush('task:a-list', 'y')
+    await server.redis.hset('task:multi\nline', 'state', 'PENDING')
+    const odd = await writeTask(server.redis, {state: 'PENDING\nACTIVE'})
+    const read = await readAll(server.redis)
+    expect(read).to.deep.equal(await truth(server.redis))
     expect(read.get('task:not-a-hash')).to.equal(NOT_HASH)
     expect(read.get('task:multi\nline')).to.equal('PENDING')
     expect(read.get(`task:${odd}`)).to.equal('PENDING\nACTIVE')
   })
 
   it('where the ACL forbids scripts, it scans and reads with plain commands and gets the same answer', async () => {
-    await redis.call('ACL', 'SETUSER', 'noscripts', 'on', '>secret', '~*', '&*', '+@all', '-@scripting')
-    const limited = new Redis(url, {username: 'noscripts', password: 'secret'})
+    await server.redis.call('ACL', 'SETUSER', 'noscripts', 'on', '>secret', '~*', '&*', '+@all', '-@scripting')
+    const limited = new Redis(server.url, {username: 'noscripts', password: 'secret'})
     try {
-      const before = await commandCalls(redis)
+      const before = await commandCalls(server.redis)
       const read = await readAll(limited)
-      const after = await commandCalls(redis)
-      expect(read).to.deep.equal(await truth(redis))
+      const after = await commandCalls(server.redis)
+      expect(read).to.deep.equal(await truth(server.redis))
       const reads = (calls: Record<string, number>) => (calls.hget ?? 0) + (calls.hmget ?? 0)
       expect(reads(after) - reads(before)).to.be.at.least(5000)
       expect((after.evalsha_ro ?? 0) + (after.eval_ro ?? 0)).to.equal((before.evalsha_ro ?? 0) + (before.eval_ro ?? 0))
     } finally {
       limited.disconnect()
-      await redis.call('ACL', 'DELUSER', 'noscripts')
+      await server.redis.call('ACL', 'DELUSER', 'noscripts')
     }
   })
 })
@@ -91,46 +85,42 @@ describe('StateReader.scan on a real Redis', function () {
 describe('HashScanner reading several fields', function () {
   this.timeout(60_000)
   const FIELDS = ['task_id', 'state', 'created_at'] as const
-  let redis: Redis
-
-  withFreshRedis((_, r) => {
-    redis = r
-  })
+  const server = withFreshRedis()
 
   /** The truth for one key, with plain commands. */
   async function rowOf(key: string): Promise<FieldRow> {
-    const type = await redis.type(key)
+    const type = await server.redis.type(key)
     if (type === 'none') return ROW_GONE
     if (type !== 'hash') return NOT_A_HASH
-    return redis.hmget(key, ...FIELDS)
+    return server.redis.hmget(key, ...FIELDS)
   }
 
   beforeEach(async () => {
-    await redis.flushdb()
-    await writeTasks(redis, 2500)
+    await server.redis.flushdb()
+    await writeTasks(server.redis, 2500)
   })
 
   it('reads by chunks of keys exactly what HMGET reads: a deleted key, an empty row, a non-hash and a newline included', async () => {
-    const keys = (await redis.keys('task:*')).slice(0, 700)
-    await redis.hset('task:no-fields', 'other', 'x')
-    await redis.set('task:a-string', 'x')
-    await redis.hset('task:newline', {task_id: 'a\nb', state: 'PENDING'})
+    const keys = (await server.redis.keys('task:*')).slice(0, 700)
+    await server.redis.hset('task:no-fields', 'other', 'x')
+    await server.redis.set('task:a-string', 'x')
+    await server.redis.hset('task:newline', {task_id: 'a\nb', state: 'PENDING'})
     const asked = [...keys, 'task:no-fields', 'task:deleted', 'task:a-string', 'task:newline']
-    const before = await commandCalls(redis)
-    const rows = await new HashScanner(redis, FIELDS).read(asked)
-    expect(writesBetween(before, await commandCalls(redis))).to.deep.equal({})
+    const before = await commandCalls(server.redis)
+    const rows = await new HashScanner(server.redis, FIELDS).read(asked)
+    expect(writesBetween(before, await commandCalls(server.redis))).to.deep.equal({})
     expect(rows).to.deep.equal(await Promise.all(asked.map(rowOf)))
     expect(rows.slice(-4)).to.deep.equal([[null, null, null], ROW_GONE, NOT_A_HASH, ['a\nb', 'PENDING', null]])
   })
 
   it('scans every key once with its fields, in bounded batches', async () => {
-    await writeUnrelatedKeys(redis)
+    await writeUnrelatedKeys(server.redis)
     const seen = new Map<string, FieldRow>()
-    for await (const {keys, rows} of new HashScanner(redis, FIELDS).scan(TASK_KEY_PATTERN)) {
+    for await (const {keys, rows} of new HashScanner(server.redis, FIELDS).scan(TASK_KEY_PATTERN)) {
       expect(keys.length).to.be.at.most(1500).and.equal(rows.length)
       keys.forEach((key, i) => seen.set(key, rows[i]))
     }
-    const all = await redis.keys(TASK_KEY_PATTERN)
+    const all = await server.redis.keys(TASK_KEY_PATTERN)
     expect(seen.size).to.equal(all.length).and.equal(2500)
     for (const key of all.slice(0, 200)) expect(seen.get(key)).to.deep.equal(await rowOf(key))
   })
