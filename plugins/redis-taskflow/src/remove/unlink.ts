@@ -63,23 +63,41 @@ export async function* scanAndUnlink(
   pattern: string,
   options: {signal?: AbortSignal; count?: number; inFlight?: number} = {},
 ): AsyncGenerator<number> {
-  const inFlight = options.inFlight ?? 4
   let removed = 0
   for (const node of connection.masters()) {
-    const pending: Promise<number>[] = []
-    for await (const batch of scanNode(node, pattern, options)) {
-      if (options.signal?.aborted) break
-      pending.push(quiet(unlinkBatch(batch)))
-      if (pending.length >= inFlight) {
-        removed += await pending.shift()!
-        yield removed
-      }
+    let fromNode = 0
+    for await (const count of unlinkInFlight(scanNode(node, pattern, options), options)) {
+      fromNode = count
+      yield removed + fromNode
     }
-    while (pending.length > 0) {
+    removed += fromNode
+    if (options.signal?.aborted) return
+  }
+}
+
+/**
+ * UNLINKs `batches` with at most `inFlight` (default 4) pipelines outstanding,
+ * so reading the next batch overlaps the deletes; stops between batches when
+ * `signal` aborts. Yields the cumulative number of keys removed.
+ */
+async function* unlinkInFlight(
+  batches: Iterable<KeyBatch> | AsyncIterable<KeyBatch>,
+  options: {signal?: AbortSignal; inFlight?: number},
+): AsyncGenerator<number> {
+  const inFlight = options.inFlight ?? 4
+  const pending: Promise<number>[] = []
+  let removed = 0
+  for await (const batch of batches) {
+    if (options.signal?.aborted) break
+    pending.push(quiet(unlinkBatch(batch)))
+    if (pending.length >= inFlight) {
       removed += await pending.shift()!
       yield removed
     }
-    if (options.signal?.aborted) return
+  }
+  while (pending.length > 0) {
+    removed += await pending.shift()!
+    yield removed
   }
 }
 
@@ -139,19 +157,9 @@ export class MatchedKeys {
    * Yields the cumulative number removed.
    */
   async *unlink(connection: RedisConnection, options: {signal?: AbortSignal; inFlight?: number} = {}): AsyncGenerator<number> {
-    const inFlight = options.inFlight ?? 4
-    const pending: Promise<number>[] = []
     let removed = 0
-    for (const batch of this.held()) {
-      if (options.signal?.aborted) break
-      pending.push(quiet(unlinkBatch(batch)))
-      if (pending.length >= inFlight) {
-        removed += await pending.shift()!
-        yield removed
-      }
-    }
-    while (pending.length > 0) {
-      removed += await pending.shift()!
+    for await (const count of unlinkInFlight(this.held(), options)) {
+      removed = count
       yield removed
     }
     if (!this.overflowed || options.signal?.aborted) return
