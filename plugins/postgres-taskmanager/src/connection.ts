@@ -34,9 +34,8 @@ export interface TaskManagerConnection {
   endpoint: string
 }
 
-/** Connects (failing with host and port named, password masked) and resolves the table. */
-export async function openTaskManager(url: string, tableText: string, applicationName: string): Promise<TaskManagerConnection> {
-  const tableName = parseTableName(tableText)
+/** A connected client (15 s to connect); a failed connect is closed and thrown as `failure(error)`. */
+export async function connectPostgres(url: string, applicationName: string, failure: (error: unknown) => Error): Promise<pg.Client> {
   const client = new pg.Client({connectionString: url, application_name: applicationName, connectionTimeoutMillis: 15_000})
   // A terminated backend also emits 'error'; the query in flight rejects with it, which is what we report.
   client.on('error', () => {})
@@ -44,8 +43,17 @@ export async function openTaskManager(url: string, tableText: string, applicatio
     await client.connect()
   } catch (error) {
     await client.end().catch(() => {})
-    throw withUserHint(connectionError('PostgreSQL', url, 5432, error), url, error)
+    throw failure(error)
   }
+  return client
+}
+
+/** Connects (failing with host and port named, password masked) and resolves the table. */
+export async function openTaskManager(url: string, tableText: string, applicationName: string): Promise<TaskManagerConnection> {
+  const tableName = parseTableName(tableText)
+  const client = await connectPostgres(url, applicationName, (error) =>
+    withUserHint(connectionError('PostgreSQL', url, 5432, error), url, error),
+  )
   const endpoint = endpointOf(url, 5432)
   try {
     const table = await TaskManagerTable.open(client, tableName, endpoint)

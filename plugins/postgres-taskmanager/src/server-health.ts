@@ -1,6 +1,7 @@
 import {connectionError, maskUrl, OpsError} from 'ops-cli/base'
 import pg from 'pg'
 
+import {connectPostgres} from './connection.js'
 import {qualified, TableName} from './table-name.js'
 
 /** How far one replica is behind, as measured on the primary or on the replica itself. */
@@ -50,14 +51,7 @@ export class ReplicaProbe {
   ) {}
 
   static async connect(url: string, applicationName: string): Promise<ReplicaProbe> {
-    const client = new pg.Client({connectionString: url, application_name: applicationName, connectionTimeoutMillis: 15_000})
-    client.on('error', () => {})
-    try {
-      await client.connect()
-    } catch (error) {
-      await client.end().catch(() => {})
-      throw connectionError('PostgreSQL replica', url, 5432, error)
-    }
+    const client = await connectPostgres(url, applicationName, (error) => connectionError('PostgreSQL replica', url, 5432, error))
     const {rows} = await client.query('SELECT pg_is_in_recovery() AS standby')
     if (!rows[0].standby) {
       await client.end().catch(() => {})
