@@ -138,7 +138,7 @@ async function startPostgres(): Promise<PostgresServer> {
   if (process.env.OPS_TEST_DATABASE_URL) return {adminUrl: process.env.OPS_TEST_DATABASE_URL, how: 'env'}
   const initdb = which('initdb')
   const postgres = which('postgres')
-  if (initdb && postgres) return startPostgresFromBinaries(initdb, postgres)
+  if (initdb && postgres) return startPostgresFromBinaries(initdb)
   const container = await startPostgresContainer()
   if (container) return container
   throw new Error(`No PostgreSQL for the tests. ${HOW}`)
@@ -155,51 +155,80 @@ export function postgresUser(): {uid: number; gid: number} | undefined {
   return {uid: Number(uid), gid: Number(gid)}
 }
 
-async function startPostgresFromBinaries(initdb: string, postgres: string): Promise<PostgresServer> {
-  const dir = mkdtempSync(join(tmpdir(), 'ops-test-pg-'))
+export interface LocalPostgres {
+  port: number
+  /** The URL of `database` on this server. */
+  url(database: string): string
+  stop(): Promise<void>
+}
+
+/** A temporary directory the server's user owns. */
+export function serverDirectory(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
   const user = postgresUser()
   if (user) chownSync(dir, user.uid, user.gid)
-  const data = join(dir, 'data')
-  const as = user ? {uid: user.uid, gid: user.gid} : {}
-  execFileSync(initdb, ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync'], {...as, stdio: 'pipe'})
+  return dir
+}
+
+/** Runs a binary of PostgreSQL's as the server's user. */
+export function runAsServerUser(binary: string, args: string[]): void {
+  const user = postgresUser()
+  execFileSync(binary, args, {...(user ? {uid: user.uid, gid: user.gid} : {}), stdio: 'pipe'})
+}
+
+/** Starts a postmaster on `data` with `settings` (-c name=value) and waits until it accepts connections. */
+export async function startPostmaster(dir: string, data: string, settings: Record<string, string>): Promise<LocalPostgres> {
+  const postgres = which('postgres')
+  if (!postgres) throw new Error('postgres is not on PATH')
+  const user = postgresUser()
   const port = await freePort()
-  const child = spawn(
-    postgres,
-    [
-      '-D',
-      data,
-      '-p',
-      String(port),
-      '-k',
-      dir,
-      '-c',
-      'listen_addresses=127.0.0.1',
-      '-c',
-      'fsync=off',
-      '-c',
-      'synchronous_commit=off',
-      '-c',
-      'full_page_writes=off',
-      '-c',
-      'max_connections=200',
-    ],
-    {...as, stdio: ['ignore', 'ignore', 'pipe']},
-  )
+  const args = [
+    '-D',
+    data,
+    '-p',
+    String(port),
+    '-k',
+    dir,
+    '-c',
+    'listen_addresses=127.0.0.1',
+    ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
+  ]
+  const child = spawn(postgres, args, {...(user ? {uid: user.uid, gid: user.gid} : {}), stdio: ['ignore', 'ignore', 'pipe']})
   let log = ''
   child.stderr?.on('data', (chunk: Buffer) => (log = (log + chunk.toString()).slice(-4000)))
   registerExitKill(child)
-  stops.push(async () => {
-    await stopProcess(child, 'SIGINT') // fast shutdown
-    rmSync(dir, {recursive: true, force: true})
-  })
-  const adminUrl = `postgres://postgres@127.0.0.1:${port}/postgres`
-  await waitFor('throwaway PostgreSQL', async () => {
+  let stopped = false
+  const server: LocalPostgres = {
+    port,
+    url: (database) => `postgres://postgres@127.0.0.1:${port}/${database}`,
+    async stop() {
+      if (stopped) return
+      stopped = true
+      await stopProcess(child, 'SIGINT') // fast shutdown
+      rmSync(dir, {recursive: true, force: true})
+    },
+  }
+  onStopAll(() => server.stop())
+  await waitFor('local PostgreSQL', async () => {
     if (child.exitCode !== null) throw new Error(`postgres exited: ${log}`)
-    const client = new pg.Client({connectionString: adminUrl})
+    const client = new pg.Client({connectionString: server.url('postgres')})
     await client.connect()
     await client.end()
   })
-  return {adminUrl, how: 'binaries'}
+  return server
+}
+
+async function startPostgresFromBinaries(initdb: string): Promise<PostgresServer> {
+  const dir = serverDirectory('ops-test-pg-')
+  const data = join(dir, 'data')
+  runAsServerUser(initdb, ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync'])
+  const server = await startPostmaster(dir, data, {
+    fsync: 'off',
+    synchronous_commit: 'off',
+    full_page_writes: 'off',
+    max_connections: '200',
+  })
+  return {adminUrl: server.url('postgres'), how: 'binaries'}
 }
 
 async function containerRuntimeAnswers(): Promise<boolean> {
