@@ -4,43 +4,33 @@
  * exactly one table, and a restore gives the table back byte for byte.
  */
 import {expect} from 'chai'
-import pg from 'pg'
-
 import {parseJsonOutput, runOps} from '../../../test/helpers/cli.js'
-import {freshDatabase} from '../../../test/helpers/servers.js'
-import {createDjangoSchema, dropDjangoSchema, generateTasks} from './helpers/django-fixture.js'
+import {withDjangoDatabase} from './helpers/django-database.js'
+import {generateTasks} from './helpers/django-fixture.js'
 
 const ARCHIVE = 'tm_archive_workers'
 
 describe('taskmanager:clear --archive-table --concurrency 2, then taskmanager:restore', function () {
-  let url: string
-  let db: pg.Client
-
-  before(async () => {
-    url = await freshDatabase('ops_tm_archive_workers')
-    db = new pg.Client({connectionString: url})
-    await db.connect()
-  })
-  after(async () => db?.end())
+  const django = withDjangoDatabase('ops_tm_archive_workers')
 
   const tableText = async () =>
-    (await db.query('SELECT t::text AS row FROM task_manager_taskmanager t ORDER BY id')).rows.map((r) => r.row as string)
-  const countOf = async (sql: string) => (await db.query(sql)).rows[0].n as number
+    (await django.db.query('SELECT t::text AS row FROM task_manager_taskmanager t ORDER BY id')).rows.map((r) => r.row as string)
+  const countOf = async (sql: string) => (await django.db.query(sql)).rows[0].n as number
 
   for (const path of [['--use-cursor'], ['--use-orm']]) {
     it(`${path[0] === '--use-cursor' ? 'raw SQL' : 'TypeORM'}: two workers archive exactly the rows they delete; restore gives the table back`, async () => {
-      await db.query(`DROP TABLE IF EXISTS ${ARCHIVE}`)
-      await dropDjangoSchema(db)
-      await createDjangoSchema(db)
-      await generateTasks(db, 12_000)
+      await django.db.query(`DROP TABLE IF EXISTS ${ARCHIVE}`)
+      await django.reset()
+      await generateTasks(django.db, 12_000)
       const original = await tableText()
       const done = await countOf(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE status = 'DONE'`)
-      const doneText = (await db.query(`SELECT t::text AS row FROM task_manager_taskmanager t WHERE status = 'DONE' ORDER BY id`)).rows
+      const doneText = (await django.db.query(`SELECT t::text AS row FROM task_manager_taskmanager t WHERE status = 'DONE' ORDER BY id`))
+        .rows
 
       const cleared = await runOps([
         'taskmanager:clear',
         '--database-url',
-        url,
+        django.url,
         '--status',
         'DONE',
         '--archive-table',
@@ -62,13 +52,13 @@ describe('taskmanager:clear --archive-table --concurrency 2, then taskmanager:re
       expect(await countOf(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE status = 'DONE'`)).to.equal(0)
       // The archive holds every deleted row once, with the values it had (archived_at aside).
       const columns = (
-        await db.query(`SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) AS c FROM pg_attribute
+        await django.db.query(`SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) AS c FROM pg_attribute
         WHERE attrelid = 'task_manager_taskmanager'::regclass AND attnum > 0 AND NOT attisdropped`)
       ).rows[0].c as string
-      const archived = (await db.query(`SELECT (ROW(${columns}))::text AS row FROM ${ARCHIVE} ORDER BY id`)).rows
+      const archived = (await django.db.query(`SELECT (ROW(${columns}))::text AS row FROM ${ARCHIVE} ORDER BY id`)).rows
       expect(archived.map((r) => r.row)).to.deep.equal(doneText.map((r) => r.row))
 
-      const restored = await runOps(['taskmanager:restore', '--database-url', url, '--from-archive-table', ARCHIVE, '--force'])
+      const restored = await runOps(['taskmanager:restore', '--database-url', django.url, '--from-archive-table', ARCHIVE, '--force'])
       expect(restored.code, restored.stderr).to.equal(0)
       expect(await tableText()).to.deep.equal(original)
       expect(await countOf(`SELECT count(*)::int AS n FROM ${ARCHIVE}`)).to.equal(0)
