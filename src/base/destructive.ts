@@ -130,7 +130,11 @@ export abstract class DestructiveCommand extends OpsCommand {
     let plan: P | undefined
     let result: DestructiveResult | undefined
     try {
-      this.refuseGuessedCommand()
+      const guessed = this.guessedCommandRefusal()
+      if (guessed) {
+        result = {...this.newResult(undefined), outcome: 'refused'}
+        throw guessed
+      }
       await operation.connect()
       plan = await operation.plan()
       result = this.newResult(plan)
@@ -160,10 +164,10 @@ export abstract class DestructiveCommand extends OpsCommand {
   }
 
   /** "ops taskmanager:claer --force" must never become a clear because a "Did you mean" prompt defaulted to yes. */
-  private refuseGuessedCommand(): void {
+  private guessedCommandRefusal(): UsageError | undefined {
     const typed = (globalThis as Record<symbol, unknown>)[Symbol.for('ops.unknownCommand')]
-    if (typeof typed !== 'string') return
-    throw new UsageError(
+    if (typeof typed !== 'string') return undefined
+    return new UsageError(
       `"${typed}" is not an ${this.config.bin} command, and ${this.id} changes data: ${this.config.bin} does not run a destructive command it guessed. Type \`${this.config.bin} ${this.id}\` yourself.`,
     )
   }
