@@ -19,7 +19,7 @@ for (let k = words === -1 ? Math.min(4, argv.length) : words; k >= 2; k--) {
 }
 
 // An unknown command goes to @oclif/plugin-not-found, whose prompt (default yes) would run its guess with the
-// same arguments: the base refuses to run a destructive command reached that way (see guessedCommand in src/base).
+// same arguments: the base refuses to run a destructive command reached that way (guessedCommandRefusal in src/base/destructive.ts).
 if (argv[0] && !argv[0].startsWith('-') && !config.findCommand(argv[0])) globalThis[Symbol.for('ops.unknownCommand')] = argv[0]
 
 await run(argv, config)
