@@ -28,6 +28,12 @@ export interface Plan {
   details?: string[]
   /** Printed in yellow before confirmation; also in --json. */
   warnings?: string[]
+  /**
+   * Why this plan must not run on --force alone (e.g. a measure that is not
+   * exact): --force then refuses with this message and exit 1, nothing
+   * changed; at the prompt the user reads the warnings and decides.
+   */
+  forceRefusal?: string
   /** Default delete / deleted. */
   verb?: {present: string; past: string}
   /** Overrides of the protocol's standard lines. */
@@ -209,6 +215,10 @@ export abstract class DestructiveCommand extends OpsCommand {
     if (flags['dry-run']) {
       this.log(plan.messages?.dryRun ?? `DRY RUN MODE - No records will be ${verb.past}`)
       return 'dry-run'
+    }
+    if (flags.force && plan.forceRefusal) {
+      result.outcome = 'refused'
+      throw new Error(plan.forceRefusal)
     }
     if (!(await this.confirmed(plan, flags, verb.present, result))) {
       this.log(`Operation cancelled: nothing was ${verb.past}.`)

@@ -15,8 +15,8 @@ describe('taskflow connections: TLS, ACL users, passwords', function () {
     runOps(args, {env: {REDIS_URL: url, NODE_EXTRA_CA_CERTS: trusted ? server.caFile : undefined}})
 
   /** counters:sync --force --json as `user`, which must succeed and leave the counters equal to the states; what it reported. */
-  const syncAs = async (user: string) => {
-    const result = await ops(['taskflow:counters:sync', '--force', '--json'], userUrl(user))
+  const syncAs = async (user: string, ...flags: string[]) => {
+    const result = await ops(['taskflow:counters:sync', '--force', '--json', ...flags], userUrl(user))
     expect(result.code, result.stderr).to.equal(0)
     expect(await readCounters(redis)).to.deep.equal(await trueStateCounts(redis))
     return parseJsonOutput<{data: {exact: boolean; note: string}}>(result).data
@@ -32,6 +32,8 @@ describe('taskflow connections: TLS, ACL users, passwords', function () {
     await redis.call('ACL', 'SETUSER', 'noconfig', 'on', `>${password}`, '~*', '&*', '+@all', '-config')
     await redis.call('ACL', 'SETUSER', 'noscripts', 'on', `>${password}`, '~*', '&*', '+@all', '-@scripting')
     await redis.call('ACL', 'SETUSER', 'noclient', 'on', `>${password}`, '~*', '&*', '+@all', '-client|tracking')
+    // Rights on the task-flow keys only: the instant script's fence key (~ops:census-fence:...) is refused.
+    await redis.call('ACL', 'SETUSER', 'taskkeys', 'on', `>${password}`, '~task:*', '~metrics:*', '&*', '+@all')
   })
   after(() => redis?.disconnect())
 
@@ -71,14 +73,29 @@ describe('taskflow connections: TLS, ACL users, passwords', function () {
     expect(sync.exact, sync.note).to.equal(true)
   })
 
-  it('without CLIENT rights (no client tracking), counters:sync still fixes the counters and says it could not be exact under live traffic', async () => {
-    const sync = await syncAs('noclient')
+  it('with rights on the task-flow keys only, the fence write is refused and counters:sync is still exact', async () => {
+    const sync = await syncAs('taskkeys')
+    expect(sync.exact, sync.note).to.equal(true)
+    expect(await redis.keys('~ops:*')).to.deep.equal([])
+  })
+
+  it('without CLIENT rights (no client tracking), --force refuses a measure that is not exact: nothing changed, exit 1', async () => {
+    const result = await ops(['taskflow:counters:sync', '--force', '--json'], userUrl('noclient'))
+    expect(result.code, result.stderr).to.equal(1)
+    const {error} = parseJsonOutput<{error: {message: string; exit: number}}>(result)
+    expect(error.exit).to.equal(1)
+    expect(error.message).to.match(/Not applied: the measure is not exact .* pass --allow-inexact with --force/)
+    expect(await readCounters(redis)).to.include({COMPLETED: 150, PENDING: 200, FAILED: 250})
+  })
+
+  it('without CLIENT rights, --force --allow-inexact still fixes the counters and says it could not be exact under live traffic', async () => {
+    const sync = await syncAs('noclient', '--allow-inexact')
     expect(sync.exact).to.equal(false)
     expect(sync.note).to.match(/Not exact under live traffic: the server does not offer client tracking to this user/)
   })
 
-  it('without script rights, counters:sync still fixes the counters and says why it could not be exact', async () => {
-    const sync = await syncAs('noscripts')
+  it('without script rights, --force --allow-inexact still fixes the counters and says why it could not be exact', async () => {
+    const sync = await syncAs('noscripts', '--allow-inexact')
     expect(sync.exact).to.equal(false)
     expect(sync.note).to.match(/the server refuses scripts to this user/)
   })

@@ -40,6 +40,10 @@ describe('counters under live traffic', function () {
 
   it('counters:sync --force ends with every counter equal to the true count while a writer moves tasks', async () => {
     const calls = await commandCalls(server.redis)
+    // Every SET the server runs, with its key: the counters must only ever be moved with INCRBY.
+    const monitor = await server.redis.monitor()
+    const setKeys: string[] = []
+    monitor.on('monitor', (_time: string, args: string[]) => args[0]?.toLowerCase() === 'set' && setKeys.push(args[1]))
     const writer = startWriter(server.url, ids)
     const movesBefore = writer.moves
     const result = await ops(['taskflow:counters:sync', '--force', '--json'])
@@ -52,9 +56,15 @@ describe('counters under live traffic', function () {
     expect(movesDuring, 'the writer must interleave with the scan').to.be.greaterThan(200)
     expect(doc.data.changedDuringScan).to.be.greaterThan(0)
     expect(await readCounters(server.redis)).to.deep.equal(await trueStateCounts(server.redis))
-    // INCRBY only, and no server setting touched at all.
+    // INCRBY only (the one SET is the instant's fence, deleted in the same script), and no server setting touched at all.
+    monitor.disconnect()
+    expect(setKeys.length, 'the instant script ran').to.be.greaterThan(0)
+    expect(
+      setKeys.filter((key) => !key.startsWith('~ops:census-fence:')),
+      'keys set',
+    ).to.deep.equal([])
+    expect(await server.redis.keys('~ops:*'), 'fence keys left').to.deep.equal([])
     const after = await commandCalls(server.redis)
-    expect((after.set ?? 0) - (calls.set ?? 0)).to.equal(0)
     expect((after.config ?? 0) - (calls.config ?? 0), 'CONFIG calls').to.equal(0)
     expect(await server.redis.config('GET', 'notify-keyspace-events')).to.deep.equal(['notify-keyspace-events', ''])
   })

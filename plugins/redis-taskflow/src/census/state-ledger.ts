@@ -162,6 +162,12 @@ export class StateLedger {
     this.codes.fill(0)
   }
 
+  /** True once records went to disk: get() then no longer knows every key. */
+  get spilledToDisk(): boolean {
+    return this.spillDir !== undefined
+  }
+
+  /** The code recorded for `key` (kept in memory), if any. */
   get(key: string): number | undefined {
     const w = uuidWords(key)
     if (!w) return this.others.get(key)

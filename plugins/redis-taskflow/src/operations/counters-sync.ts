@@ -21,7 +21,7 @@ export class CountersSyncOperation extends TaskFlowOperation {
   constructor(
     target: RedisTarget,
     output: OperationOutput,
-    private readonly options: {wording: CountersWording; quiet: boolean},
+    private readonly options: {wording: CountersWording; quiet: boolean; dryRun: boolean; allowInexact: boolean},
   ) {
     super(target, output)
   }
@@ -36,7 +36,7 @@ export class CountersSyncOperation extends TaskFlowOperation {
       shown = Date.now()
       this.output.progress(`   ... ${count(scanned)} task keys read (${count(Math.round(scanned / ((shown - started) / 1000)))}/s)`)
     }
-    const measure = await measureStates(this.redis, {onProgress})
+    const measure = await measureStates(this.redis, {onProgress, writeFence: !this.options.dryRun})
     const {census} = measure
     this.changes = counterChanges(census, measure.counters)
     const off = this.changes.filter((c) => c.change !== 0)
@@ -63,6 +63,12 @@ export class CountersSyncOperation extends TaskFlowOperation {
         ...changeTable(this.changes).map((l) => `   ${l}`),
         '',
       ],
+      ...(measure.exact || this.options.allowInexact
+        ? {}
+        : {
+            warnings: [`${measure.note} Applying these changes may leave counters off by that much.`],
+            forceRefusal: `Not applied: the measure is not exact (${off.length} ${wording.noun}, each figure may be off by up to ${Number.isFinite(measure.offBy) ? count(measure.offBy) : 'an unknown amount'}). Run again (traffic may be calmer), or pass --allow-inexact with --force to apply it anyway.`,
+          }),
       messages: {
         nothing: `All counters match the ${count(census.tasks)} task states: nothing to fix.`,
         dryRun: 'DRY RUN MODE - No counters will be changed',

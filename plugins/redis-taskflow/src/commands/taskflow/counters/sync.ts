@@ -1,4 +1,4 @@
-import {Args} from '@oclif/core'
+import {Args, Flags} from '@oclif/core'
 import {DestructiveCommand, UsageError} from 'ops-cli/base'
 
 import {redisFlags, redisTarget} from '../../../connection.js'
@@ -18,18 +18,31 @@ counter moves made by workers while ops runs are kept.
 Exact while workers run: changed task keys are learnt from client tracking on a
 connection of ops' own (CLIENT TRACKING BCAST PREFIX task:), which changes no server
 setting and ends with the connection; the keys that changed are re-read with the
-counters in one script, so states and counters are compared at one instant. A
---dry-run measures the same way. On a cluster each master has its own instant; the
-output and --json say whether they count as one, or how far off the figures may be.`
+counters in one script, so states and counters are compared at one instant. The
+script also sets and deletes a key of ops' own (~ops:census-fence:<uuid>:...) in the
+same atomic step: its report tells the stream where the instant's moment ends. A
+--dry-run writes nothing at all, not even that key: it measures the same way but
+places the moment more coarsely, so under heavy traffic it may take more rounds or
+say it is not exact. On a cluster each master has its own instant, and instants are
+repeated until three agree; the output and --json say whether the figures are exact
+or how far off they may be.`
 
   static override examples = [
     '<%= config.bin %> taskflow:counters:sync --dry-run',
     '<%= config.bin %> taskflow:counters:sync --force',
+    '<%= config.bin %> taskflow:counters:sync --force --allow-inexact',
     '<%= config.bin %> taskflow:counters:sync redis://localhost:6379/1 --force',
     '<%= config.bin %> taskflow:counters:sync --force | grep "Fixed.*discrepancies" && echo "Counter sync issues detected and fixed"',
   ]
 
-  static override flags = {...redisFlags}
+  static override flags = {
+    ...redisFlags,
+    'allow-inexact': Flags.boolean({
+      description:
+        'With --force, apply the changes even when the measure is not exact (the output says how far off each figure may be); without it --force refuses such a measure, exit 1.',
+      default: false,
+    }),
+  }
 
   static override args = {
     url: Args.string({description: 'Redis URL, as fix_counter_sync.py took it (the same as --redis-url).', required: false}),
@@ -45,7 +58,12 @@ output and --json say whether they count as one, or how far off the figures may 
     const target = redisTarget({...flags, 'redis-url': flags['redis-url'] ?? args.url})
     this.registerSecretsOf(target.resolved.url)
     return this.runDestructive(
-      new CountersSyncOperation(target, outputOf(this), {wording: this.wording, quiet: Boolean(flags.json)}),
+      new CountersSyncOperation(target, outputOf(this), {
+        wording: this.wording,
+        quiet: Boolean(flags.json),
+        dryRun: flags['dry-run'],
+        allowInexact: flags['allow-inexact'],
+      }),
       flags,
     )
   }
