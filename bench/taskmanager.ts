@@ -1,5 +1,5 @@
 /**
- * npm run bench:taskmanager -- [--rows 1000000] [--runs 1] [--batch-size N]
+ * npm run bench:taskmanager -- [--rows 1000000] [--runs 1] [--batch-size N] [--methods baseline,raw,orm,conc2]
  * (run 2, 4, ... take the methods in reverse order)
  *
  * Builds a TaskManager table of Django's shape (about 62% DONE, watcher link
@@ -29,11 +29,18 @@ import {runAsServerUser, serverDirectory, startPostmaster} from '../test/helpers
 import {watchRss} from './process-stats.js'
 
 const {values} = parseArgs({
-  options: {rows: {type: 'string', default: '1000000'}, runs: {type: 'string', default: '1'}, 'batch-size': {type: 'string'}},
+  options: {
+    rows: {type: 'string', default: '1000000'},
+    runs: {type: 'string', default: '1'},
+    'batch-size': {type: 'string'},
+    // A subset for a quick A/B of one method against the baseline, e.g. --methods baseline,raw
+    methods: {type: 'string', default: 'baseline,raw,orm,conc2'},
+  },
 })
 const ROWS = Number(values.rows)
 const RUNS = Number(values.runs)
 const TEMPLATE = 'ops_bench_tm_template'
+const [BASELINE, RAW, CONC2] = ['baseline, 1 transaction', 'ops raw SQL (pg), 1 worker', 'ops raw SQL, --concurrency 2']
 
 interface Measure {
   method: string
@@ -114,7 +121,7 @@ async function baseline(url: string): Promise<Measure> {
     const {rowCount} = await db.query(`DELETE FROM task_manager_taskmanager WHERE status = 'DONE'`)
     await db.query('COMMIT')
     const ms = performance.now() - started
-    return {method: 'baseline, 1 transaction', deleted: rowCount ?? 0, seconds: ms / 1000, longestTxnMs: ms}
+    return {method: BASELINE, deleted: rowCount ?? 0, seconds: ms / 1000, longestTxnMs: ms}
   })
 }
 
@@ -183,10 +190,17 @@ function report(runs: Measure[][], server: string): void {
   console.log(line(header))
   console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`)
   for (const r of lines) console.log(line(r))
-  const ratio = (results: Measure[], i: number) => results[i].deleted / results[i].seconds / (results[0].deleted / results[0].seconds)
+  /** A method's ratio to the baseline of its run, per run ("-" when --methods left it or the baseline out). */
+  const ratios = (method: string) =>
+    runs
+      .map((results) => {
+        const [base, r] = [results.find((m) => m.method === BASELINE), results.find((m) => m.method === method)]
+        return base && r ? (r.deleted / r.seconds / (base.deleted / base.seconds)).toFixed(2) : '-'
+      })
+      .join(' / ')
   const all = runs.flat().filter((r) => r.peakRssMb !== undefined)
   console.log(
-    `\nTargets: one worker >= 0.80x: ${runs.map((r) => ratio(r, 1).toFixed(2)).join(' / ')}x; --concurrency 2 >= 1.00x: ${runs.map((r) => ratio(r, 3).toFixed(2)).join(' / ')}x; ` +
+    `\nTargets: one worker >= 0.80x: ${ratios(RAW)}x; --concurrency 2 >= 1.00x: ${ratios(CONC2)}x; ` +
       `no transaction over 1 s: longest ${Math.round(Math.max(...all.map((r) => r.longestTxnMs)))} ms; peak RSS < 200 MB: ${Math.max(...all.map((r) => r.peakRssMb ?? 0)).toFixed(0)} MB`,
   )
 }
@@ -200,10 +214,10 @@ try {
   for (let run = 1; run <= RUNS; run++) {
     const methods: [string, (url: string) => Promise<Measure>][] = [
       ['baseline', baseline],
-      ['raw', (url) => viaCli(url, 'ops raw SQL (pg), 1 worker', ['--use-cursor'])],
+      ['raw', (url) => viaCli(url, RAW, ['--use-cursor'])],
       ['orm', (url) => viaCli(url, 'ops TypeORM, 1 worker', ['--use-orm'])],
-      ['conc2', (url) => viaCli(url, 'ops raw SQL, --concurrency 2', ['--use-cursor', '--concurrency', '2'])],
-    ]
+      ['conc2', (url) => viaCli(url, CONC2, ['--use-cursor', '--concurrency', '2'])],
+    ].filter(([name]) => values.methods.split(',').includes(name))
     // Odd runs in this order, even runs reversed (ABCD, DCBA), so a load that drifts over the run weighs on every method alike.
     const order = run % 2 === 1 ? methods : [...methods].reverse()
     const results: Measure[] = []

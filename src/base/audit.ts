@@ -18,8 +18,12 @@ export interface AuditEntry {
   durationMs: number
   /** How long the user took to answer the prompt, when there was one. */
   promptMs?: number
-  /** refused: nobody could confirm (no TTY without --force, a wrong --confirm); nothing was changed. */
-  outcome: 'done' | 'interrupted' | 'failed' | 'cancelled' | 'nothing-to-do' | 'vetoed' | 'refused'
+  /**
+   * refused: nobody could confirm (no TTY without --force, a wrong --confirm), or --force
+   * met a plan that needs a person; nothing was changed. incomplete: the steps ran to
+   * their end but left work (rows that kept changing); exit 1.
+   */
+  outcome: 'done' | 'interrupted' | 'failed' | 'cancelled' | 'nothing-to-do' | 'vetoed' | 'refused' | 'incomplete'
   error?: string
 }
 

@@ -61,13 +61,19 @@ export interface DestructiveOperation<P extends Plan = Plan> {
   plan(): Promise<P>
   /** The batched work, run only after confirmation. */
   steps(plan: P): Step[]
+  /**
+   * Asked once the steps ran to their end: why the work is not complete (e.g.
+   * rows that still match because they kept changing), if it is not. The run
+   * then ends with outcome `incomplete`, that message and exit 1.
+   */
+  unfinished?(plan: P): string | undefined
   /** For --show-summary. */
   summary?(): Promise<Summary>
   /** Always called, also after errors and interruptions. */
   disconnect(): Promise<void>
 }
 
-export type Outcome = 'done' | 'dry-run' | 'nothing-to-do' | 'cancelled' | 'interrupted' | 'failed' | 'vetoed' | 'refused'
+export type Outcome = 'done' | 'dry-run' | 'nothing-to-do' | 'cancelled' | 'interrupted' | 'failed' | 'vetoed' | 'refused' | 'incomplete'
 
 export interface DestructiveResult {
   outcome: Outcome
@@ -128,6 +134,8 @@ export abstract class DestructiveCommand extends OpsCommand {
   }
 
   private interrupted = false
+  /** The last run's result, also when it ended in an error (for a subclass's error JSON). */
+  protected lastResult?: DestructiveResult
   /** Time spent waiting for the user's answer, kept out of the work's duration. */
   private promptMs = 0
 
@@ -156,7 +164,7 @@ export abstract class DestructiveCommand extends OpsCommand {
       return result
     } catch (error) {
       result ??= this.newResult(plan)
-      if (result.outcome !== 'vetoed' && result.outcome !== 'refused') result.outcome = 'failed'
+      if (!['vetoed', 'refused', 'incomplete'].includes(result.outcome)) result.outcome = 'failed'
       result.error = this.mask(error instanceof Error ? error.message : String(error))
       throw error
     } finally {
@@ -164,6 +172,7 @@ export abstract class DestructiveCommand extends OpsCommand {
       if (result) {
         result.durationMs = Date.now() - started - this.promptMs
         result.promptMs = this.promptMs
+        this.lastResult = result
         await this.afterRun(plan, result, flags)
       }
     }
@@ -231,6 +240,15 @@ export abstract class DestructiveCommand extends OpsCommand {
       this.logToStderr(`Interrupted: ${verb.past} ${count(result.done)} of ${count(plan.count)} ${plan.noun} in ${duration(workMs())}.`)
       this.logToStderr('The data is consistent; run the same command again to finish.')
       return 'interrupted'
+    }
+    const unfinished = operation.unfinished?.(plan)
+    if (unfinished) {
+      this.log(
+        plan.messages?.success ?? `${verb.past[0].toUpperCase()}${verb.past.slice(1)} ${count(result.done)} ${plan.noun}, not all of them.`,
+      )
+      this.log(`Done in ${duration(workMs())}.`)
+      result.outcome = 'incomplete'
+      throw new OpsError(unfinished)
     }
     this.log(plan.messages?.success ?? `Successfully ${verb.past} ${count(result.done)} ${plan.noun}`)
     this.log(`Done in ${duration(workMs())}.`)

@@ -268,6 +268,16 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
     return {lines: summaryLines(statuses, modules), data: {statuses, modules}}
   }
 
+  /** Rows that matched the plan still match after every walk (they kept changing or stayed locked): the user must re-run. */
+  unfinished(plan: ClearPlan): string | undefined {
+    const {execution} = plan.data
+    if (execution.stoppedBy !== 'completed' || !execution.stillMatching) return undefined
+    return (
+      `${count(execution.stillMatching)} rows that match the filter are still in the table: they kept changing or stayed locked ` +
+      `while ${execution.passes} walks went by. Nothing else was touched. Run the same command again to finish.`
+    )
+  }
+
   async disconnect(): Promise<void> {
     await Promise.all(this.closers.splice(0).map((close) => close()))
     await this.connection?.client.end().catch(() => {})

@@ -7,11 +7,12 @@
  */
 import {expect} from 'chai'
 import {ChildProcess, spawn} from 'node:child_process'
+import {readFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import pg from 'pg'
 
-import {parseJsonOutput, runOps, waitForOutput} from '../../../test/helpers/cli.js'
+import {OPS_HOME, parseJsonOutput, runOps, waitForOutput} from '../../../test/helpers/cli.js'
 import {insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
 import {withDjangoDatabase} from './helpers/django-database.js'
 
@@ -166,6 +167,9 @@ describe('taskmanager:clear under live traffic (real writer processes)', functio
         expect(doc.done).to.equal(49)
         expect(doc.data.execution.stillMatching).to.equal(1)
         expect(doc.data.execution.skipped).to.equal(3) // passed over once per walk
+        // The audit log and the ops:result hooks are told the same: not done, incomplete.
+        const audit = readFileSync(join(OPS_HOME, 'data', 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+        expect(audit.at(-1)).to.include({command: 'taskmanager:clear', outcome: 'incomplete', done: 49})
       } finally {
         await holder.query('ROLLBACK')
         await holder.end()

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
-import {choiceFlag, count, DestructiveCommand, DestructiveResult, durationFlag, OpsError, UsageError} from 'ops-cli/base'
+import {choiceFlag, DestructiveCommand, durationFlag, UsageError} from 'ops-cli/base'
 
-import {ClearOperation, ClearPlan, MAX_BATCH_SIZE, ORM_THRESHOLD} from '../../clear-operation.js'
+import {ClearOperation, MAX_BATCH_SIZE, ORM_THRESHOLD} from '../../clear-operation.js'
 import {databaseFlags, resolveDatabaseUrl} from '../../connection.js'
 import {STATUS_CHOICES} from '../../filter.js'
 
@@ -98,8 +98,6 @@ Exit codes: 0 done (also when --max-runtime stopped the run: what is left is pri
     'max-runtime': durationFlag({description: 'Start no batch after this long (a cron window); reports what is left and exits 0.'}),
   }
 
-  private result?: DestructiveResult
-
   async run() {
     const {flags} = await this.parse(Clear)
     if (flags.archive !== undefined && flags.concurrency > 1)
@@ -130,20 +128,12 @@ Exit codes: 0 done (also when --max-runtime stopped the run: what is left is pri
       maxRuntimeMs: flags['max-runtime'],
       archiveTable: flags['archive-table'], // issue 12
     })
-    this.result = await this.runDestructive(operation, flags)
-    const execution = (this.result.data as ClearPlan['data'] | undefined)?.execution
-    if (this.result.outcome === 'done' && execution?.stoppedBy === 'completed' && (execution.stillMatching ?? 0) > 0) {
-      throw new OpsError(
-        `${count(execution.stillMatching!)} rows that match the filter are still in the table: they kept changing or stayed locked ` +
-          `while ${execution.passes} walks went by. Nothing else was touched. Run the same command again to finish.`,
-      )
-    }
-    return this.result
+    return this.runDestructive(operation, flags)
   }
 
   /** A run that left matching rows still reports what it did, under `data`. */
   protected override toErrorJson(error: unknown): unknown {
     const shaped = super.toErrorJson(error) as Record<string, unknown>
-    return this.result ? {...shaped, data: this.result.data, done: this.result.done} : shaped
+    return this.lastResult ? {...shaped, data: this.lastResult.data, done: this.lastResult.done} : shaped
   }
 }
