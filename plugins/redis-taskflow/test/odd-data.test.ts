@@ -89,6 +89,23 @@ describe('taskflow commands on odd data', function () {
     expect(celery.code, celery.stderr).to.equal(0)
   })
 
+  it('celery-meta:clean and reset remove keys whose names are not UTF-8, by their bytes, and count them', async () => {
+    const badCelery = Buffer.concat([Buffer.from('celery-task-meta-'), Buffer.from([0xff, 0xfe, 0x80])])
+    await server.redis.set(badCelery, '{"status": "SUCCESS"}')
+    await server.redis.set('celery-task-meta-plain', '{"status": "SUCCESS"}')
+    // A valid UTF-8 name holding U+FFFD itself is a plain name, not one to take as bytes.
+    await server.redis.set('celery-task-meta-\uFFFD-valid', '{"status": "SUCCESS"}')
+    const celery = await ops(['taskflow:celery-meta:clean', '--force'])
+    expect(celery.code, celery.stderr).to.equal(0)
+    expect(celery.stdout).to.contain('Successfully deleted 3 celery-task-meta-* keys')
+    expect(await server.redis.exists(badCelery)).to.equal(0)
+    const reset = await ops(['taskflow:reset', '--force', '--json'])
+    expect(reset.code, reset.stderr).to.equal(0)
+    expect(parseJsonOutput<{data: {perPattern: Record<string, number>}}>(reset).data.perPattern['task:*']).to.be.greaterThan(HEALTHY)
+    expect(await server.redis.exists(BAD_NAME)).to.equal(0)
+    expect(await server.redis.keys('task:*')).to.deep.equal([])
+  })
+
   it('keys expiring while ops scans are neither counted nor a crash, and the sync is exact', async () => {
     // 20,000 more tasks that expire at random within the next 1.5 s, while the commands run.
     const pipeline = server.redis.pipeline()

@@ -4,7 +4,7 @@ import {newCensus, oddKeyLines, readCounters, StateCounts, takeCensus} from './c
 import {signed} from '../repair/counters.js'
 import type {RedisConnection} from '../connection.js'
 import {CELERY_META_PATTERN, DLQ_TASK_KEY_PATTERN, HEARTBEAT_KEY_PATTERN, Queue, TASK_STATES} from '../keyspace.js'
-import {countKeys, scanKeys} from '../read/scan.js'
+import {countKeys, scanKeys, sizeOf} from '../read/scan.js'
 
 /** What `taskflow:inspect` reports (its --json document) and `taskflow:reset` shows first. */
 export interface TaskFlowInspection {
@@ -42,7 +42,7 @@ export async function inspectTaskFlow(connection: RedisConnection): Promise<Task
   const heartbeats = async () => {
     let n = 0
     for await (const batch of scanKeys(connection, HEARTBEAT_KEY_PATTERN)) {
-      n += batch.keys.length
+      n += sizeOf(batch)
       for (const key of batch.keys) if (workers.length < WORKERS_LISTED) workers.push(key.slice(HEARTBEAT_PREFIX.length))
     }
     return n

@@ -2,7 +2,7 @@ import {count, Plan, Progress, Step} from 'ops-cli/base'
 
 import {queueLengths} from '../census/inspection.js'
 import {TASK_FLOW_PATTERNS} from '../keyspace.js'
-import {scanSorted} from '../read/scan.js'
+import {scanSorted, sizeOf} from '../read/scan.js'
 import {unlinkBatch} from '../remove/unlink.js'
 import {OperationOutput, RedisTarget, TaskFlowOperation} from './taskflow-operation.js'
 
@@ -22,7 +22,7 @@ export class ResetOperation extends TaskFlowOperation {
     // One SCAN pass sorts every key by pattern: seven MATCH passes would each walk the whole keyspace.
     const perPattern: Record<string, number> = Object.fromEntries(TASK_FLOW_PATTERNS.map((p) => [p, 0]))
     for await (const {byPattern} of scanSorted(redis, TASK_FLOW_PATTERNS)) {
-      byPattern.forEach((keys, i) => (perPattern[TASK_FLOW_PATTERNS[i]] += keys.length))
+      byPattern.forEach((batch, i) => (perPattern[TASK_FLOW_PATTERNS[i]] += sizeOf(batch)))
     }
     const total = allKeys
       ? (await Promise.all(redis.masters().map((m) => m.dbsize()))).reduce((a, b) => a + b, 0)
@@ -73,8 +73,8 @@ export class ResetOperation extends TaskFlowOperation {
   private async *unlinkTaskFlow(signal: AbortSignal): AsyncGenerator<Progress> {
     let done = 0
     for await (const {node, byPattern} of scanSorted(this.redis, TASK_FLOW_PATTERNS)) {
-      const keys = byPattern.flat()
-      if (keys.length > 0) done += await unlinkBatch({node, keys}, this.redis.isCluster)
+      const batch = {node, keys: byPattern.flatMap((b) => b.keys), raw: byPattern.flatMap((b) => b.raw ?? [])}
+      if (sizeOf(batch) > 0) done += await unlinkBatch(batch, this.redis.isCluster)
       yield {done}
       if (signal.aborted) return
     }

@@ -9,6 +9,27 @@ export interface KeyBatch {
   /** The master that holds these keys: pipeline reads and writes for them through it. */
   node: Redis
   keys: string[]
+  /** Names that are not UTF-8, as their bytes: a string cannot name them back to the server. */
+  raw?: Buffer[]
+}
+
+/** How many keys a batch holds, names that are not UTF-8 included. */
+export const sizeOf = (batch: KeyBatch): number => batch.keys.length + (batch.raw?.length ?? 0)
+
+/**
+ * Splits SCAN's names (as bytes) into strings, and the names that are not
+ * UTF-8 kept as bytes. A valid name may hold U+FFFD itself: only a name whose
+ * decoding does not give its bytes back is not UTF-8.
+ */
+export function namesOf(buffers: Buffer[]): {keys: string[]; raw?: Buffer[]} {
+  const keys: string[] = []
+  let raw: Buffer[] | undefined
+  for (const buffer of buffers) {
+    const name = buffer.toString()
+    if (name.includes('\uFFFD') && !Buffer.from(name).equals(buffer)) (raw ??= []).push(buffer)
+    else keys.push(name)
+  }
+  return raw ? {keys, raw} : {keys}
 }
 
 /**
@@ -23,12 +44,14 @@ export async function* scanKeys(connection: RedisConnection, pattern: string, op
 /** The SCAN loop of one node; the next SCAN is already on the wire while the caller works on a batch. */
 export async function* scanNode(node: Redis, pattern: string, options: {count?: number} = {}): AsyncGenerator<KeyBatch> {
   const count = Math.max(options.count ?? SCAN_COUNT, 10)
-  const scan = (cursor: string) => node.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', count) as Promise<[string, string[]]>
+  // As bytes: a name that is not UTF-8 must reach UNLINK as it is, not as its lossy decoding.
+  const scan = (cursor: string) => node.callBuffer('SCAN', cursor, 'MATCH', pattern, 'COUNT', count) as Promise<[Buffer, Buffer[]]>
   let pending = scan('0')
   for (;;) {
-    const [next, keys] = await pending
+    const [cursor, names] = await pending
+    const next = cursor.toString()
     if (next !== '0') pending = scan(next)
-    if (keys.length > 0) yield {node, keys}
+    if (names.length > 0) yield {node, ...namesOf(names)}
     if (next === '0') return
   }
 }
@@ -36,7 +59,7 @@ export async function* scanNode(node: Redis, pattern: string, options: {count?: 
 /** Number of keys matching `pattern` on every master (a full scan, nothing held). */
 export async function countKeys(connection: RedisConnection, pattern: string, options: {count?: number} = {}): Promise<number> {
   let total = 0
-  for await (const batch of scanKeys(connection, pattern, options)) total += batch.keys.length
+  for await (const batch of scanKeys(connection, pattern, options)) total += sizeOf(batch)
   return total
 }
 
@@ -98,14 +121,19 @@ export class PatternSorter {
 export async function* scanSorted(
   connection: RedisConnection,
   patterns: readonly string[],
-): AsyncGenerator<{node: Redis; byPattern: string[][]}> {
+): AsyncGenerator<{node: Redis; byPattern: KeyBatch[]}> {
   const sorter = new PatternSorter(patterns)
   for (const node of connection.masters()) {
     for await (const batch of scanNode(node, '*')) {
-      const byPattern: string[][] = patterns.map(() => [])
+      const byPattern: KeyBatch[] = patterns.map(() => ({node, keys: []}))
       for (const key of batch.keys) {
         const i = sorter.indexOf(key)
-        if (i >= 0) byPattern[i].push(key)
+        if (i >= 0) byPattern[i].keys.push(key)
+      }
+      // A name that is not UTF-8 is sorted by its decoding (the patterns are ASCII), and kept as its bytes.
+      for (const name of batch.raw ?? []) {
+        const i = sorter.indexOf(name.toString())
+        if (i >= 0) (byPattern[i].raw ??= []).push(name)
       }
       yield {node, byPattern}
     }

@@ -2,7 +2,7 @@ import calculateSlot from 'cluster-key-slot'
 import type {Redis} from 'ioredis'
 
 import type {RedisConnection} from '../connection.js'
-import {isClusterNode, KeyBatch, quiet, scanKeys, scanNode} from '../read/scan.js'
+import {isClusterNode, KeyBatch, quiet, scanKeys, scanNode, sizeOf} from '../read/scan.js'
 
 /** Keys per multi-key UNLINK: large enough to amortise the round trip, small enough to never block. */
 export const UNLINK_CHUNK = 1000
@@ -35,7 +35,11 @@ export function slotGroups(keys: string[], isCluster: boolean, chunk = UNLINK_CH
  * `cluster` defaults to whether the node came from a cluster connection.
  */
 export async function unlinkBatch(batch: KeyBatch, cluster?: boolean): Promise<number> {
-  const groups = slotGroups(batch.keys, cluster ?? isClusterNode(batch.node))
+  const isCluster = cluster ?? isClusterNode(batch.node)
+  const groups: (string | Buffer)[][] = slotGroups(batch.keys, isCluster)
+  // Names that are not UTF-8 go as their bytes: all in one UNLINK on a single node, one each on a cluster (one slot per command).
+  if (batch.raw?.length) groups.push(...(isCluster ? batch.raw.map((name) => [name]) : [batch.raw]))
+  if (groups.length === 0) return 0
   if (groups.length === 1) return Number(await batch.node.unlink(...groups[0]))
   const pipeline = batch.node.pipeline()
   for (const group of groups) pipeline.unlink(...group)
@@ -115,7 +119,7 @@ export class MatchedKeys {
   /** True when more keys matched than were kept. */
   overflowed = false
   private bytes = 0
-  private readonly batches: {node: Redis; packed: string}[] = []
+  private readonly batches: {node: Redis; packed: string; raw?: Buffer[]}[] = []
 
   constructor(
     readonly pattern: string,
@@ -134,7 +138,7 @@ export class MatchedKeys {
   }
 
   add(batch: KeyBatch): void {
-    this.count += batch.keys.length
+    this.count += sizeOf(batch)
     if (this.overflowed) return
     // Keys never contain '\n' in this keyspace (uuids); one string per batch is ~1 byte per character.
     const packed = batch.keys.join('\n')
@@ -143,12 +147,12 @@ export class MatchedKeys {
       return
     }
     this.bytes += packed.length
-    this.batches.push({node: batch.node, packed})
+    this.batches.push({node: batch.node, packed, ...(batch.raw ? {raw: batch.raw} : {})})
   }
 
   /** The kept keys, batch by batch. */
   *held(): Generator<KeyBatch> {
-    for (const {node, packed} of this.batches) yield {node, keys: packed.split('\n')}
+    for (const {node, packed, raw} of this.batches) yield {node, keys: packed ? packed.split('\n') : [], ...(raw ? {raw} : {})}
   }
 
   /**
