@@ -254,6 +254,10 @@ export async function measureStates(
     }
     const changed = `${latest.size.toLocaleString('en-US')} task keys changed during the scan and were re-read`
     if (!exact) {
+      if (isCluster && ledger.spilledToDisk) {
+        const note = `Not exact: on this cluster the counters sit on other masters than their tasks, and the instants could not be compared (what the scan counted per key went to disk: more keys than memory was given for); a transition half applied at the instant would be miscounted.`
+        return notExact(Number.NaN, note, counters)
+      }
       if (isCluster && kept) {
         const offBy = Math.max(disagreement, 1)
         const note = `Not exact: on this cluster the counters sit on other masters than their tasks, and no ${CLUSTER_AGREEING} instants in a row agreed on every state's drift (tasks moved half applied across masters); each state's figure may be off by up to ${offBy.toLocaleString('en-US')}.`
