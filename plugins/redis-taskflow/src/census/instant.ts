@@ -117,7 +117,8 @@ export async function measureStates(
   const masters: Master[] = []
   const ledgers: StateLedger[] = []
   const serverSettingsChanged: string[] = []
-  const isCluster = connection.isCluster && nodes.length > 1
+  // Also with one master: a cluster refuses the application's MULTI across slots, so its transitions are not atomic there either.
+  const {isCluster} = connection
   try {
     let unavailable: string | undefined
     for (const node of nodes) {
