@@ -37,6 +37,9 @@ const {values} = parseArgs({
     methods: {type: 'string', default: 'baseline,raw,orm,conc2'},
   },
 })
+const METHODS = ['baseline', 'raw', 'orm', 'conc2']
+const unknown = values.methods.split(',').filter((m) => !METHODS.includes(m))
+if (unknown.length) throw new Error(`--methods takes ${METHODS.join(', ')} (comma-separated), not ${unknown.join(', ')}`)
 const ROWS = Number(values.rows)
 const RUNS = Number(values.runs)
 const TEMPLATE = 'ops_bench_tm_template'
@@ -212,12 +215,13 @@ try {
   await buildTemplate(server.adminUrl)
   const runs: Measure[][] = []
   for (let run = 1; run <= RUNS; run++) {
-    const methods: [string, (url: string) => Promise<Measure>][] = [
+    const all: [string, (url: string) => Promise<Measure>][] = [
       ['baseline', baseline],
       ['raw', (url) => viaCli(url, RAW, ['--use-cursor'])],
       ['orm', (url) => viaCli(url, 'ops TypeORM, 1 worker', ['--use-orm'])],
       ['conc2', (url) => viaCli(url, CONC2, ['--use-cursor', '--concurrency', '2'])],
-    ].filter(([name]) => values.methods.split(',').includes(name))
+    ]
+    const methods = all.filter(([name]) => values.methods.split(',').includes(name))
     // Odd runs in this order, even runs reversed (ABCD, DCBA), so a load that drifts over the run weighs on every method alike.
     const order = run % 2 === 1 ? methods : [...methods].reverse()
     const results: Measure[] = []

@@ -168,7 +168,10 @@ describe('taskmanager:clear under live traffic (real writer processes)', functio
         expect(doc.data.execution.stillMatching).to.equal(1)
         expect(doc.data.execution.skipped).to.equal(3) // passed over once per walk
         // The audit log and the ops:result hooks are told the same: not done, incomplete.
-        const audit = readFileSync(join(OPS_HOME, 'data', 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+        const audit = readFileSync(join(OPS_HOME, 'data', 'audit.log'), 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l))
         expect(audit.at(-1)).to.include({command: 'taskmanager:clear', outcome: 'incomplete', done: 49})
       } finally {
         await holder.query('ROLLBACK')
