@@ -1,4 +1,4 @@
-import enquirer from 'enquirer'
+import type Enquirer from 'enquirer'
 
 import {UsageError} from './errors.js'
 
@@ -27,6 +27,7 @@ export function assertCanPrompt(
  * Escape at the prompt also means no.
  */
 export async function confirm(question: string, output: NodeJS.WriteStream = process.stdout): Promise<boolean> {
+  const enquirer = await loadEnquirer()
   try {
     const answer = await enquirer.prompt<{answer: string}>({
       type: 'input',
@@ -34,7 +35,7 @@ export async function confirm(question: string, output: NodeJS.WriteStream = pro
       message: `${question} (yes/no)`,
       initial: 'no',
       stdout: output,
-    } as Parameters<typeof enquirer.prompt>[0])
+    } as Parameters<typeof Enquirer.prompt>[0])
     return YES.test(answer.answer.trim())
   } catch {
     return false
@@ -43,12 +44,18 @@ export async function confirm(question: string, output: NodeJS.WriteStream = pro
 
 /** Asks the user to type `name` exactly; anything else (or Ctrl-C) means no. */
 export async function confirmByName(message: string, name: string, output: NodeJS.WriteStream = process.stdout): Promise<boolean> {
+  const enquirer = await loadEnquirer()
   try {
     const answer = await enquirer.prompt<{answer: string}>({type: 'input', name: 'answer', message, stdout: output} as Parameters<
-      typeof enquirer.prompt
+      typeof Enquirer.prompt
     >[0])
     return answer.answer.trim() === name
   } catch {
     return false
   }
+}
+
+/** enquirer is loaded only when a prompt is shown: a --force or --json run does not pay for it at start-up. */
+async function loadEnquirer(): Promise<typeof Enquirer> {
+  return (await import('enquirer')).default
 }

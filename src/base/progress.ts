@@ -1,5 +1,3 @@
-import {Listr, ListrDefaultRendererLogLevels} from 'listr2'
-
 import {count, duration, plural} from './format.js'
 
 /** One progress event of a long step: `done` is cumulative. */
@@ -155,6 +153,8 @@ async function runWithListr(
   steps: Step[],
   runOne: (i: number, show: (text: string) => void) => Promise<{end: StepEnd; line: string}>,
 ): Promise<void> {
+  // Loaded only to draw on a terminal: plain lines and --json runs do not pay for it at start-up.
+  const {Listr, ListrDefaultRendererLogLevels} = await import('listr2')
   const listr = new Listr(
     steps.map((step, i) => ({
       title: step.title,
