@@ -29,9 +29,9 @@ export interface Plan {
   /** Printed in yellow before confirmation; also in --json. */
   warnings?: string[]
   /**
-   * Why this plan must not run on --force alone (e.g. a measure that is not
-   * exact): --force then refuses with this message and exit 1, nothing
-   * changed; at the prompt the user reads the warnings and decides.
+   * Why this plan must not run unattended (e.g. a measure that is not
+   * exact): --force or --confirm NAME then refuses with this message and exit
+   * 1, nothing changed; at the prompt the user reads the warnings and decides.
    */
   forceRefusal?: string
   /** Default delete / deleted. */
@@ -225,7 +225,8 @@ export abstract class DestructiveCommand extends OpsCommand {
       this.log(plan.messages?.dryRun ?? `DRY RUN MODE - No records will be ${verb.past}`)
       return 'dry-run'
     }
-    if (flags.force && plan.forceRefusal) {
+    // Unattended: --force, or a --confirm NAME given up front (which is how a script passes a production profile's check).
+    if (plan.forceRefusal && (flags.force || flags.confirm !== undefined)) {
       result.outcome = 'refused'
       throw new Error(plan.forceRefusal)
     }

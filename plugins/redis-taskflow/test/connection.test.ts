@@ -88,6 +88,21 @@ describe('taskflow connections: TLS, ACL users, passwords', function () {
     expect(await readCounters(redis)).to.include({COMPLETED: 150, PENDING: 200, FAILED: 250})
   })
 
+  it('on a production profile, --confirm NAME refuses a measure that is not exact as --force does', async () => {
+    const url = userUrl('noclient')
+    const name = `${new URL(url).hostname}:${new URL(url).port}`
+    const env = {NODE_EXTRA_CA_CERTS: server.caFile}
+    expect((await runOps(['profiles:set', 'prod-cache', '--redis-url', url, '--production'], {env})).code).to.equal(0)
+    try {
+      const result = await runOps(['taskflow:counters:sync', '--profile', 'prod-cache', '--confirm', name, '--json'], {env})
+      expect(result.code, result.stderr).to.equal(1)
+      expect(parseJsonOutput<{error: {message: string}}>(result).error.message).to.match(/^Not applied: the measure is not exact/)
+      expect(await readCounters(redis)).to.include({COMPLETED: 150, PENDING: 200, FAILED: 250})
+    } finally {
+      await runOps(['profiles:remove', 'prod-cache'])
+    }
+  })
+
   it('without CLIENT rights, --force --allow-inexact still fixes the counters and says it could not be exact under live traffic', async () => {
     const sync = await syncAs('noclient', '--allow-inexact')
     expect(sync.exact).to.equal(false)
