@@ -167,7 +167,8 @@ function report(runs: Measure[][], server: string): void {
   const header = ['method', 'rows deleted', 'seconds', 'rows/s', 'vs baseline', 'longest txn', 'transactions', 'peak RSS']
   const lines: string[][] = []
   for (const [i, results] of runs.entries()) {
-    const base = results[0].deleted / results[0].seconds
+    const baseline = results.find((m) => m.method === BASELINE)
+    const base = baseline ? baseline.deleted / baseline.seconds : Number.NaN
     for (const r of results) {
       const rate = r.deleted / r.seconds
       lines.push([
@@ -175,7 +176,7 @@ function report(runs: Measure[][], server: string): void {
         r.deleted.toLocaleString('en-US'),
         r.seconds.toFixed(2),
         Math.round(rate).toLocaleString('en-US'),
-        `${(rate / base).toFixed(2)}x`,
+        baseline ? `${(rate / base).toFixed(2)}x` : '-',
         `${Math.round(r.longestTxnMs).toLocaleString('en-US')} ms`,
         r.batches === undefined ? '1' : r.batches.toLocaleString('en-US'),
         r.peakRssMb === undefined ? '-' : `${r.peakRssMb.toFixed(0)} MB`,

@@ -154,7 +154,7 @@ export async function measureStates(
     /** What each changed key holds (at the instant, once one is found). */
     const latest = new Map<string, number>()
     /** Per code, how the census moved since the last instant kept (for the cluster's drift comparison). */
-    let moved = new Array<number>(ABSENT + 1).fill(0)
+    const moved = new Array<number>(ABSENT + 1).fill(0)
     const remember = (key: string, code: number) => {
       const previous = latest.get(key) ?? ledger.get(key) ?? ABSENT
       moved[previous]--
@@ -196,6 +196,18 @@ export async function measureStates(
     let why = ''
     let counters = emptyCounts()
     let exact = false
+    /** Keeps `instant` (latest then holds every key's value at it); true once the measure is done. */
+    const keep = (instant: Instant): boolean => {
+      if (!isCluster) return true
+      if (kept && !ledger.spilledToDisk) {
+        const off = Math.max(...TASK_STATES.map((s, i) => Math.abs(instant.counters[s] - kept![s] - moved[i])))
+        agreeing = off === 0 ? agreeing + 1 : 1
+        if (off) disagreement = off
+      } else agreeing = 1
+      kept = instant.counters
+      moved.fill(0)
+      return agreeing >= CLUSTER_AGREEING
+    }
     for (let r = 1; r <= MAX_ROUNDS && !exact; r++) {
       const failure = masters.map((m) => m.stream.failure).find(Boolean)
       if (failure) return notExact(Number.NaN, `Not exact: ${failure}.`)
@@ -213,18 +225,6 @@ export async function measureStates(
         continue
       }
       counters = round.counters
-      /** Keeps `instant` (latest then holds every key's value at it); true once the measure is done. */
-      const keep = (instant: Instant): boolean => {
-        if (!isCluster) return true
-        if (kept && !ledger.spilledToDisk) {
-          const off = Math.max(...TASK_STATES.map((s, i) => Math.abs(instant.counters[s] - kept![s] - moved[i])))
-          agreeing = off === 0 ? agreeing + 1 : 1
-          if (off) disagreement = off
-        } else agreeing = 1
-        kept = instant.counters
-        moved = moved.fill(0)
-        return agreeing >= CLUSTER_AGREEING
-      }
       const settled = candidate !== undefined && settles(masters, candidate, round)
       // No later question reaches back before this round's marker.
       masters.forEach((m, i) => m.stream.forgetBefore(round!.markers[i]))
@@ -248,7 +248,6 @@ export async function measureStates(
       candidate = round.unplaced === 0 ? round : undefined
       if (candidate && pending === 0) {
         candidate = undefined
-        counters = round.counters
         if (keep(round)) exact = true
         else if (isCluster) await sleep(CLUSTER_SPACING_MS)
       }

@@ -16,6 +16,9 @@ export interface KeyBatch {
 /** How many keys a batch holds, names that are not UTF-8 included. */
 export const sizeOf = (batch: KeyBatch): number => batch.keys.length + (batch.raw?.length ?? 0)
 
+/** A key name that did not decode as UTF-8 carries U+FFFD in place of its bytes. */
+export const isBadName = (key: string): boolean => key.includes('\uFFFD')
+
 /**
  * Splits SCAN's names (as bytes) into strings, and the names that are not
  * UTF-8 kept as bytes. A valid name may hold U+FFFD itself: only a name whose
@@ -26,7 +29,7 @@ export function namesOf(buffers: Buffer[]): {keys: string[]; raw?: Buffer[]} {
   let raw: Buffer[] | undefined
   for (const buffer of buffers) {
     const name = buffer.toString()
-    if (name.includes('\uFFFD') && !Buffer.from(name).equals(buffer)) (raw ??= []).push(buffer)
+    if (isBadName(name) && !Buffer.from(name).equals(buffer)) (raw ??= []).push(buffer)
     else keys.push(name)
   }
   return raw ? {keys, raw} : {keys}

@@ -1,7 +1,7 @@
 import type {Redis} from 'ioredis'
 
 import {FieldRow, HashScanner, NOT_A_HASH, ROW_GONE} from './hash-scan.js'
-import {SCAN_COUNT} from './scan.js'
+import {isBadName, SCAN_COUNT} from './scan.js'
 
 /**
  * What a task key held when it was read: its state field, `NO_STATE` for a
@@ -15,8 +15,7 @@ export const GONE = undefined
 export const NOT_HASH = Object.freeze({reading: 'not a hash'})
 export const BAD_NAME = Object.freeze({reading: 'name not UTF-8'})
 
-/** A key name that did not decode as UTF-8 carries U+FFFD in place of its bytes. */
-export const isBadName = (key: string): boolean => key.includes('\uFFFD')
+export {isBadName} from './scan.js'
 
 /** Keys returned by one SCAN step, with what each one held. */
 export interface StateBatch {
