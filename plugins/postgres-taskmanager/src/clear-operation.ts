@@ -106,12 +106,11 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
     if (filter.olderThanMs !== undefined) filter.createdBefore = await table.cutoff(filter.olderThanMs)
     this.options.filter = filter
     if (this.options.archive) await Archive.assertWritable(this.options.archive)
-    // issue 12: a table that cannot be the archive is refused here, before anything is deleted.
+    // A table that cannot be the archive is refused here, before anything is deleted (a dry run too).
     if (this.options.archiveTable) this.archiveTable = await ArchiveTable.inspect(this.db.client, this.options.archiveTable, table.table)
     const {min: minId, max: upToId} = await table.idRange()
-    const matching = await table.countMatching(filter)
+    const {matching, links: watcherLinks} = await table.countMatchingWithLinks(filter)
     const foreignKeys = await table.referencingForeignKeys()
-    const watcherLinks = matching > 0 ? await table.countWatcherLinks(filter) : 0
     const {method, reason} = chooseMethod(matching, this.options.useCursor, this.options.useOrm)
     const sizing =
       this.options.targetBatchMs > 0

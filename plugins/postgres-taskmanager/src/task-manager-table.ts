@@ -80,7 +80,7 @@ const isWatcherLink = (table: string, columns: string[]) =>
  */
 export class TaskManagerTable {
   private watcherLinks: ReferencingForeignKey[] = []
-  /** issue 12 (--archive-table): set by the clear; each batch's DELETE then feeds its INSERT into this table. */
+  /** --archive-table, set by the clear: each batch's DELETE then feeds its INSERT into this table. */
   archive?: ArchiveTable
 
   private constructor(
@@ -135,19 +135,23 @@ export class TaskManagerTable {
     return Number(rows[0].n)
   }
 
-  /** Link rows of TaskWatcher.tasks that point at matching rows (deleted with them). */
-  async countWatcherLinks(filter: TaskFilter): Promise<number> {
+  /**
+   * The plan's two counts in one scan of the table: matching rows, and the TaskWatcher.tasks link rows that
+   * point at them (deleted with them). The link table is small: grouped and hashed, it is probed by every
+   * matching row, where one primary-key probe per link row would read the cold table page by page.
+   */
+  async countMatchingWithLinks(filter: TaskFilter): Promise<{matching: number; links: number}> {
     const where = whereClause(filter, 1, 't')
-    let total = 0
-    for (const fk of this.watcherLinks) {
-      const {rows} = await this.client.query(
-        // OFFSET 0 keeps EXISTS a primary-key probe per link row (the link table is small) instead of a second scan of the task table.
-        `SELECT count(*)::bigint AS n FROM ${qualified(fk.table)} l WHERE EXISTS (SELECT 1 FROM ${this.sql} t WHERE t.id = l.${quoteIdent(fk.columns[0])} AND ${where.sql} OFFSET 0)`,
-        where.params,
-      )
-      total += Number(rows[0].n)
-    }
-    return total
+    const joins = this.watcherLinks.map((fk, i) => {
+      const column = quoteIdent(fk.columns[0])
+      return ` LEFT JOIN (SELECT ${column} AS id, count(*) AS n FROM ${qualified(fk.table)} GROUP BY 1) l${i} ON l${i}.id = t.id`
+    })
+    const links = this.watcherLinks.length ? this.watcherLinks.map((_, i) => `coalesce(sum(l${i}.n), 0)`).join(' + ') : '0'
+    const {rows} = await this.client.query(
+      `SELECT count(*)::bigint AS matching, (${links})::bigint AS links FROM ${this.sql} AS t${joins.join('')} WHERE ${where.sql}`,
+      where.params,
+    )
+    return {matching: Number(rows[0].matching), links: Number(rows[0].links)}
   }
 
   /** The least and greatest ids now: the walk stops at the greatest, so rows inserted after the plan are never touched. */
@@ -194,7 +198,7 @@ export class TaskManagerTable {
   async deleteBatch(request: BatchRequest): Promise<BatchOutcome> {
     const where = whereClause(request.filter, 4, 't')
     const range = (column: string) => `${column} > $1 AND ${column} <= (SELECT upto FROM bound)`
-    // issue 12 (--archive-table): RETURNING every column feeds the archive INSERT (the CTE after the links) of the same statement.
+    // With --archive-table, RETURNING every column feeds the archive INSERT (the CTE after the links) of the same statement.
     const returning = `${this.archive ? 't.*' : 't.id'}${request.withRows ? ', row_to_json(t)::text AS row' : ''}`
     const links = this.watcherLinks.map((fk, i) => {
       const column = quoteIdent(fk.columns[0])

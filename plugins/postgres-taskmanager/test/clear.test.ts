@@ -48,6 +48,11 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
       django.db,
       ids.filter((_, i) => i % 5 === 0),
     )
+    // A second watcher on some of them: a task can have several link rows.
+    await watch(
+      django.db,
+      ids.filter((_, i) => i % 10 === 0),
+    )
   })
 
   const cases: {title: string; filter: TaskFilter}[] = [
@@ -89,6 +94,8 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
         )
         expect(linksAfter.sort()).to.deep.equal(linksBefore.filter((id) => !gone.has(id)).sort())
         expect(run.plan.data.execution.links).to.equal(linksBefore.length - linksAfter.length)
+        // The plan announced exactly the link rows that went.
+        expect(run.plan.data.watcherLinks).to.equal(linksBefore.length - linksAfter.length)
       })
     }
   }
