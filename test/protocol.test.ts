@@ -10,6 +10,8 @@ import pg from 'pg'
 
 import {collect, OPS_HOME, parseJsonOutput, ROOT, runOps, runOpsInTty, Screen, spawnOps, waitForOutput} from './helpers/cli.js'
 import {createWidgets} from '../examples/plugin-template/test/widgets-table.js'
+import {RateMeter} from '../src/base/progress.js'
+import {wrap} from '../src/base/format.js'
 import {freshDatabase, freshRedis} from './helpers/servers.js'
 
 const entry = join(ROOT, 'test', 'fixtures', 'protocol-cli.ts')
@@ -292,5 +294,30 @@ describe('the protocol against real Redis keys', function () {
     expect(result.code).to.equal(130)
     const reported = Number(/Interrupted: deleted ([\d,]+) of 1,000 keys/.exec(result.stderr)![1].replace(/,/g, ''))
     expect(await redis.dbsize()).to.equal(1100 - reported)
+  })
+})
+
+describe('plan and progress lines, as printed', () => {
+  it('wraps an indented line keeping its indentation, continuations deeper, no lone mark on a line', () => {
+    const line = '   Exact: 0 task keys changed during the scan and were re-read with the counters in one script (one instant).'
+    expect(wrap(line, 60, '     ')).to.deep.equal([
+      '   Exact: 0 task keys changed during the scan and were',
+      '     re-read with the counters in one script (one instant).',
+    ])
+    // Short indented lines and table rows come back exactly as given.
+    expect(wrap('   ACTIVE    1001 1000 -1', 100, '     ')).to.deep.equal(['   ACTIVE    1001 1000 -1'])
+    expect(wrap('Status: SCHEDULED — breathecode.assignments.tasks', 18, '  ')).to.deep.equal([
+      'Status:',
+      '  SCHEDULED —',
+      '  breathecode.assignments.tasks',
+    ])
+    expect(wrap('x'.repeat(30), 20, '  ')).to.deep.equal(['x'.repeat(30)])
+  })
+
+  it('shows "ETA <1s", never "ETA 0ms", while a little work is left', async () => {
+    const meter = new RateMeter(1000)
+    await new Promise((r) => setTimeout(r, 20))
+    expect(meter.describe({done: 999})).to.match(/ · ETA <1s · /)
+    expect(meter.describe({done: 1})).to.match(/ · ETA \d+(\.\d)?s · |ETA \d+m \d\ds/)
   })
 })

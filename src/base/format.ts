@@ -34,15 +34,24 @@ export function table(header: string[], rows: (string | number)[][]): string[] {
 }
 
 /**
- * Breaks `text` at spaces so no line is wider than `width`; lines after the first start
- * with `indent`. A single word longer than the width stays whole on its own line.
+ * Breaks `text` at spaces so no line is wider than `width`. The first line keeps the
+ * text's own leading indentation; lines after it start with `indent` (give it that
+ * indentation plus a step, so a continuation sits under the line it continues, deeper).
+ * A mark standing alone stays with the word before it, and a single word longer than the
+ * width stays whole on its own line.
  */
 export function wrap(text: string, width: number, indent = ''): string[] {
+  const lead = /^ */.exec(text)![0]
   const lines: string[] = []
   let line = ''
-  for (const word of text.split(' ')) {
+  const words: string[] = []
+  // A lone mark ("—", ")", ":") travels with the word before it: a line of just "—" reads as noise.
+  for (const word of text.slice(lead.length).split(' '))
+    if (words.length > 0 && /^[^\p{L}\p{N}]{1,2}$/u.test(word)) words[words.length - 1] += ` ${word}`
+    else words.push(word)
+  for (const word of words) {
     const candidate = line === '' ? word : `${line} ${word}`
-    const prefix = lines.length === 0 ? '' : indent
+    const prefix = lines.length === 0 ? lead : indent
     if (line !== '' && prefix.length + candidate.length > width) {
       lines.push(prefix + line)
       line = word
@@ -50,6 +59,6 @@ export function wrap(text: string, width: number, indent = ''): string[] {
       line = candidate
     }
   }
-  lines.push((lines.length === 0 ? '' : indent) + line)
+  lines.push((lines.length === 0 ? lead : indent) + line)
   return lines
 }

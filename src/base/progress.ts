@@ -60,8 +60,11 @@ export class RateMeter {
   describe(progress: Progress): string {
     const {text, elapsed, rate} = this.counter(progress)
     const parts = [text, `${count(Math.round(rate))}/s`]
-    if (this.total !== undefined && rate > 0 && progress.done < this.total)
-      parts.push(`ETA ${duration(((this.total - progress.done) * 1000) / rate)}`)
+    if (this.total !== undefined && rate > 0 && progress.done < this.total) {
+      const etaMs = ((this.total - progress.done) * 1000) / rate
+      // Under a second is "<1s": "ETA 0ms" reads as finished while work is still left.
+      parts.push(`ETA ${etaMs < 1000 ? '<1s' : duration(etaMs)}`)
+    }
     parts.push(`elapsed ${duration(elapsed)}`)
     if (progress.batch) parts.push(describeBatch(progress.batch))
     if (progress.note) parts.push(progress.note)
