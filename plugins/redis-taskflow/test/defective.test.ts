@@ -45,7 +45,7 @@ describe('taskflow:defective:delete', function () {
 
     it('lists them in the seed format and writes nothing with --dry-run', async () => {
       const before = await commandCalls(server.redis)
-      const result = await ops(['taskflow:defective:delete', '--dry-run'])
+      const result = await ops(['taskflow:defective:delete', '--dry-run', '--limit', '20'])
       expect(result.code, result.stderr).to.equal(0)
       for (const line of [
         'Defective Task Cleanup Utility',

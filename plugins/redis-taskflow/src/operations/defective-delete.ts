@@ -46,7 +46,11 @@ export class DefectiveDeleteOperation extends TaskFlowOperation {
         `   Content: ${t.fields.content ? t.fields.content.slice(0, 60) : 'missing'}`,
         `   Defective: ${t.reasons.join('; ')}`,
       ])
-    const more = defective.length > limit ? [`... and ${count(defective.length - limit)} more (raise --limit to list them)`] : []
+    // Nine lines a task: a few fit a screen or two; the rest is one line saying how to list them.
+    const more =
+      defective.length > limit
+        ? [`+${count(defective.length - limit)} more defective tasks: --limit ${defective.length} to list them all`]
+        : []
     return {
       store: 'Redis',
       target: this.redis.maskedUrl,

@@ -1,12 +1,9 @@
-import {count, duration, Plan, Progress, Step} from 'ops-cli/base'
+import {count, duration, Plan, plural, Progress, Step} from 'ops-cli/base'
 
 import {Queue} from '../keyspace.js'
 import {failStuckTask, findStuckTasks, requeuePending, StuckActiveTask, StuckFindings, TaskStore} from '../repair/stuck-task.js'
 import {fixAll} from '../repair/task-workers.js'
 import {OperationOutput, RedisTarget, TaskFlowOperation} from './taskflow-operation.js'
-
-/** Ids listed per kind in the plan. */
-const LISTED = 20
 
 /** taskflow:stuck:fix: re-queue orphaned PENDING tasks, fail stuck ACTIVE ones. */
 export class StuckFixOperation extends TaskFlowOperation {
@@ -15,28 +12,34 @@ export class StuckFixOperation extends TaskFlowOperation {
   constructor(
     target: RedisTarget,
     output: OperationOutput,
-    private readonly options: {olderThanMs: number},
+    private readonly options: {olderThanMs: number; limit: number},
   ) {
     super(target, output)
   }
 
   async plan(): Promise<Plan> {
     const findings = (this.findings = await findStuckTasks(this.redis, this.options.olderThanMs))
+    const {limit} = this.options
+    const most = Math.max(findings.orphanedPending.length, findings.stuckActive.length)
+    // A few ids per kind keep the plan on one screen; the rest is one line saying how to list them.
+    const listed = (lines: string[]) =>
+      lines.length > limit ? [...lines.slice(0, limit), `   +${count(lines.length - limit)} more: --limit ${most} to list them all`] : lines
+    const total = findings.orphanedPending.length + findings.stuckActive.length
     return {
       store: 'Redis',
       target: this.redis.maskedUrl,
-      noun: 'stuck tasks',
-      count: findings.orphanedPending.length + findings.stuckActive.length,
+      noun: total === 1 ? 'stuck task' : 'stuck tasks',
+      count: total,
       filters: {olderThan: duration(this.options.olderThanMs), olderThanMs: this.options.olderThanMs},
       verb: {present: 'fix', past: 'fixed'},
       details: [
-        `Scanned ${count(findings.scanned)} tasks`,
+        `Scanned ${plural(findings.scanned, 'task')}`,
         `PENDING tasks in no queue (re-queue on ${Queue.primary}): ${count(findings.orphanedPending.length)}`,
-        ...findings.orphanedPending.slice(0, LISTED).map((id) => `   ${id}`),
+        ...listed(findings.orphanedPending.map((id) => `   ${id}`)),
         `ACTIVE tasks stuck (mark FAILED, push to ${Queue.retry}): ${count(findings.stuckActive.length)}`,
-        ...findings.stuckActive.slice(0, LISTED).map((t) => `   ${t.id}: ${t.reason}`),
+        ...listed(findings.stuckActive.map((t) => `   ${t.id}: ${t.reason}`)),
       ],
-      messages: {nothing: `No stuck tasks among ${count(findings.scanned)} tasks`, dryRun: 'DRY RUN MODE - No tasks will be changed'},
+      messages: {nothing: `No stuck tasks among ${plural(findings.scanned, 'task')}`, dryRun: 'DRY RUN MODE - No tasks will be changed'},
       data: findings,
     }
   }

@@ -25,13 +25,18 @@ repairs).`
 
   static override examples = [
     '<%= config.bin %> taskflow:defective:delete --dry-run',
+    '<%= config.bin %> taskflow:defective:delete --dry-run --limit 1000',
     '<%= config.bin %> taskflow:defective:delete',
     '<%= config.bin %> taskflow:defective:delete --redis-url redis://localhost:6379/1 --force',
   ]
 
   static override flags = {
     ...redisFlags,
-    limit: Flags.integer({description: 'List at most this many defective tasks in detail.', default: 50, min: 0}),
+    limit: Flags.integer({
+      description: 'List at most this many defective tasks in detail (the rest is one "+N more" line); all are deleted.',
+      default: 3,
+      min: 0,
+    }),
   }
 
   async run() {

@@ -1,3 +1,4 @@
+import {Flags} from '@oclif/core'
 import {DestructiveCommand, durationFlag} from 'ops-cli/base'
 
 import {redisFlags, redisTarget} from '../../../connection.js'
@@ -27,18 +28,24 @@ connection; orphans are re-queued one at a time (each WATCHes the queues).`
 
   static override examples = [
     '<%= config.bin %> taskflow:stuck:fix --dry-run',
+    '<%= config.bin %> taskflow:stuck:fix --dry-run --limit 100',
     '<%= config.bin %> taskflow:stuck:fix --older-than 2h --force',
   ]
 
   static override flags = {
     ...redisFlags,
     'older-than': durationFlag({description: 'ACTIVE for longer than this is stuck: 30m, 2h, 1d.', default: '30m', helpValue: 'AGE'}),
+    limit: Flags.integer({
+      description: 'List at most this many ids of each kind in the plan (the rest is one "+N more" line); all are fixed.',
+      default: 5,
+      min: 0,
+    }),
   }
 
   async run() {
     const {flags} = await this.parse(StuckFix)
     const target = redisTarget(flags)
     this.registerSecretsOf(target.resolved.url)
-    return this.runDestructive(new StuckFixOperation(target, outputOf(this), {olderThanMs: flags['older-than']}), flags)
+    return this.runDestructive(new StuckFixOperation(target, outputOf(this), {olderThanMs: flags['older-than'], limit: flags.limit}), flags)
   }
 }
