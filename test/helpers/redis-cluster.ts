@@ -13,6 +13,7 @@ import {join} from 'node:path'
 import {Redis} from 'ioredis'
 
 import {onStop, RedisServer, startRedisFromBinary, waitFor, which} from './servers.js'
+import {packageMissing} from './requirements.js'
 
 /** The cluster bus listens on the node's port plus this. */
 const BUS_OFFSET = 10_000
@@ -50,7 +51,9 @@ export async function freshRedisCluster(): Promise<RedisCluster> {
   }
   const binary = which('redis-server')
   const cli = which('redis-cli')
-  if (!binary || !cli) throw new Error(`A Redis Cluster test needs redis-server and redis-cli on PATH, or OPS_TEST_REDIS_CLUSTER_URL.`)
+  // A container stands in for one Redis server, not for a cluster: these need the local binaries.
+  if (!binary) throw packageMissing('redis-server', 'a throwaway Redis Cluster; or set OPS_TEST_REDIS_CLUSTER_URL')
+  if (!cli) throw packageMissing('redis-tools', 'redis-cli, which joins the throwaway Redis Cluster; or set OPS_TEST_REDIS_CLUSTER_URL')
   const dir = mkdtempSync(join(tmpdir(), 'ops-test-cluster-'))
   onStop(async () => rmSync(dir, {recursive: true, force: true}))
   const nodes: RedisServer[] = []

@@ -29,6 +29,11 @@ export const REQUIREMENTS: Requirement[] = [
     for: 'throwaway Redis servers',
     present: () => Boolean(which('redis-server')) || servers('OPS_TEST_REDIS_URL')(),
   },
+  {
+    package: 'redis-tools',
+    for: 'redis-cli, which joins the throwaway Redis Cluster',
+    present: () => Boolean(which('redis-cli')) || Boolean(process.env.OPS_TEST_REDIS_CLUSTER_URL),
+  },
   {package: 'bash-completion', for: 'bash completion of command ids with ":"', present: () => existsSync(BASH_COMPLETION)},
   {package: 'zsh', for: 'the zsh completion tests', present: () => Boolean(which('zsh'))},
   {package: 'tmux', for: 'the tests that read a terminal screen', present: () => Boolean(which('tmux'))},
@@ -51,7 +56,10 @@ export function missingPackages(): string[] {
 export function needPackage(pkg: string): void {
   const requirement = REQUIREMENTS.find((r) => r.package === pkg)
   if (!requirement) throw new Error(`unknown requirement ${pkg}`)
-  if (!requirement.present()) {
-    throw new Error(`${pkg} is not installed (needed for ${requirement.for}): ${installLine([pkg])} — see the README's Requirements`)
-  }
+  if (!requirement.present()) throw packageMissing(pkg, requirement.for)
+}
+
+/** The one line a test fails with when `pkg` is not installed. */
+export function packageMissing(pkg: string, neededFor: string): Error {
+  return new Error(`${pkg} is not installed (needed for ${neededFor}): ${installLine([pkg])} — see the README's Requirements`)
 }
