@@ -12,6 +12,8 @@ import {withDjangoDatabase} from './helpers/django-database.js'
 /** oclif wraps error messages to the terminal width with " ›   " prefixes; undo that for matching. */
 const flat = (text: string) => text.replace(/\s*\n\s*›\s*/g, ' ')
 
+const LONG_NAME = 'async_learnpack_webhook_and_notify_the_student_and_the_teacher'
+
 describe("taskmanager:* on a person's screen", function () {
   const django = withDjangoDatabase('ops_tm_screen')
   const hoursAgo = (h: number) => new Date(Date.now() - h * 3_600_000).toISOString()
@@ -35,6 +37,17 @@ describe("taskmanager:* on a person's screen", function () {
     rows.push(taskRow({status: 'PENDING', task_module: 'breathecode.lonely.tasks', task_name: 'once', last_run: hoursAgo(1.5)}))
     rows.push(taskRow({status: 'PENDING', task_module: 'breathecode.fresh.tasks', task_name: 'recent', last_run: hoursAgo(0.2)}))
     rows.push(taskRow({status: 'DONE', task_module: 'breathecode.old.tasks', task_name: 'finished', last_run: hoursAgo(100)}))
+    // Created long ago, run just now (not stuck): what a realistic clear filter matches.
+    for (let i = 0; i < 2; i++)
+      rows.push(
+        taskRow({
+          status: 'SCHEDULED',
+          task_module: 'breathecode.assignments.tasks',
+          task_name: LONG_NAME,
+          ageDays: 40,
+          last_run: hoursAgo(0.1),
+        }),
+      )
     await insertTasks(django.db, rows)
   })
 
@@ -78,6 +91,31 @@ describe("taskmanager:* on a person's screen", function () {
     expect(json.groups[0].samples[0].arguments.args[0]).to.have.length(300)
   })
 
+  it('taskmanager:clear --dry-run with a long filter keeps every plan line within 100 columns on a 120-column terminal', async () => {
+    const args = [
+      'taskmanager:clear',
+      '--database-url',
+      django.url,
+      '--status',
+      'SCHEDULED',
+      '--task-module',
+      'breathecode.assignments.tasks',
+    ]
+    const more = ['--task-name', LONG_NAME, '--older-than', '30d']
+    const tuning = ['--concurrency', '2', '--max-replica-lag', '10s', '--dry-run']
+    const {code, screen: text} = await Screen.start([...args, ...more, ...tuning]).then((s) => s.exit())
+    expect(code, text).to.equal(0)
+    expect(text).to.match(/^Found 2 TaskManager records to delete$/m)
+    const lines = text.split('\n')
+    for (const line of lines) {
+      expect(line.length, `${line}\n--- on:\n${text}`).to.be.at.most(100)
+      expect(line.trim(), text).not.to.match(/^[^\p{L}\p{N}\s]{1,2}$/u)
+    }
+    // The filter is all there, whatever the line breaks.
+    const joined = lines.map((l) => l.trim()).join(' ')
+    for (const part of ['breathecode.assignments.tasks', LONG_NAME]) expect(joined, text).to.contain(part)
+  })
+
   it('accepts a status in any case and shows it upper-case', async () => {
     const result = await runOps(['taskmanager:clear', '--database-url', django.url, '--status', 'done', '--dry-run'])
     expect(result.code, result.stderr).to.equal(0)
@@ -103,6 +141,44 @@ describe("taskmanager:* on a person's screen", function () {
       ' ›   See `ops taskmanager:clear --help` for its flags.',
     ])
     expect(result.stdout).to.equal('')
+  })
+
+  it('with no user in the URL, names the PGUSER it tried and how to name another', async () => {
+    const endpoint = new URL(django.url)
+    const result = await runOps(['taskmanager:summary', '--database-url', `postgres://${endpoint.host}/postgres`], {
+      env: {USER: 'someone_else', PGUSER: 'ops_no_such_role', LOGNAME: undefined},
+    })
+    expect(result.code).to.equal(1)
+    const text = flat(result.stderr)
+    expect(text).to.contain('Tried user "ops_no_such_role" (from PGUSER).')
+    expect(text).not.to.contain('someone_else')
+    expect(text).to.contain('--database-url postgres://USER@host:5432/db')
+  })
+
+  it('taskmanager:restore takes a lower-case --status too and shows it upper-case', async () => {
+    const archive = 'ops_screen_archive'
+    const cleared = await runOps([
+      'taskmanager:clear',
+      '--database-url',
+      django.url,
+      '--status',
+      'DONE',
+      '--archive-table',
+      archive,
+      '--force',
+    ])
+    expect(cleared.code, cleared.stderr).to.equal(0)
+    const restore = ['taskmanager:restore', '--database-url', django.url, '--from-archive-table', archive, '--status', 'done']
+    const dry = await runOps([...restore, '--dry-run'])
+    expect(dry.code, dry.stderr).to.equal(0)
+    expect(dry.stdout).to.match(/^Status: DONE$/m)
+    expect(dry.stdout).to.match(/^Found 1 /m)
+    const json = parseJsonOutput<{filters: {status: string}}>(await runOps([...restore, '--dry-run', '--json']))
+    expect(json.filters.status).to.equal('DONE')
+    const put = await runOps([...restore, '--force'])
+    expect(put.code, put.stderr).to.equal(0)
+    const back = await django.db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE status = 'DONE'`)
+    expect(back.rows[0].n).to.equal(1)
   })
 
   it('with the default URL and no $USER, says that no user was tried and how to name one', async () => {
