@@ -194,17 +194,20 @@ function report(runs: Measure[][], server: string): void {
   console.log(line(header))
   console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`)
   for (const r of lines) console.log(line(r))
-  /** A method's ratio to the baseline of its run, per run ("-" when --methods left it or the baseline out). */
-  const ratios = (method: string) =>
-    runs
-      .map((results) => {
-        const [base, r] = [results.find((m) => m.method === BASELINE), results.find((m) => m.method === method)]
-        return base && r ? (r.deleted / r.seconds / (base.deleted / base.seconds)).toFixed(2) : '-'
-      })
-      .join(' / ')
+  /** A method's ratio to the baseline of its run, per run ("-" when --methods left it or the baseline out), and their median. */
+  const ratios = (method: string) => {
+    const each = runs.map((results) => {
+      const [base, r] = [results.find((m) => m.method === BASELINE), results.find((m) => m.method === method)]
+      return base && r ? r.deleted / r.seconds / (base.deleted / base.seconds) : undefined
+    })
+    const known = each.filter((x): x is number => x !== undefined).sort((a, b) => a - b)
+    const median = known.length ? (known[(known.length - 1) >> 1] + known[known.length >> 1]) / 2 : undefined
+    const listed = each.map((x) => (x === undefined ? '-' : `${x.toFixed(2)}x`)).join(' / ')
+    return known.length > 1 && median !== undefined ? `${listed} (median ${median.toFixed(2)}x)` : listed
+  }
   const all = runs.flat().filter((r) => r.peakRssMb !== undefined)
   console.log(
-    `\nTargets: one worker >= 0.80x: ${ratios(RAW)}x; --concurrency 2 >= 1.00x: ${ratios(CONC2)}x; ` +
+    `\nTargets: one worker >= 0.80x: ${ratios(RAW)}; --concurrency 2 >= 1.00x: ${ratios(CONC2)}; ` +
       `no transaction over 1 s: longest ${Math.round(Math.max(...all.map((r) => r.longestTxnMs)))} ms; peak RSS < 200 MB: ${Math.max(...all.map((r) => r.peakRssMb ?? 0)).toFixed(0)} MB`,
   )
 }
