@@ -163,6 +163,7 @@ function zshFlagSpec(f: CompletionFlag): string {
 export function zshCompletion(commands: CompletionCommand[], bin: string, aliases: string[] = []): string {
   const described = commands.map((c) => `    ${zq(`${esc(c.id, ':')}:${firstLine(c.summary)}`)}`)
   const cases = commands.map((c) => [`    ${zq(c.id)}) flags=(`, ...c.flags.map((f) => `      ${zshFlagSpec(f)}`), '    ) ;;'].join('\n'))
+  const ids = [...new Set(commands.map((c) => c.id))]
   return `#compdef ${[bin, ...aliases].join(' ')}
 ${MARKER}
 
@@ -170,17 +171,29 @@ _${bin} () {
   local -a commands=(
 ${described.join('\n')}
   )
+  local -a ids=(${ids.map(zq).join(' ')})
   # zsh does not split words at ":", so words[2] is the whole command id.
   if (( CURRENT == 2 )); then
     _describe -t commands '${bin} commands' commands
     return
   fi
+  # The space form ("${bin} taskmanager clear --st"): words that extend a command id belong to it.
+  local id=\${words[2]} i=3
+  while (( i < CURRENT )) && [[ \${words[i]} != -* && -n \${(M)ids:#$id:\${words[i]}(|:*)} ]]; do
+    id=$id:\${words[i]}; (( i++ ))
+  done
+  if (( i == CURRENT )) && [[ \${words[CURRENT]} != -* && \${ids[(Ie)$id]} == 0 && -n \${(M)ids:#$id:*} ]]; then
+    # A topic so far: offer the next word of the command ids under it.
+    local -a next=(\${(u)\${\${(M)ids:#$id:*}#$id:}%%:*})
+    compadd -- $next
+    return
+  fi
   local -a flags
-  case \${words[2]} in
+  case $id in
 ${cases.join('\n')}
   esac
-  # From here on the command id plays the command name for _arguments.
-  shift words; (( CURRENT-- ))
+  # From here on the command id plays the command name for _arguments, the topic words gone.
+  words=("$id" "\${(@)words[i,-1]}"); (( CURRENT -= i - 2 ))
   _arguments -S $flags '*: :_files'
 }
 

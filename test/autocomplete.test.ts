@@ -243,6 +243,53 @@ describe('shell completion (ops autocomplete)', function () {
       expect(complete('ops taskflow counters ').reply).to.have.members(['init', 'sync'])
       expect(complete('ops taskflow counters sync --dr').reply).to.deep.equal(['--dry-run'])
     })
+    it('a real <TAB> typed into an interactive bash (tmux) completes `ops taskmanager clear --sta` and then a status', async () => {
+      needPackage('bash-completion')
+      needPackage('tmux')
+      const dir = mkdtempSync(join(tmpdir(), 'ops-bash-tab-'))
+      const tmux = (...args: string[]) => execFileSync('tmux', ['-S', join(dir, 'tmux.sock'), ...args], {encoding: 'utf8'})
+      const screenShows = async (pattern: RegExp) => {
+        for (let waited = 0; ; waited += 50) {
+          const screen = tmux('capture-pane', '-p', '-t', 'bash')
+          if (pattern.test(screen)) return screen
+          if (waited > 20_000) throw new Error(`the screen never showed ${pattern}; it shows:\n${screen}`)
+          await new Promise((r) => setTimeout(r, 50))
+        }
+      }
+      try {
+        // ~/.bashrc as a user has it: bash-completion, then the line `ops autocomplete bash` says to append.
+        writeFileSync(join(dir, 'bashrc'), `PS1='$ '\nsource ${BASH_COMPLETION}\n${bashrcLine.replace(/\\n$/, '')}\necho READY\n`)
+        const env = Object.entries({...dirs, HOME: dir, TERM: 'xterm'}).map(([k, v]) => `${k}=${quote(v)}`)
+        tmux(
+          '-f',
+          '/dev/null',
+          'new-session',
+          '-d',
+          '-s',
+          'bash',
+          '-x',
+          '120',
+          '-y',
+          '20',
+          `env ${env.join(' ')} bash --rcfile ${dir}/bashrc -i`,
+        )
+        await screenShows(/^READY$/m)
+        tmux('send-keys', '-t', 'bash', '-l', 'ops taskmanager clear --sta')
+        // --sta is --status or --statement-timeout: a TAB completes what they share; as readline does, two more list both.
+        tmux('send-keys', '-t', 'bash', 'Tab')
+        await screenShows(/^\$ ops taskmanager clear --stat$/m)
+        tmux('send-keys', '-t', 'bash', 'Tab', 'Tab')
+        await screenShows(/--statement-timeout\s+--status|--status\s+--statement-timeout/)
+        tmux('send-keys', '-t', 'bash', '-l', 'us SCHED')
+        tmux('send-keys', '-t', 'bash', 'Tab')
+        // tmux drops the trailing space that completion added after the value.
+        await screenShows(/^\$ ops taskmanager clear --status SCHEDULED$/m)
+      } finally {
+        spawnSync('tmux', ['-S', join(dir, 'tmux.sock'), 'kill-server'])
+        rmSync(dir, {recursive: true, force: true})
+      }
+    })
+
 
     it("flags complete for commands with two colons too (the plugin's own bash list misses them)", () => {
       expect(complete('ops taskflow:counters:sync --dr').reply).to.deep.equal(['--dry-run'])
@@ -329,6 +376,14 @@ describe('shell completion (ops autocomplete)', function () {
       expect(zshComplete('ops taskmanager:clear --status ')).to.deep.equal(STATUSES)
       expect(zshComplete('ops taskmanager:clear --status D')).to.deep.equal(['DONE'])
       expect(zshComplete('ops taskmanager:clear --status=P')).to.deep.equal(['--status=PENDING', '--status=PAUSED'])
+
+    it('completes the space form as bash does: `ops taskmanager clear --st<TAB>`, `ops taskmanager cl<TAB>`, `ops taskflow counters sync --dr<TAB>`', () => {
+      expect(zshComplete('ops taskmanager clear --st')).to.have.members(['--status', '--statement-timeout'])
+      expect(zshComplete('ops taskmanager clear --status D')).to.deep.equal(['DONE'])
+      expect(zshComplete('ops taskmanager cl')).to.deep.equal(['clear'])
+      expect(zshComplete('ops taskflow counters ')).to.have.members(['init', 'sync'])
+      expect(zshComplete('ops taskflow counters sync --dr')).to.deep.equal(['--dry-run'])
+    })
     })
   })
 })
