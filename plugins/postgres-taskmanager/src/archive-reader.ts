@@ -16,10 +16,12 @@ const CHUNK = 1 << 20
 const ROW_START = '{"id":'
 
 /**
- * Reads the JSON lines `taskmanager:clear --archive FILE` writes. A batch killed
- * between its fsync and its COMMIT left lines for rows a re-run archived again,
- * so an id may appear more than once: the last line of an id is the row as it
- * was finally deleted, and the only one kept. Only each id's position is held in
+ * Reads the JSON lines `taskmanager:clear --archive FILE` writes. An id may
+ * appear more than once: a clear killed between its fsync and its COMMIT left
+ * lines for rows still in the table (a re-run appends them again if they still
+ * match), and a row restored then cleared again is appended again. Only the last
+ * line of an id, the newest copy written, is kept; when that row is in the table
+ * (never deleted, or back), restore skips it. Only each id's position is held in
  * memory; the lines are read again batch by batch.
  */
 export class ArchiveFile {

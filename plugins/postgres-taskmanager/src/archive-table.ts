@@ -53,12 +53,26 @@ function mismatch(task: Column[], found: Column[]): string | undefined {
   return problems.length > 4 ? `${problems.slice(0, 4).join('; ')} and ${problems.length - 4} more differences` : problems.join('; ')
 }
 
+/** Whether `table` has a unique key on id alone that ON CONFLICT (id) can use (immediate, not partial). */
+async function hasUniqueId(client: pg.Client, table: TableName): Promise<boolean> {
+  const {rows} = await client.query(
+    `SELECT EXISTS (
+       SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+        WHERE i.indrelid = $1::regclass AND a.attname = 'id' AND i.indisunique AND i.indimmediate AND i.indisvalid
+          AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL) AS ok`,
+    [qualified(table)],
+  )
+  return rows[0].ok as boolean
+}
+
 /**
  * An archive table of the Django TaskManager table: the same columns plus
- * archived_at, created on first use. Its rows are written only by the same
- * statement that deletes them from the TaskManager table (clear), and leave it
- * only by the same statement that puts them back (restore), so a row is always
- * in exactly one of the two.
+ * archived_at and a unique id, created on first use. A clear's batch deletes
+ * and archives its rows in one statement, and a restore's batch inserts rows
+ * and removes exactly the inserted ones in one statement, so neither loses a
+ * row nor leaves one in both tables. Two cases put an id in both on purpose: a
+ * restore skips an archived row whose id exists again (it stays archived), and
+ * a later clear of that live row replaces the archived copy (newest deleted wins).
  */
 export class ArchiveTable {
   private constructor(
@@ -67,7 +81,7 @@ export class ArchiveTable {
     readonly task: TableName,
     /** The TaskManager table's columns, in its order: the archive's column lists name them explicitly. */
     private readonly columns: string[],
-    /** False until `ensure()` creates it (never in the plan or a dry run). */
+    /** Whether the table is there: found by `inspect()`, or made by `ensure()` (never by the plan or a dry run). */
     public exists: boolean,
   ) {}
 
@@ -97,25 +111,34 @@ export class ArchiveTable {
     if (rows.length > 0) {
       if (!['r', 'p'].includes(rows[0].relkind))
         throw new UsageError(`${archive.displayName} exists and is not a table; name another archive table.`)
-      archive.check(taskColumns, await columnsOf(client, table))
+      await archive.check(taskColumns, await columnsOf(client, table))
     }
     return archive
   }
 
+  /** schema.name, each part double-quoted where PostgreSQL needs it, so it can be pasted back into --from-archive-table. */
   get displayName(): string {
-    return `${this.table.schema}.${this.table.name}`
+    const shown = (part: string) => (/^[a-z_][a-z0-9_$]*$/.test(part) ? part : quoteIdent(part))
+    return `${shown(this.table.schema)}.${shown(this.table.name)}`
   }
 
   get sql(): string {
     return qualified(this.table)
   }
 
-  private check(task: Column[], found: Column[]): void {
+  private async check(task: Column[], found: Column[]): Promise<void> {
     const problem = mismatch(task, found)
     if (problem) {
       throw new OpsError(
         `${this.displayName} exists but is not an archive of ${this.task.schema}.${this.task.name} (${problem}). Nothing was deleted or restored.`,
         {suggestions: ['Name a new table with --archive-table: ops creates it with the TaskManager columns plus archived_at']},
+      )
+    }
+    // ON CONFLICT (id) needs it, and without it a restore batch could meet two rows of one id.
+    if (!(await hasUniqueId(this.client, this.table))) {
+      throw new OpsError(
+        `${this.displayName} has the archive's columns but no primary key on id: ops keeps one archived row per id (the newest deleted) and needs it. Nothing was deleted or restored.`,
+        {suggestions: [`Add it, e.g. ALTER TABLE ${this.sql} ADD PRIMARY KEY (id), or name a new table`]},
       )
     }
   }
@@ -127,7 +150,7 @@ export class ArchiveTable {
       `CREATE TABLE IF NOT EXISTS ${this.sql} (LIKE ${qualified(this.task)}, ${quoteIdent(ARCHIVED_AT)} timestamp with time zone NOT NULL DEFAULT now(), PRIMARY KEY (id))`,
     )
     this.exists = true
-    this.check(await columnsOf(this.client, this.task), await columnsOf(this.client, this.table))
+    await this.check(await columnsOf(this.client, this.task), await columnsOf(this.client, this.table))
   }
 
   private get columnList(): string {
@@ -135,17 +158,38 @@ export class ArchiveTable {
   }
 
   /**
+   * INSERT of the rows of `source` with archived_at now(). An id already archived
+   * (a restore skipped it because the id existed again) gets the row just deleted,
+   * the newest version, as the file reader keeps an id's last line.
+   */
+  private insertSql(source: string): string {
+    const columns = [...this.columns.filter((c) => c !== 'id'), ARCHIVED_AT].map(quoteIdent)
+    return `INSERT INTO ${this.sql} (${this.columnList}, ${quoteIdent(ARCHIVED_AT)}) SELECT ${this.columnList}, now() FROM ${source}
+      ON CONFLICT (id) DO UPDATE SET ${columns.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}`
+  }
+
+  /**
    * The clear's archiving CTE: appended to a statement whose `source` CTE is the
-   * DELETE ... RETURNING t.*, it inserts exactly the deleted rows in the same statement.
+   * DELETE ... RETURNING t.*, it archives exactly the deleted rows in the same statement.
    */
   insertFrom(source: string): string {
-    return `, archived AS (INSERT INTO ${this.sql} (${this.columnList}, ${quoteIdent(ARCHIVED_AT)}) SELECT ${this.columnList}, now() FROM ${source})`
+    return `, archived AS (${this.insertSql(source)})`
   }
 
   /** Deletes the rows whose ids are $1 (a bigint[]) and archives them, in one statement; its row count is the rows moved. */
   deleteAndArchiveSql(): string {
-    return `WITH deleted AS (DELETE FROM ${qualified(this.task)} WHERE id = ANY($1::bigint[]) RETURNING *)
-      INSERT INTO ${this.sql} (${this.columnList}, ${quoteIdent(ARCHIVED_AT)}) SELECT ${this.columnList}, now() FROM deleted`
+    return `WITH deleted AS (DELETE FROM ${qualified(this.task)} WHERE id = ANY($1::bigint[]) RETURNING *) ${this.insertSql('deleted')}`
+  }
+
+  /** Rows matching the clear's filter whose id is already archived: a clear replaces those archived copies. */
+  async countArchivedAlready(filter: TaskFilter): Promise<number> {
+    if (!this.exists) return 0
+    const where = whereClause(filter, 1, 't')
+    const {rows} = await this.client.query(
+      `SELECT count(*)::bigint AS n FROM ${qualified(this.task)} t JOIN ${this.sql} a ON a.id = t.id WHERE ${where.sql}`,
+      where.params,
+    )
+    return Number(rows[0].n)
   }
 
   async rowCount(): Promise<number> {
@@ -200,11 +244,18 @@ export class ArchiveTable {
     return {seen: r.seen, restored: r.restored, skipped: r.seen - r.restored, lastId: r.last_id ?? undefined}
   }
 
-  /** The plan's line about the archive table. */
-  describe(moving: number): string {
+  /** The plan's lines about the archive table; `replacing`: matching rows whose id is archived already. */
+  describe(moving: number, replacing: number): string[] {
     const how = 'by the same statement that deletes them, so a batch is archived and deleted together or not at all'
-    return this.exists
-      ? `Archive table: the ${count(moving)} deleted rows are inserted into ${this.displayName} ${how}`
-      : `Archive table: ${this.displayName} does not exist yet; it is created before the first batch (the TaskManager columns plus ${ARCHIVED_AT}), and the ${count(moving)} deleted rows are inserted into it ${how}`
+    const lines = [
+      this.exists
+        ? `Archive table: the ${count(moving)} deleted rows are inserted into the existing ${this.displayName} ${how}`
+        : `Archive table: ${this.displayName} does not exist yet; it is created before the first batch (the TaskManager columns plus ${ARCHIVED_AT}), and the ${count(moving)} deleted rows are inserted into it ${how}`,
+    ]
+    if (replacing > 0)
+      lines.push(
+        `Archive table: ${count(replacing)} of them have an id archived there already (a restore skipped it); the archive keeps the newer row, the one deleted now`,
+      )
+    return lines
   }
 }

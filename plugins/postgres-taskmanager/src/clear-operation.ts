@@ -1,3 +1,5 @@
+import {resolve} from 'node:path'
+
 import {count, DestructiveOperation, duration, Plan, Progress, Step, Summary} from 'ops-cli/base'
 
 import {Archive} from './archive.js'
@@ -41,7 +43,7 @@ export interface ClearOptions {
   pauseOnAutovacuum?: boolean
   /** Start no batch after this long; what is left is reported. */
   maxRuntimeMs?: number
-  /** issue 12: --archive-table [schema.]NAME */
+  /** --archive-table [schema.]NAME: each batch's statement also inserts its deleted rows there. */
   archiveTable?: string
 }
 
@@ -59,7 +61,7 @@ export interface ClearPlan extends Plan {
     watcherLinks: number
     foreignKeys: ReferencingForeignKey[]
     archive: string | null
-    /** issue 12: the --archive-table and whether it must be created first. */
+    /** The --archive-table and whether it exists already (false: created before the first batch). */
     archiveTable: {name: string; exists: boolean} | null
     /** Filled in batch by batch while the deletion runs. */
     execution: BatchStats
@@ -129,7 +131,8 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
       details.push(
         `Watcher links: ${count(watcherLinks)} rows of ${links.map((fk) => `${fk.table.schema}.${fk.table.name}`).join(', ')} are deleted in the same transactions`,
       )
-    if (this.archiveTable) details.push(this.archiveTable.describe(matching))
+    if (this.archiveTable)
+      details.push(...this.archiveTable.describe(matching, matching > 0 ? await this.archiveTable.countArchivedAlready(filter) : 0))
     if (this.options.archive)
       details.push(`Archive: each deleted row is appended as a JSON line to ${this.options.archive} before its batch commits`)
     return {
@@ -137,7 +140,13 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
       target: this.db.maskedUrl,
       noun: 'TaskManager records',
       count: matching,
-      filters: {...filterRecord(filter), table: table.displayName},
+      filters: {
+        ...filterRecord(filter),
+        table: table.displayName,
+        // Where the deleted rows went, for the audit line and --json.
+        archiveTable: this.archiveTable?.displayName ?? null,
+        archive: this.options.archive ? resolve(this.options.archive) : null,
+      },
       details,
       warnings: foreignKeys.filter((fk) => !fk.isWatcherLink).map((fk) => describeForeignKey(fk, table.table)),
       method,
@@ -180,7 +189,7 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
 
   steps(plan: ClearPlan): Step[] {
     const run = async function* (this: ClearOperation, signal: AbortSignal): AsyncGenerator<Progress> {
-      // issue 12: created once, before the first batch (never by the plan or a dry run); every batch statement archives its own rows.
+      // Created once, before the first batch (never by the plan or a dry run); every batch statement archives its own rows.
       await this.archiveTable?.ensure()
       const started = Date.now()
       const deleters = await this.deleters(plan)
@@ -223,7 +232,7 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
   /** One deleter per worker, each on its own connection (a single raw-SQL worker uses the main one). */
   private async deleters(plan: ClearPlan): Promise<BatchDeleter[]> {
     const deleters = await this.openDeleters(plan)
-    // issue 12: every worker's batch statement archives its own rows.
+    // Every worker's batch statement archives its own rows.
     for (const deleter of deleters) deleter.archive = this.archiveTable
     return deleters
   }

@@ -92,7 +92,7 @@ function watcherLinkEntity(fk: ReferencingForeignKey, i: number): EntitySchema<W
  * same keyset batches as the raw path: memory stays bounded by one batch of ids.
  */
 export class TaskManagerOrm implements BatchDeleter {
-  /** issue 12 (--archive-table): set by the clear; each batch is then deleted and archived by one raw statement. */
+  /** --archive-table, set by the clear: each batch is then deleted and archived by one raw statement. */
   archive?: ArchiveTable
 
   private constructor(
@@ -175,7 +175,7 @@ export class TaskManagerOrm implements BatchDeleter {
           const result = await runner.manager.createQueryBuilder().delete().from(link).where('taskmanager_id = ANY(:ids)', {ids}).execute()
           links += result.affected ?? 0
         }
-        // issue 12 (--archive-table): DELETE ... RETURNING feeds the archive INSERT, one statement through the DataSource.
+        // With --archive-table, DELETE ... RETURNING feeds the archive INSERT: one statement through the DataSource.
         const result = this.archive
           ? await runner.query(this.archive.deleteAndArchiveSql(), [ids], true)
           : await runner.manager.createQueryBuilder().delete().from(this.task).where('id = ANY(:ids)', {ids}).execute()

@@ -29,7 +29,11 @@ export interface RestoreOptions {
 export interface RestoreStats {
   batches: number
   restored: number
-  /** Rows not inserted because their id is in the TaskManager table (an archive table's batches also meet those the plan counted). */
+  /**
+   * Matching rows the batches met and did not insert because their id is in the
+   * TaskManager table: those the plan counted in skippedExisting and any that
+   * appeared since. The same for both sources: batches walk every matching row.
+   */
   skipped: number
 }
 
@@ -52,7 +56,7 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
   private target?: RestoreTarget
   private archive?: ArchiveTable
   private file?: ArchiveFile
-  /** File source: the ids to restore, ascending, worked out by the plan. */
+  /** File source: the matching ids (existing ones too, met and skipped as from a table), ascending, worked out by the plan. */
   private fileIds: string[] = []
   private upToId = '0'
   private filter: TaskFilter
@@ -106,10 +110,10 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
       for (let i = 0; i < ids.length; i += PLAN_CHUNK) {
         for (const row of await target.classifyJson(await this.file.read(ids.slice(i, i + PLAN_CHUNK)), this.filter)) {
           if (row.existing) existing++
-          else this.fileIds.push(row.id)
+          this.fileIds.push(row.id)
         }
       }
-      restorable = this.fileIds.length
+      restorable = this.fileIds.length - existing
       source = {file: this.file.path, rows: this.file.rows, distinctRows: this.file.size}
       const repeated = this.file.rows - this.file.size
       details.push(

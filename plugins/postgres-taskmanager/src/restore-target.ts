@@ -41,15 +41,17 @@ export class RestoreTarget {
   }
 
   /**
-   * Moves the sequence to `maxId` when it is not already past it, so the
+   * Moves the sequence to `maxId` when its next value is not past it, so the
    * application's next insert never collides with a restored id; never moves it back.
+   * Read from the sequence itself: after RESTART WITH n (not called yet) the next
+   * value is last_value, where pg_sequence_last_value() says NULL.
    */
   async keepSequenceAhead(maxId: string | undefined): Promise<void> {
     if (!this.sequence || maxId === undefined) return
-    await this.client.query(
-      `SELECT setval($1::regclass, $2::bigint) WHERE $2::bigint >= coalesce(pg_sequence_last_value($1::regclass), 0)`,
-      [this.sequence, maxId],
-    )
+    await this.client.query(`SELECT setval($1::regclass, $2::bigint) FROM ${this.sequence} s WHERE $2::bigint >= s.last_value`, [
+      this.sequence,
+      maxId,
+    ])
   }
 
   /** Of these JSON lines, the ids that match the filter, and whether each id is already in the table. */

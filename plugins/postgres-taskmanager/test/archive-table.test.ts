@@ -4,7 +4,11 @@
  * exactly what it deleted, and a restore puts the table back byte for byte.
  */
 import {expect} from 'chai'
+import {mkdtempSync, readFileSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
 
+import {clearDirect} from './helpers/direct.js'
 import {insertTasks, MODULES, NAMES, rowTexts, STATUSES, taskRow, TaskRow, watch} from './helpers/django-fixture.js'
 import {withDjangoDatabase} from './helpers/django-database.js'
 import {archivedTexts, clearIntoArchive, placement, restoreDirect} from './helpers/archive-round-trip.js'
@@ -149,6 +153,7 @@ describe('taskmanager:clear --archive-table and taskmanager:restore', function (
     const restored = await restoreDirect(django.url, {fromTable: ARCHIVE})
     expect(restored.plan.count).to.equal(scheduled.length - 1)
     expect(restored.plan.data.skippedExisting).to.equal(1)
+    expect(restored.plan.data.execution).to.include({restored: scheduled.length - 1, skipped: 1})
     expect(restored.plan.details).to.include(
       `Skipped: 1 matching rows whose id already exists in public.task_manager_taskmanager (never overwritten; they stay in the archive table)`,
     )
@@ -156,6 +161,103 @@ describe('taskmanager:clear --archive-table and taskmanager:restore', function (
     expect((await rowTexts(django.db)).get(taken)).to.equal(mine)
     expect((await django.db.query(`SELECT id::text FROM ${ARCHIVE}`)).rows.map((r) => r.id)).to.deep.equal([taken])
   })
+
+  for (const method of ['raw SQL', 'TypeORM'] as const) {
+    it(`${method}: a clear of a live row whose id a restore left archived succeeds, and the archive keeps the newest version`, async () => {
+      const scheduled = await idsWhere(`status = 'SCHEDULED'`)
+      await clearIntoArchive(django.url, ARCHIVE, {status: 'SCHEDULED'}, {useCursor: true})
+      const [taken] = scheduled
+      // The application made a row with that id again, and a restore skipped it: the old copy stays archived.
+      await django.db.query(
+        `INSERT INTO task_manager_taskmanager OVERRIDING SYSTEM VALUE SELECT (jsonb_populate_record(NULL::task_manager_taskmanager, to_jsonb(a) || '{"status_message": "the newer row"}')).* FROM ${ARCHIVE} a WHERE id = $1`,
+        [taken],
+      )
+      const newer = (await rowTexts(django.db)).get(taken)
+      const restored = await restoreDirect(django.url, {fromTable: ARCHIVE})
+      expect(restored.plan.data.execution.skipped).to.equal(1)
+      expect(await archiveCount()).to.equal(1)
+
+      const again = await clearIntoArchive(django.url, ARCHIVE, {status: 'SCHEDULED'}, {useCursor: method === 'raw SQL'})
+      expect(again.done).to.equal(scheduled.length)
+      expect(again.plan.details).to.include(
+        'Archive table: 1 of them have an id archived there already (a restore skipped it); the archive keeps the newer row, the one deleted now',
+      )
+      const archived = await archivedTexts(django.db, ARCHIVE)
+      expect(archived.size).to.equal(scheduled.length)
+      expect(archived.get(taken)).to.equal(newer)
+      expect(await idsWhere(`status = 'SCHEDULED'`)).to.deep.equal([])
+    })
+  }
+
+  it('refuses an archive table without a unique key on id, for a clear and a restore, before anything moves', async () => {
+    await django.db.query(`CREATE TABLE not_an_archive (LIKE task_manager_taskmanager, archived_at timestamptz NOT NULL DEFAULT now())`)
+    const before = await rowTexts(django.db)
+    for (const run of [
+      () => clearIntoArchive(django.url, 'not_an_archive', {status: 'DONE'}, {useCursor: true}),
+      () => restoreDirect(django.url, {fromTable: 'not_an_archive'}),
+    ]) {
+      const error = await run().then(
+        () => undefined,
+        (caught: Error) => caught,
+      )
+      expect(error?.message).to.contain("public.not_an_archive has the archive's columns but no primary key on id")
+    }
+    expect(await rowTexts(django.db)).to.deep.equal(before)
+  })
+
+  const archiveFile = () => join(mkdtempSync(join(tmpdir(), 'ops-archive-')), 'rows.jsonl')
+
+  it('restores the last line of an id from a file: a stale earlier copy never wins', async () => {
+    const before = await rowTexts(django.db)
+    const file = archiveFile()
+    await clearDirect(django.url, {status: 'ERROR'}, {useCursor: true, batchSize: 7, archive: file})
+    const lines = readFileSync(file, 'utf8').trimEnd().split('\n')
+    // A stale copy of every third row ahead of its newest one, as a re-run's append leaves it.
+    const stale = (line: string) => JSON.stringify({...JSON.parse(line), status_message: 'stale copy', attempts: 99})
+    writeFileSync(file, lines.flatMap((line, i) => (i % 3 === 0 ? [stale(line), line] : [line])).join('\n') + '\n')
+    const restored = await restoreDirect(django.url, {fromFile: file})
+    expect(restored.done).to.equal(lines.length)
+    expect(restored.plan.data.source).to.include({rows: lines.length + Math.ceil(lines.length / 3), distinctRows: lines.length})
+    expect(await rowTexts(django.db)).to.deep.equal(before)
+  })
+
+  it('restores from a file only the rows --status and --older-than name', async () => {
+    const before = await rowTexts(django.db)
+    const wanted = await idsWhere(`status = 'ERROR' AND created_at < now() - interval '30 days'`)
+    expect(wanted.length)
+      .to.be.greaterThan(0)
+      .and.lessThan((await idsWhere(`status = 'ERROR'`)).length)
+    const file = archiveFile()
+    await clearDirect(django.url, {}, {useCursor: true, archive: file})
+    const restored = await restoreDirect(django.url, {fromFile: file, filter: {status: 'ERROR'}, olderThanMs: 30 * 86_400_000})
+    expect(restored.done).to.equal(wanted.length)
+    const live = await rowTexts(django.db)
+    expect([...live.keys()]).to.deep.equal(wanted)
+    for (const [id, text] of live) expect(text).to.equal(before.get(id))
+  })
+
+  for (const source of ['archive table', 'file'] as const) {
+    it(`${source}: restoring low ids never moves the sequence back, even after RESTART WITH a higher value`, async () => {
+      const file = archiveFile()
+      await clearDirect(
+        django.url,
+        {taskName: NAMES[0]},
+        {useCursor: true, ...(source === 'file' ? {archive: file} : {archiveTable: ARCHIVE})},
+      )
+      const from = source === 'file' ? {fromFile: file} : {fromTable: ARCHIVE}
+      // Newer rows take ids above every archived one, then the sequence is restarted further up still.
+      const newer = await insertTasks(django.db, [taskRow(), taskRow()])
+      const restart = Number(newer.at(-1)) + 100
+      await django.db.query(`ALTER TABLE task_manager_taskmanager ALTER COLUMN id RESTART WITH ${restart}`)
+      const restored = await restoreDirect(django.url, {...from, batchSize: 3})
+      expect(restored.done).to.be.greaterThan(0)
+      const [fresh] = await insertTasks(django.db, [taskRow()])
+      expect(Number(fresh)).to.equal(restart)
+      // And after a restore with nothing restarted, the application's next insert still takes the next id.
+      const [next] = await insertTasks(django.db, [taskRow()])
+      expect(Number(next)).to.equal(restart + 1)
+    })
+  }
 
   it('leaves the identity sequence ahead of every restored id, even when it had been reset behind them', async () => {
     await clearIntoArchive(django.url, ARCHIVE, {}, {useCursor: true})

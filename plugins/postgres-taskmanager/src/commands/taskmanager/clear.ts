@@ -51,7 +51,6 @@ Exit codes: 0 done (also when --max-runtime stopped the run: what is left is pri
       description: 'Append every deleted row as a JSON line to FILE, flushed to disk before its batch commits.',
       helpValue: 'FILE',
     }),
-    // issue 12
     'archive-table': Flags.string({
       description:
         "Insert every deleted row into this table, in the same statement as its delete (created on first use; unqualified: the TaskManager table's schema). taskmanager:restore puts rows back.",
@@ -126,7 +125,7 @@ Exit codes: 0 done (also when --max-runtime stopped the run: what is left is pri
       replicaUrls: flags['replica-url'],
       pauseOnAutovacuum: flags['pause-on-autovacuum'],
       maxRuntimeMs: flags['max-runtime'],
-      archiveTable: flags['archive-table'], // issue 12
+      archiveTable: flags['archive-table'],
     })
     return this.runDestructive(operation, flags)
   }

@@ -46,16 +46,22 @@ export default class Restore extends DestructiveCommand {
     'task-name': Flags.string({description: 'Only this task name.', helpValue: 'NAME'}),
     'older-than': durationFlag({description: 'Only rows whose created_at is older than this age: 30d, 12h, 90m, 2w.', helpValue: 'AGE'}),
     'archived-after': timestampFlag({
-      description: 'Only rows archived at or after this time (archive table only).',
-      exclusive: ['from-file'],
+      description: "Only rows archived at or after this time (the archive table's archived_at; not with --from-file).",
     }),
-    'archived-before': timestampFlag({description: 'Only rows archived before this time (archive table only).', exclusive: ['from-file']}),
+    'archived-before': timestampFlag({
+      description: "Only rows archived before this time (the archive table's archived_at; not with --from-file).",
+    }),
     'batch-size': Flags.integer({description: 'Rows per batch.', default: 5000, min: 1, max: 50_000}),
     'sleep-ms': Flags.integer({description: 'Pause between batches, to leave room for other traffic.', default: 0, min: 0}),
   }
 
   async run() {
     const {flags} = await this.parse(Restore)
+    const archivedFlag = ['archived-after', 'archived-before'].find((name) => flags[name as 'archived-after'] !== undefined)
+    if (flags['from-file'] !== undefined && archivedFlag)
+      throw new UsageError(
+        `--${archivedFlag} filters on the archive table's archived_at column, which a file written by --archive does not have: use it with --from-archive-table, or filter the file by --status, --task-module, --task-name or --older-than.`,
+      )
     const {url} = resolveDatabaseUrl(flags['database-url'])
     this.registerSecretsOf(url)
     const operation = new RestoreOperation({
