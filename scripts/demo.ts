@@ -43,7 +43,7 @@ async function main(): Promise<void> {
   await writeCeleryMeta(client, 5_000)
   await writeHeartbeat(client, 'worker-1')
   const each = TASKS / states.length
-  // Counters as the application keeps them, plus one phantom ACTIVE task, as the seed describes.
+  // Counters as the application keeps them, plus one phantom ACTIVE task, as fix_counter_sync.py describes.
   await setCounters(client, {PENDING: each, ACTIVE: each + 1, COMPLETED: 3 * each + 3, FAILED: each, SCHEDULED: each, DLQ: each})
   client.disconnect()
 

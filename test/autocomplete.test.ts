@@ -22,13 +22,12 @@ import {createRequire} from 'node:module'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
+// The plugin's one list of --status values (the statuses and ALL), from its built module: what completion is generated from.
 import {STATUS_CHOICES} from '../plugins/postgres-taskmanager/dist/filter.js'
 import {bashCompletion, MARKER} from '../src/completion.js'
 import {ROOT, runOps} from './helpers/cli.js'
 import {BASH_COMPLETION, needPackage} from './helpers/requirements.js'
 
-// The plugin's one list of statuses, from its built module (what the completion script is generated from).
-const STATUSES = [...STATUS_CHOICES]
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
 
 /** How readline splits a line into COMP_WORDS with the default COMP_WORDBREAKS: spaces end words, ":" and "=" are words of their own. */
@@ -141,7 +140,7 @@ describe('shell completion (ops autocomplete)', function () {
       expect(readFileSync(join(cache, 'zsh_setup'), 'utf8')).to.contain(join(cache, 'functions', 'zsh'))
       const compdef = readFileSync(join(cache, 'functions', 'zsh', '_ops'), 'utf8')
       expect(compdef).to.match(/^#compdef ops\n/)
-      expect(compdef).to.contain(`'--status=[Status to clear (ALL\\: no status filter).]:status:(${STATUSES.join(' ')})'`)
+      expect(compdef).to.contain(`'--status=[Status to clear (ALL\\: no status filter).]:status:(${STATUS_CHOICES.join(' ')})'`)
       expect((await ops(['autocomplete:script', 'zsh'])).stdout).to.contain(join(cache, 'zsh_setup'))
     })
 
@@ -158,7 +157,7 @@ describe('shell completion (ops autocomplete)', function () {
         expect(bashScript()).to.match(/^widgets:clear .*--older-than/m)
         expect(complete('ops wid').reply).to.deep.equal(['widgets:clear'])
         expect(complete('ops widgets:clear --ta').reply).to.deep.equal(['--table'])
-        expect(complete('ops taskmanager:clear --status ').reply).to.deep.equal(STATUSES)
+        expect(complete('ops taskmanager:clear --status ').reply).to.deep.equal(STATUS_CHOICES)
         expect(readFileSync(join(cache, 'functions', 'zsh', '_ops'), 'utf8')).to.contain("'widgets:clear') flags=(")
       } finally {
         // plugins:uninstall rebuilds the cache too, through plugin-autocomplete's hook (autocomplete:create).
@@ -166,7 +165,7 @@ describe('shell completion (ops autocomplete)', function () {
         expect(uninstall.code, uninstall.stderr).to.equal(0)
         expect(bashScript()).not.to.contain('widgets:clear')
         expect(bashScript().split(MARKER)).to.have.length(2)
-        expect(complete('ops taskmanager:clear --status ').reply).to.deep.equal(STATUSES)
+        expect(complete('ops taskmanager:clear --status ').reply).to.deep.equal(STATUS_CHOICES)
         await ops(['autocomplete', '--refresh-cache'])
       }
     })
@@ -216,7 +215,7 @@ describe('shell completion (ops autocomplete)', function () {
     })
 
     it('`ops taskmanager:clear --status <TAB>` offers the nine statuses, `--status D<TAB>` completes DONE', () => {
-      expect(complete('ops taskmanager:clear --status ').reply).to.deep.equal(STATUSES)
+      expect(complete('ops taskmanager:clear --status ').reply).to.deep.equal(STATUS_CHOICES)
       expect(complete('ops taskmanager:clear --status D').reply).to.deep.equal(['DONE'])
       expect(complete('ops taskmanager:clear --status P').reply).to.deep.equal(['PENDING', 'PAUSED'])
       expect(complete('ops taskmanager:clear --dry-run --status S').reply).to.deep.equal(['SCHEDULED'])
@@ -225,7 +224,7 @@ describe('shell completion (ops autocomplete)', function () {
 
     it('`--status=<TAB>` and `--status=D<TAB>` offer the values after the "="', () => {
       // "=" breaks words, so readline replaces only the text after it: the replies are the bare values.
-      expect(complete('ops taskmanager:clear --status=').reply).to.deep.equal(STATUSES)
+      expect(complete('ops taskmanager:clear --status=').reply).to.deep.equal(STATUS_CHOICES)
       expect(complete('ops taskmanager:clear --status=D').reply).to.deep.equal(['DONE'])
     })
 
@@ -309,7 +308,7 @@ describe('shell completion (ops autocomplete)', function () {
       const refresh = await ops(['autocomplete', '--refresh-cache'])
       expect(refresh.code, refresh.stderr).to.equal(0)
       expect(readFileSync(join(cache, 'functions', 'bash', 'ops.bash'), 'utf8').split(MARKER)).to.have.length(2)
-      expect(complete('ops taskmanager:clear --status ').reply).to.deep.equal(STATUSES)
+      expect(complete('ops taskmanager:clear --status ').reply).to.deep.equal(STATUS_CHOICES)
     })
 
     it('bashCompletion() keeps values literal (quotes, spaces, "$") and completes short flags', () => {
@@ -373,7 +372,7 @@ describe('shell completion (ops autocomplete)', function () {
     })
 
     it('`--status <TAB>`, `--status D<TAB>` and `--status=P<TAB>` offer the statuses', () => {
-      expect(zshComplete('ops taskmanager:clear --status ')).to.deep.equal(STATUSES)
+      expect(zshComplete('ops taskmanager:clear --status ')).to.deep.equal(STATUS_CHOICES)
       expect(zshComplete('ops taskmanager:clear --status D')).to.deep.equal(['DONE'])
       expect(zshComplete('ops taskmanager:clear --status=P')).to.deep.equal(['--status=PENDING', '--status=PAUSED'])
 

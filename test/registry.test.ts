@@ -14,6 +14,7 @@ import {join} from 'node:path'
 import {Redis} from 'ioredis'
 import pg from 'pg'
 
+import {createWidgets} from '../examples/plugin-template/test/widgets-table.js'
 import {createDjangoSchema, insertTasks, taskRow} from '../plugins/postgres-taskmanager/test/helpers/django-fixture.js'
 import {writeTasks} from '../plugins/redis-taskflow/test/fixtures.js'
 import {ROOT} from './helpers/cli.js'
@@ -160,10 +161,7 @@ describe('installed from a registry: `npm install -g ops-cli`, team plugins by n
       await publish(await repackaged(template, work, {name: TEAM_PLUGIN, version: '0.1.0'}))
       // What a company puts in its developers' ~/.npmrc: where @team packages come from, and the read token.
       user.npmrc([`@team:registry=${registry.url}`, registry.authLine])
-      await db.query('CREATE TABLE widgets (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL)')
-      await db.query(
-        `INSERT INTO widgets (created_at) SELECT now() - CASE WHEN g <= 3 THEN interval '30 days' ELSE interval '1 day' END FROM generate_series(1, 5) g`,
-      )
+      await createWidgets(db, 5, (i) => ({ageDays: i <= 3 ? 30 : 1}))
     })
     const widgets = async () => (await db.query('SELECT count(*)::int AS n FROM widgets')).rows[0].n as number
 

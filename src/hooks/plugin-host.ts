@@ -8,11 +8,12 @@ import {pathToFileURL} from 'node:url'
  * the running ops, so no plugin has to carry a resolver of its own.
  *
  * `ops plugins install` puts a plugin in $OPS_DATA_DIR/node_modules, where
- * `ops-cli` is not (plugins declare it as an optional peer: the host is not on
- * the registry and must never be fetched), so Node would fail to find it. When
- * an installed or linked plugin cannot resolve `ops-cli` the normal way, this
- * registers a resolver (./host-resolver.ts) that sends `ops-cli` and
- * `ops-cli/*` to this host: one copy of the base, shared by every plugin.
+ * `ops-cli` is not (team plugins, as the template shows, declare it as an
+ * optional peer: a fetched host would be a second copy of the base), so Node
+ * would fail to find it. When an installed or linked plugin cannot resolve
+ * `ops-cli` the normal way, this registers a resolver (./host-resolver.ts)
+ * that sends `ops-cli` and `ops-cli/*` to this host: one copy of the base,
+ * shared by every plugin.
  * It runs before any plugin command is imported; a plugin's own init hook must
  * not import `ops-cli` at its top level (init hooks run side by side).
  */

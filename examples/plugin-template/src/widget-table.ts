@@ -1,6 +1,5 @@
-import type pg from 'pg'
-
 import {UsageError} from 'ops-cli/base'
+import pg from 'pg'
 
 /** Which rows of the table a run touches. Undefined fields do not filter. */
 export interface WidgetFilter {
@@ -18,7 +17,7 @@ export function qualifiedName(table: string): string {
   if (parts.length > 2 || !parts.every((p) => IDENTIFIER.test(p))) {
     throw new UsageError(`Invalid table name "${table}": use NAME or SCHEMA.NAME (letters, digits, underscores).`)
   }
-  return parts.map((p) => `"${p}"`).join('.')
+  return parts.map((p) => pg.escapeIdentifier(p)).join('.')
 }
 
 /**
@@ -36,7 +35,7 @@ export class WidgetTable {
   ) {
     this.sqlName = qualifiedName(name)
     if (!IDENTIFIER.test(createdColumn)) throw new UsageError(`Invalid column name "${createdColumn}".`)
-    this.column = `"${createdColumn}"`
+    this.column = pg.escapeIdentifier(createdColumn)
   }
 
   private where(filter: WidgetFilter, first: number): {sql: string; params: unknown[]} {

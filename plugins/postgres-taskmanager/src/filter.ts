@@ -1,3 +1,5 @@
+import {quoteIdent} from './table-name.js'
+
 /** The statuses of celery-task-manager's TaskManager.status (a varchar(20) with Django choices, no CHECK). */
 export const STATUSES = ['PENDING', 'DONE', 'CANCELLED', 'REVERSED', 'PAUSED', 'ABORTED', 'ERROR', 'SCHEDULED'] as const
 export type Status = (typeof STATUSES)[number]
@@ -38,7 +40,7 @@ export function predicatesOf(filter: TaskFilter): Predicate[] {
 export function whereClause(filter: TaskFilter, first = 1, alias?: string): {sql: string; params: (string | Date)[]} {
   const predicates = predicatesOf(filter)
   const prefix = alias ? `${alias}.` : ''
-  const sql = predicates.map((p, i) => `${prefix}"${p.column}" ${p.op} $${first + i}`).join(' AND ')
+  const sql = predicates.map((p, i) => `${prefix}${quoteIdent(p.column)} ${p.op} $${first + i}`).join(' AND ')
   return {sql: sql || 'TRUE', params: predicates.map((p) => p.value)}
 }
 

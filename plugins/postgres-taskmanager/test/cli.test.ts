@@ -1,6 +1,6 @@
 /**
  * The real `ops` binary against a real PostgreSQL with Django's schema: the
- * seed's output, dry-run writing nothing, usage errors, interruptions
+ * output of clear_task_manager_queue, dry-run writing nothing, usage errors, interruptions
  * (SIGINT, SIGKILL, a dropped connection) followed by a re-run, and clear errors.
  */
 import {expect} from 'chai'
@@ -18,7 +18,7 @@ describe('ops taskmanager:* (end to end)', function () {
 
   const seedExample = async () => {
     await django.reset()
-    // The seed's example: 6 SCHEDULED rows of breathecode.assignments.tasks.
+    // clear_task_manager_queue's example: 6 SCHEDULED rows of breathecode.assignments.tasks.
     await insertTasks(
       django.db,
       Array.from({length: 6}, () => taskRow({status: 'SCHEDULED', task_module: 'breathecode.assignments.tasks'})),

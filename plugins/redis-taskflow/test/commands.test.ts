@@ -58,7 +58,7 @@ describe('taskflow commands on a real Redis', function () {
     expect(await snapshot(server.redis, '[^c]*')).to.deep.equal(untouched)
   })
 
-  it('counters:sync prints the seed table, --dry-run writes nothing, --force fixes with INCRBY', async () => {
+  it("counters:sync prints fix_counter_sync.py's table, --dry-run writes nothing, --force fixes with INCRBY", async () => {
     const before = await commandCalls(server.redis)
     const dry = await ops(['taskflow:counters:sync', '--dry-run'])
     expect(dry.code, dry.stderr).to.equal(0)
@@ -128,7 +128,7 @@ describe('taskflow commands on a real Redis', function () {
     }
   })
 
-  it('reset inspects by default, as the seed did, and resets with --confirm after a "yes"', async () => {
+  it('reset inspects by default, as reset_redis.py did, and resets with --confirm after a "yes"', async () => {
     const before = await commandCalls(server.redis)
     const look = await ops(['taskflow:reset'])
     expect(look.code, look.stderr).to.equal(0)
@@ -149,7 +149,7 @@ describe('taskflow commands on a real Redis', function () {
     expect(await server.redis.get('taskboard:1')).to.equal('x')
   })
 
-  it("tells the seed's bare --confirm from a production --confirm NAME", async () => {
+  it("tells reset_redis.py's bare --confirm from a production --confirm NAME", async () => {
     const {confirmSwitchOf} = await import('../src/commands/taskflow/reset.js')
     expect(confirmSwitchOf(['--confirm'])).to.deep.equal({argv: [], confirmSwitch: true})
     expect(confirmSwitchOf(['--confirm', '--force'])).to.deep.equal({argv: ['--force'], confirmSwitch: true})

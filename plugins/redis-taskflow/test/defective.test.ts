@@ -43,7 +43,7 @@ describe('taskflow:defective:delete', function () {
       }
     })
 
-    it('lists them in the seed format and writes nothing with --dry-run', async () => {
+    it("lists them in delete_defective_tasks.py's format and writes nothing with --dry-run", async () => {
       const before = await commandCalls(server.redis)
       const result = await ops(['taskflow:defective:delete', '--dry-run', '--limit', '20'])
       expect(result.code, result.stderr).to.equal(0)
@@ -63,7 +63,7 @@ describe('taskflow:defective:delete', function () {
       expect(writesBetween(before, await commandCalls(server.redis))).to.deep.equal({})
     })
 
-    it("feeds the seed's monitoring one-liner a plain integer, also past 1,000 defective tasks", async () => {
+    it("feeds delete_defective_tasks.py's monitoring one-liner a plain integer, also past 1,000 defective tasks", async () => {
       await writeTasks(server.redis, 1200, {created_at: '0001-01-01T00:00:00'})
       const script = `DEFECTIVE_COUNT=$("${process.execPath}" "${OPS_BIN}" taskflow:defective:delete --dry-run | grep "Found.*defective tasks" | awk '{print $2}')
 if [ "$DEFECTIVE_COUNT" -gt 0 ]; then echo "WARNING: $DEFECTIVE_COUNT defective tasks found in Redis"; fi`

@@ -7,6 +7,7 @@ import {randomUUID} from 'node:crypto'
 import pg from 'pg'
 
 import {STATUSES} from '../../src/filter.js'
+import {quoteIdent} from '../../src/table-name.js'
 
 export {STATUSES}
 export const MODULES = [
@@ -17,11 +18,9 @@ export const MODULES = [
 ]
 export const NAMES = ['async_deliver_hook', 'persist_single_lead', 'process_file', 'renew_consumables', 'build_service_stock_scheduler']
 
-const q = (id: string) => `"${id.replace(/"/g, '""')}"`
-
 /** Django's DDL (sqlmigrate output), optionally in another schema. */
 export async function createDjangoSchema(db: pg.Client, schema = 'public'): Promise<void> {
-  const s = q(schema)
+  const s = quoteIdent(schema)
   await db.query(`CREATE SCHEMA IF NOT EXISTS ${s}`)
   await db.query(`
     CREATE TABLE ${s}."task_manager_taskmanager" (
@@ -51,7 +50,7 @@ export async function createDjangoSchema(db: pg.Client, schema = 'public'): Prom
 }
 
 export async function dropDjangoSchema(db: pg.Client, schema = 'public'): Promise<void> {
-  const s = q(schema)
+  const s = quoteIdent(schema)
   await db.query(
     `DROP TABLE IF EXISTS ${s}."task_manager_taskwatcher_tasks", ${s}."task_manager_taskwatcher", ${s}."task_manager_taskmanager" CASCADE`,
   )
@@ -115,7 +114,7 @@ export function taskRow(overrides: Partial<TaskRow> & {ageDays?: number} = {}): 
   }
 }
 
-const COLUMNS = Object.keys(taskRow()).map(q).join(', ')
+const COLUMNS = Object.keys(taskRow()).map(quoteIdent).join(', ')
 
 /** Inserts rows (in order, so ids follow) and returns their ids. */
 export async function insertTasks(db: pg.Client, rows: TaskRow[], table = 'task_manager_taskmanager'): Promise<string[]> {
@@ -133,7 +132,7 @@ export async function insertTasks(db: pg.Client, rows: TaskRow[], table = 'task_
 
 /** Links task ids to a (new) TaskWatcher through the M2M table. */
 export async function watch(db: pg.Client, taskIds: string[], schema = 'public'): Promise<string> {
-  const s = q(schema)
+  const s = quoteIdent(schema)
   const {rows} = await db.query(
     `INSERT INTO ${s}.task_manager_taskwatcher (email, on_error, on_success, watch_progress) VALUES ('ops@example.com', true, false, true) RETURNING id::text`,
   )
@@ -145,7 +144,7 @@ export async function watch(db: pg.Client, taskIds: string[], schema = 'public')
 }
 
 /**
- * Bulk rows in SQL, in the SPEC's shape: about 62% DONE, the rest spread over
+ * Bulk rows in SQL, shaped like a busy table: about 62% DONE, the rest spread over
  * the other statuses, four modules, five names, link rows on 1% of the tasks.
  */
 export async function generateTasks(db: pg.Client, count: number, options: {linkShare?: number} = {}): Promise<void> {

@@ -29,9 +29,10 @@ export function changeTable(changes: CounterChange[]): string[] {
 }
 
 /**
- * Applies the differences with INCRBY in one MULTI/EXEC, never SET: a worker
- * moving a task between the census and now changes a counter by a relative
- * amount too, and both changes survive (a SET would lose the worker's).
+ * Applies the differences with INCRBY, never SET (in one MULTI/EXEC, or one
+ * INCRBY per counter on a cluster): a worker moving a task between the census
+ * and now changes a counter by a relative amount too, and both changes survive
+ * (a SET would lose the worker's).
  */
 export async function applyChanges(connection: RedisConnection, changes: CounterChange[]): Promise<number> {
   const off = changes.filter((c) => c.change !== 0)

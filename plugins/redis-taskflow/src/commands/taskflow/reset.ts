@@ -13,8 +13,9 @@ export default class Reset extends DestructiveCommand {
 As reset_redis.py: without --confirm it only inspects (what it would remove, per key
 pattern, and the queue lengths) and exits 0; with --confirm it asks, then removes
 (--force: no question, for scripts). A bare --confirm is reset_redis.py's switch;
---confirm NAME is still the base's production-profile confirmation. reset_redis.py ran FLUSHALL, wiping
-every database on the server; ops removes only task:*, dlq:task:*, tasks:*,
+--confirm NAME is, as in every ops command, the Redis host:port typed in advance to
+confirm a production profile. reset_redis.py ran FLUSHALL, wiping every database on
+the server; ops removes only task:*, dlq:task:*, tasks:*,
 dlq:tasks, metrics:tasks:state:*, worker:heartbeat:* and celery-task-meta-* keys of
 the selected database (one SCAN pass sorting keys by pattern, UNLINK in pipelines;
 on a Redis Cluster, every master).

@@ -11,9 +11,10 @@ export default class CountersSync extends DestructiveCommand {
   static override description = `Detect and fix drift between the state counters and the task hashes (fix_counter_sync.py).
 
 Scans every task:* hash (one read-only script call per SCAN COUNT 1000 step reads
-the states of the keys it returned, about 3 ms of server time each), compares with metrics:tasks:state:*, prints the State / Old / New / Change
-table, and applies the differences with INCRBY in one MULTI/EXEC — never SET, so
-counter moves made by workers while ops runs are kept.
+the states of the keys it returned, about 3 ms of server time each), compares with
+metrics:tasks:state:*, prints the State / Old / New / Change table, and applies the
+differences with INCRBY in one MULTI/EXEC (on a cluster, one INCRBY per counter) —
+never SET, so counter moves made by workers while ops runs are kept.
 
 Exact while workers run: changed task keys are learnt from client tracking on a
 connection of ops' own (CLIENT TRACKING BCAST PREFIX task:), which changes no server
