@@ -70,9 +70,10 @@ async function hasUniqueId(client: pg.Client, table: TableName): Promise<boolean
  * archived_at and a unique id, created on first use. A clear's batch deletes
  * and archives its rows in one statement, and a restore's batch inserts rows
  * and removes exactly the inserted ones in one statement, so neither loses a
- * row nor leaves one in both tables. Two cases put an id in both on purpose: a
- * restore skips an archived row whose id exists again (it stays archived), and
- * a later clear of that live row replaces the archived copy (newest deleted wins).
+ * row nor leaves one in both tables. One case puts an id in both on purpose: a
+ * restore skips an archived row whose id exists again (it stays archived, the
+ * live row is never overwritten); a later clear of that live row then replaces
+ * the archived copy (the newest deleted wins).
  */
 export class ArchiveTable {
   private constructor(
