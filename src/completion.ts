@@ -102,7 +102,9 @@ ${fn}_values()
   (( cword < 2 )) && { ${fn} "$@"; return; }
   # The space form ("${bin} taskmanager clear --st"): words that extend a command id belong to it.
   local id="\${words[1]}" i=2
-  while (( i < cword )) && [[ "\${words[i]}" != -* && "$${fn}_ids" == *" $id:\${words[i]}"[\\ :]* ]]; do id="$id:\${words[i]}"; (( i++ )); done
+  while (( i < cword )) && [[ "\${words[i]}" != -* && "$${fn}_ids" == *" $id:\${words[i]}"[\\ :]* ]]; do
+    id="$id:\${words[i]}"; (( i++ ))
+  done
   COMPREPLY=()
   if [[ "$cur" != -* && "$${fn}_ids" != *" $id "* && "$${fn}_ids" == *" $id:"* ]]; then
     # A topic so far: offer the next word of the command ids under it.

@@ -183,7 +183,8 @@ export abstract class DestructiveCommand extends OpsCommand {
     const typed = (globalThis as Record<symbol, unknown>)[Symbol.for('ops.unknownCommand')]
     if (typeof typed !== 'string') return undefined
     return new UsageError(
-      `"${typed}" is not an ${this.config.bin} command, and ${this.id} changes data: ${this.config.bin} does not run a destructive command it guessed. Type \`${this.config.bin} ${this.id}\` yourself.`,
+      `"${typed}" is not an ${this.config.bin} command, and ${this.id} changes data: ` +
+        `${this.config.bin} does not run a destructive command it guessed. Type \`${this.config.bin} ${this.id}\` yourself.`,
     )
   }
 
@@ -382,7 +383,8 @@ export abstract class DestructiveCommand extends OpsCommand {
       const done = partial.reduce((sum, s) => sum + s.done, 0)
       const message = error instanceof Error ? error.message : String(error)
       throw new OpsError(
-        `${message}\n${count(done)} of ${count(result.planned)} ${result.noun} were done before the failure; the batch that failed was rolled back. Run the same command again to finish.`,
+        `${message}\n${count(done)} of ${count(result.planned)} ${result.noun} were done before the failure; ` +
+          'the batch that failed was rolled back. Run the same command again to finish.',
         {cause: error},
       )
     } finally {

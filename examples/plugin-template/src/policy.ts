@@ -27,7 +27,10 @@ export function isUnbounded(filters: Record<string, unknown>): boolean {
 export function vetoReason(options: PlanHookOptions, env: NodeJS.ProcessEnv = process.env): string | undefined {
   const {plan, profile} = options
   if (profile?.production && isUnbounded(plan.filters)) {
-    return `acme policy: ${options.command} would ${plan.verb?.present ?? 'delete'} every one of the ${plan.noun} on production profile "${profile.name}"; add a filter (e.g. --older-than or --status).`
+    return (
+      `acme policy: ${options.command} would ${plan.verb?.present ?? 'delete'} every one of the ${plan.noun} ` +
+      `on production profile "${profile.name}"; add a filter (e.g. --older-than or --status).`
+    )
   }
   const max = env.OPS_WIDGETS_MAX_ROWS
   if (max !== undefined && max !== '') {

@@ -47,7 +47,8 @@ export function stuckReport({hours, cutoff, groups, limit, width}: StuckReportIn
     for (const s of g.samples) {
       lines.push(
         fit(
-          `  id ${s.id}  ${s.status}  last_run ${when(s.lastRun)}  attempts ${s.attempts}  task_id ${s.taskId}  arguments ${JSON.stringify(s.arguments)}`,
+          `  id ${s.id}  ${s.status}  last_run ${when(s.lastRun)}  attempts ${s.attempts}  ` +
+            `task_id ${s.taskId}  arguments ${JSON.stringify(s.arguments)}`,
           width,
         ),
       )

@@ -95,7 +95,8 @@ export function oddKeyLines(census: Pick<Census, 'notHashes' | 'badNames'>): str
     )
   if (census.badNames)
     lines.push(
-      `${n(census.badNames, 'task:* key name is', 'task:* key names are')} not UTF-8: not counted as tasks (see redis-cli --scan --pattern 'task:*')`,
+      `${n(census.badNames, 'task:* key name is', 'task:* key names are')} not UTF-8: ` +
+        "not counted as tasks (see redis-cli --scan --pattern 'task:*')",
     )
   return lines
 }

@@ -86,7 +86,10 @@ interface Instant {
   markers: string[]
   /** Per master, where the instant's turn ends in its stream. */
   ends: number[]
-  /** Per master, keys changed before the instant that it did not read: the next round reads them, and tells their value at this instant if they did not change again. */
+  /**
+   * Per master, keys changed before the instant that it did not read: the next round
+   * reads them, and tells their value at this instant if they did not change again.
+   */
   pending: Set<string>[]
   /** Keys changed in the instant's own turn that it did not read: before or after it, nobody can say. */
   unplaced: number
@@ -185,7 +188,9 @@ export async function measureStates(
         counters: await readCounters(connection),
         exact: false,
         offBy: census.tasks,
-        note: `Not exact under live traffic: ${unavailable}; the states are those seen by the scan, so tasks moved while it ran may be miscounted.`,
+        note:
+          `Not exact under live traffic: ${unavailable}; the states are those seen by the scan, ` +
+          'so tasks moved while it ran may be miscounted.',
       }
     }
     let candidate: Instant | undefined
@@ -216,7 +221,9 @@ export async function measureStates(
         round = await instantRound(masters, remember)
       } catch (error) {
         if (!SCRIPTS_UNAVAILABLE.test(String(error))) throw error
-        const note = `Not exact under live traffic: the server refuses scripts to this user (${(error as Error).message}), so no instant could be read; the states are those seen by the scan.`
+        const note =
+          `Not exact under live traffic: the server refuses scripts to this user (${(error as Error).message}), ` +
+          'so no instant could be read; the states are those seen by the scan.'
         return notExact(latest.size, note)
       }
       if (!round) {
@@ -255,20 +262,31 @@ export async function measureStates(
     const changed = `${latest.size.toLocaleString('en-US')} task keys changed during the scan and were re-read`
     if (!exact) {
       if (isCluster && ledger.spilledToDisk) {
-        const note = `Not exact: on this cluster the counters sit on other masters than their tasks, and the instants could not be compared (what the scan counted per key went to disk: more keys than memory was given for); a transition half applied at the instant would be miscounted.`
+        const note =
+          'Not exact: on this cluster the counters sit on other masters than their tasks, and the instants could not be ' +
+          'compared (what the scan counted per key went to disk: more keys than memory was given for); ' +
+          'a transition half applied at the instant would be miscounted.'
         return notExact(Number.NaN, note, counters)
       }
       if (isCluster && kept) {
         const offBy = Math.max(disagreement, 1)
-        const note = `Not exact: on this cluster the counters sit on other masters than their tasks, and no ${CLUSTER_AGREEING} instants in a row agreed on every state's drift (tasks moved half applied across masters); each state's figure may be off by up to ${offBy.toLocaleString('en-US')}.`
+        const note =
+          'Not exact: on this cluster the counters sit on other masters than their tasks, ' +
+          `and no ${CLUSTER_AGREEING} instants in a row agreed on every state's drift (tasks moved half applied across masters); ` +
+          `each state's figure may be off by up to ${offBy.toLocaleString('en-US')}.`
         return notExact(offBy, note, counters)
       }
       const offBy = Number.isFinite(uncertain) ? uncertain : latest.size
-      const note = `Not exact: task keys kept changing faster than ${MAX_ROUNDS} instants could settle (${why}); each state's figure may be off by up to ${offBy.toLocaleString('en-US')}.`
+      const note =
+        `Not exact: task keys kept changing faster than ${MAX_ROUNDS} instants could settle (${why}); ` +
+        `each state's figure may be off by up to ${offBy.toLocaleString('en-US')}.`
       return notExact(offBy, note, counters)
     }
     const how = isCluster
-      ? `with the counters in one script per master, each master at its own instant; the counters sit on other masters than their tasks, where the application moves a task in several commands, so ops took instants ${CLUSTER_SPACING_MS} ms apart until ${CLUSTER_AGREEING} in a row gave every state the same drift (a transition left half applied for longer than that counts as drift, as it is)`
+      ? 'with the counters in one script per master, each master at its own instant; the counters sit on other masters ' +
+        'than their tasks, where the application moves a task in several commands, ' +
+        `so ops took instants ${CLUSTER_SPACING_MS} ms apart until ${CLUSTER_AGREEING} in a row gave every state the same drift ` +
+        '(a transition left half applied for longer than that counts as drift, as it is)'
       : 'with the counters in one script (one instant)'
     return {...base, census: correct(), counters, exact: true, offBy: 0, note: `Exact: ${changed} ${how}.`, changedDuringScan: latest.size}
   } finally {

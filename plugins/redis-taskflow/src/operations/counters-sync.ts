@@ -67,7 +67,10 @@ export class CountersSyncOperation extends TaskFlowOperation {
         ? {}
         : {
             warnings: [`${measure.note} Applying these changes may leave counters off by that much.`],
-            forceRefusal: `Not applied: the measure is not exact (${off.length} ${wording.noun}, each figure may be off by up to ${Number.isFinite(measure.offBy) ? count(measure.offBy) : 'an unknown amount'}). Run again (traffic may be calmer), or pass --allow-inexact with --force to apply it anyway.`,
+            forceRefusal:
+              `Not applied: the measure is not exact (${off.length} ${wording.noun}, each figure may be off by up to ` +
+              `${Number.isFinite(measure.offBy) ? count(measure.offBy) : 'an unknown amount'}). ` +
+              'Run again (traffic may be calmer), or pass --allow-inexact with --force to apply it anyway.',
           }),
       messages: {
         nothing: `All counters match the ${count(census.tasks)} task states: nothing to fix.`,

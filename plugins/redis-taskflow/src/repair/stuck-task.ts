@@ -194,7 +194,8 @@ export async function failStuckTask(store: TaskStore, id: string, reason: string
   const replies = await multi.exec()
   if (replies === null) return false
   throwOnError(replies)
-  // Cluster: counters and queue are in other slots, so they follow the hash change non-atomically (an interruption here leaves this one task's counters off: counters:sync repairs them).
+  // Cluster: counters and queue are in other slots, so they follow the hash change non-atomically
+  // (an interruption here leaves this one task's counters off: counters:sync repairs them).
   if (cluster)
     await Promise.all([cluster.decrby(counterKey('ACTIVE'), 1), cluster.incrby(counterKey('FAILED'), 1), cluster.lpush(Queue.retry, id)])
   return true

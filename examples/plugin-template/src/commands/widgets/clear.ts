@@ -17,7 +17,8 @@ interface ClearPlan extends Plan {
 export default class WidgetsClear extends DestructiveCommand {
   static override summary = 'Delete rows of a table, optionally only those older than an age, in short batches.'
   static override description = [
-    'Counts the matching rows, asks for confirmation (or takes --force), then deletes them in batches walked by primary key, each batch its own short transaction. Rows inserted after the count are never touched.',
+    'Counts the matching rows, asks for confirmation (or takes --force), then deletes them in batches walked by primary key, ' +
+      'each batch its own short transaction. Rows inserted after the count are never touched.',
     'Interrupt with Ctrl-C: the batch in flight finishes, and the same command finishes the job later.',
   ].join('\n\n')
 

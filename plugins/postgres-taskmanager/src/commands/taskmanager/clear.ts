@@ -10,14 +10,16 @@ const MAX_CONCURRENCY = 16
 
 export default class Clear extends DestructiveCommand {
   static override summary = 'Delete TaskManager records in short committed batches (what clear_task_manager_queue does, safely).'
-  static override description = `${[
-    `No filter means every row. Below ${ORM_THRESHOLD.toLocaleString('en-US')} matching rows the TypeORM path is used,`,
-    'at or above it (or with --use-cursor) raw SQL through pg. Both walk the primary key in batches, each its own short',
-    'transaction that also deletes the task_manager_taskwatcher_tasks link rows; a row that changes while the run goes on',
-    'is deleted if it still matches and left alone if not. Ctrl-C stops after the batch in flight and a re-run finishes the job.',
-  ].join(' ')}
-
-Exit codes: 0 done (also when --max-runtime stopped the run: what is left is printed), 1 a failure or rows that still match at the end (they kept changing or stayed locked: run again), 2 bad usage, 130 interrupted.`
+  static override description = [
+    [
+      `No filter means every row. Below ${ORM_THRESHOLD.toLocaleString('en-US')} matching rows the TypeORM path is used,`,
+      'at or above it (or with --use-cursor) raw SQL through pg. Both walk the primary key in batches, each its own short',
+      'transaction that also deletes the task_manager_taskwatcher_tasks link rows; a row that changes while the run goes on',
+      'is deleted if it still matches and left alone if not. Ctrl-C stops after the batch in flight and a re-run finishes the job.',
+    ].join(' '),
+    'Exit codes: 0 done (also when --max-runtime stopped the run: what is left is printed), 1 a failure or rows that still match ' +
+      'at the end (they kept changing or stayed locked: run again), 2 bad usage, 130 interrupted.',
+  ].join('\n\n')
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> --status SCHEDULED --dry-run',
@@ -26,7 +28,8 @@ Exit codes: 0 done (also when --max-runtime stopped the run: what is left is pri
     '<%= config.bin %> <%= command.id %> --status DONE --older-than 30d --archive done-tasks.jsonl --force',
     '<%= config.bin %> <%= command.id %> --status DONE --older-than 30d --archive-table task_manager_archive --force',
     '<%= config.bin %> <%= command.id %> --status DONE --use-cursor --database-url postgres://app@db:5432/app',
-    '<%= config.bin %> <%= command.id %> --status DONE --max-replica-lag 5s --replica-url postgres://ops@replica:5432/app --pause-on-autovacuum --max-runtime 50m --force',
+    '<%= config.bin %> <%= command.id %> --status DONE --max-replica-lag 5s --replica-url postgres://ops@replica:5432/app ' +
+      '--pause-on-autovacuum --max-runtime 50m --force',
     '<%= config.bin %> <%= command.id %> --status DONE --concurrency 2 --force',
     '<%= config.bin %> <%= command.id %> --dry-run --show-summary',
   ]
@@ -53,7 +56,8 @@ Exit codes: 0 done (also when --max-runtime stopped the run: what is left is pri
     }),
     'archive-table': Flags.string({
       description:
-        "Insert every deleted row into this table, in the same statement as its delete (created on first use; unqualified: the TaskManager table's schema). taskmanager:restore puts rows back.",
+        'Insert every deleted row into this table, in the same statement as its delete ' +
+        "(created on first use; unqualified: the TaskManager table's schema). taskmanager:restore puts rows back.",
       helpValue: '[SCHEMA.]NAME',
     }),
     'batch-size': Flags.integer({

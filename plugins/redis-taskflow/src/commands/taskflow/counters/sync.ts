@@ -40,7 +40,8 @@ or how far off they may be.`
     ...redisFlags,
     'allow-inexact': Flags.boolean({
       description:
-        'With --force, apply the changes even when the measure is not exact (the output says how far off each figure may be); without it --force refuses such a measure, exit 1.',
+        'With --force, apply the changes even when the measure is not exact (the output says how far off each figure may be); ' +
+        'without it --force refuses such a measure, exit 1.',
       default: false,
     }),
   }
