@@ -46,7 +46,8 @@ export async function startStandby(): Promise<Standby | undefined> {
     '--checkpoint=fast',
     '--no-sync',
   ])
-  // Status every second, so the primary's pg_stat_replication sees replay move (or not) quickly; max_connections as the primary's (a standby needs at least as many).
+  // Status every second, so the primary's pg_stat_replication sees replay move (or not) quickly;
+  // max_connections as the primary's (a standby needs at least as many).
   const server = await startPostmaster(dir, data, {
     hot_standby: 'on',
     wal_receiver_status_interval: '1s',

@@ -122,7 +122,7 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
   })
 
   for (const useCursor of [true, false]) {
-    it(`${useCursor ? 'raw SQL' : 'TypeORM'}: --archive holds exactly the deleted rows, one JSON line each, in full precision`, async () => {
+    it(`${useCursor ? 'raw SQL' : 'TypeORM'}: --archive holds exactly the deleted rows, a JSON line each, in full precision`, async () => {
       const filter: TaskFilter = {status: 'PENDING'}
       const expected = (
         await django.db.query(`SELECT row_to_json(t)::text AS row FROM task_manager_taskmanager t WHERE status = 'PENDING' ORDER BY id`)

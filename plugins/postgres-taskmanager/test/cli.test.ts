@@ -34,7 +34,7 @@ describe('ops taskmanager:* (end to end)', function () {
   const count = async (where = 'TRUE') =>
     (await django.db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE ${where}`)).rows[0].n as number
 
-  it('a mistyped command with --force is never run as its guess: Enter at "Did you mean taskmanager:clear?" deletes nothing (exit 2)', async () => {
+  it('a typo with --force is never run as its guess: Enter at "Did you mean taskmanager:clear?" deletes nothing (exit 2)', async () => {
     await seedExample()
     const before = await rowTexts(django.db)
     const result = await runOpsInTty(['taskmanager:claer', '--database-url', django.url, '--force'], '', {prompt: /Did you mean/})
@@ -52,7 +52,8 @@ describe('ops taskmanager:* (end to end)', function () {
     const result = await runOps(clear('--status', 'SCHEDULED', '--task-module', 'breathecode.assignments.tasks', '--dry-run'))
     expect(result.code, result.stderr).to.equal(0)
     expect(result.stdout).to.contain(
-      'Found 6 TaskManager records to delete\nTask Module: breathecode.assignments.tasks\nStatus: SCHEDULED\nUsing TypeORM in batches of 5,000',
+      'Found 6 TaskManager records to delete\nTask Module: breathecode.assignments.tasks\n' +
+        'Status: SCHEDULED\nUsing TypeORM in batches of 5,000',
     )
     expect(result.stdout).to.contain('DRY RUN MODE - No records will be deleted')
     await sleep(700) // let the CLI's backend report its statistics
@@ -91,7 +92,7 @@ breathecode.assignments.tasks: 6 records
   })
 
   for (const cursor of [false, true]) {
-    it(`deletes with --force ${cursor ? 'through raw SQL (--use-cursor)' : 'through TypeORM'}, link rows included, reading DATABASE_URL`, async () => {
+    it(`deletes with --force through ${cursor ? 'raw SQL (--use-cursor)' : 'TypeORM'} with link rows, reading DATABASE_URL`, async () => {
       await seedExample()
       const ids = await insertTasks(django.db, [
         taskRow({status: 'DONE'}),
@@ -170,7 +171,8 @@ breathecode.assignments.tasks: 6 records
       expect([...(await rowTexts(django.db)).entries()]).to.deep.equal(keep)
       expect(await count()).to.equal(keep.length)
       const orphans = await django.db.query(
-        `SELECT count(*)::int AS n FROM task_manager_taskwatcher_tasks l LEFT JOIN task_manager_taskmanager t ON t.id = l.taskmanager_id WHERE t.id IS NULL`,
+        `SELECT count(*)::int AS n FROM task_manager_taskwatcher_tasks l
+           LEFT JOIN task_manager_taskmanager t ON t.id = l.taskmanager_id WHERE t.id IS NULL`,
       )
       expect(orphans.rows[0].n).to.equal(0)
     }
@@ -199,7 +201,8 @@ breathecode.assignments.tasks: 6 records
       const done = collect(child)
       while ((await count(matching)) > total - 1000) await sleep(20)
       await django.db.query(
-        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'ops taskmanager:clear' AND datname = current_database()`,
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE application_name = 'ops taskmanager:clear' AND datname = current_database()`,
       )
       const result = await done
       expect(result.code).to.equal(1)

@@ -58,7 +58,7 @@ describe('taskmanager:clear under live traffic (real writer processes)', functio
     ['raw SQL', '--use-cursor'],
     ['TypeORM', '--use-orm'],
   ] as const) {
-    it(`${method}: deletes every PENDING row that is being updated, keeps the rows moved out of the filter, touches nothing else`, async () => {
+    it(`${method}: deletes every PENDING row that is being updated, keeps rows moved out of the filter, touches nothing else`, async () => {
       await django.reset()
       const rows = Array.from({length: 12_000}, (_, i) => taskRow({status: i % 3 === 2 ? 'DONE' : 'PENDING'}))
       const ids = await insertTasks(django.db, rows)

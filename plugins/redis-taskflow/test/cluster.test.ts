@@ -159,7 +159,7 @@ describe('taskflow commands on a three-master Redis Cluster', function () {
     expect(writesBetween(before, await commandCalls(cluster))).not.to.have.any.keys('flushdb', 'flushall')
   })
 
-  it('reset --all-keys on a cluster is FLUSHDB ASYNC on every master: the whole cluster is emptied, after the count of all its keys', async () => {
+  it('reset --all-keys on a cluster: FLUSHDB ASYNC on every master empties the whole cluster, after counting all its keys', async () => {
     await writeUnrelatedKeys(cluster)
     const total = (await Promise.all(mastersOf(cluster).map((m) => m.dbsize()))).reduce((a, b) => a + b, 0)
     await expectNoWrites(async () => {
@@ -207,7 +207,7 @@ describe('taskflow commands on a three-master Redis Cluster', function () {
       })
     })
 
-    it('--force removes the hashes, their DLQ copies and their ids in every queue, and keeps every counter equal to the states', async () => {
+    it('--force removes the hashes, their DLQ copies and ids in every queue, and keeps every counter equal to the states', async () => {
       const healthy = await snapshot(cluster, 'task:*')
       for (const d of defective) delete healthy[taskKey(d.keyId)]
       const queuesBefore = await queueContents(cluster)
@@ -294,7 +294,7 @@ describe('taskflow commands on a three-master Redis Cluster', function () {
       return result
     }
 
-    it('counters:sync --force measures each master at its own instant and ends exact, the counters on other masters than their tasks', async () => {
+    it('counters:sync --force measures each master at its own instant and ends exact, counters on other masters than tasks', async () => {
       await setCounters(cluster, {PENDING: 0, ACTIVE: 900, FAILED: -4})
       const result = await withWriter(['taskflow:counters:sync', '--force', '--json'])
       const doc = parseJsonOutput<{data: {exact: boolean; offBy: number; note: string; serverSettingsChanged: string[]}}>(result)

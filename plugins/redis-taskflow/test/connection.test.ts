@@ -103,7 +103,7 @@ describe('taskflow connections: TLS, ACL users, passwords', function () {
     }
   })
 
-  it('without CLIENT rights, --force --allow-inexact still fixes the counters and says it could not be exact under live traffic', async () => {
+  it('without CLIENT rights, --force --allow-inexact still fixes counters and says it could not be exact under live traffic', async () => {
     const sync = await syncAs('noclient', '--allow-inexact')
     expect(sync.exact).to.equal(false)
     expect(sync.note).to.match(/Not exact under live traffic: the server does not offer client tracking to this user/)

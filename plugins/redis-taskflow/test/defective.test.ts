@@ -65,7 +65,10 @@ describe('taskflow:defective:delete', function () {
 
     it("feeds delete_defective_tasks.py's monitoring one-liner a plain integer, also past 1,000 defective tasks", async () => {
       await writeTasks(server.redis, 1200, {created_at: '0001-01-01T00:00:00'})
-      const script = `DEFECTIVE_COUNT=$("${process.execPath}" "${OPS_BIN}" taskflow:defective:delete --dry-run | grep "Found.*defective tasks" | awk '{print $2}')
+      // The one-liner as delete_defective_tasks.py's docs give it, with ops in place of the script.
+      const script =
+        `DEFECTIVE_COUNT=$("${process.execPath}" "${OPS_BIN}" taskflow:defective:delete --dry-run | ` +
+        `grep "Found.*defective tasks" | awk '{print $2}')
 if [ "$DEFECTIVE_COUNT" -gt 0 ]; then echo "WARNING: $DEFECTIVE_COUNT defective tasks found in Redis"; fi`
       const out = execFileSync('bash', ['-c', script], {env: childEnv({REDIS_URL: server.url}), encoding: 'utf8'})
       expect(out.trim()).to.equal(`WARNING: ${1200 + DEFECTIVE_CASES.length} defective tasks found in Redis`)

@@ -237,7 +237,7 @@ describe('stuck:fix and defective:delete race a real worker', function () {
     await writeHeartbeat(server.redis, 'worker-1')
   })
 
-  it('stuck:fix: counters equal the states, every id in exactly the queue its state implies, and no task a worker completed is FAILED', async () => {
+  it('stuck:fix: counters equal the states, each id in the one queue its state implies, no task a worker completed is FAILED', async () => {
     const queued = await writeTasks(server.redis, 1500, {state: 'PENDING'}, {count: true})
     const orphans = await writeTasks(server.redis, 400, {state: 'PENDING'}, {count: true, queue: 'none'})
     const stuck = await writeTasks(server.redis, 2500, {state: 'ACTIVE', started_at: isoNow(-2 * 3_600_000)}, {count: true})
@@ -278,7 +278,7 @@ describe('stuck:fix and defective:delete race a real worker', function () {
     expect([...queues[Queue.retry]].sort(), 'every task ops failed is on the retry queue').to.deep.equal(failed.map(([id]) => id).sort())
   })
 
-  it('defective:delete: counters equal the states, no healthy task deleted, every defective one gone from hashes, copies and queues', async () => {
+  it('defective:delete: counters equal the states, healthy tasks kept, every defective one gone from hashes, copies, queues', async () => {
     const healthyPending = await writeTasks(server.redis, 1500, {state: 'PENDING'}, {count: true})
     const healthyActive = await writeTasks(server.redis, 1500, {state: 'ACTIVE'}, {count: true})
     await writeTasks(server.redis, 500, {state: 'COMPLETED'}, {count: true})
