@@ -174,8 +174,10 @@ function report(results: Measure[], startupSeconds: number): void {
   const peak = Math.max(...results.map((r) => r.peakRssMb ?? 0))
   const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met')
   console.log(
-    `\nTargets${RUNS > 1 ? ' (medians)' : ''}: celery-meta clean <= 0.40x the pipeline: ${ratio('celery-meta').toFixed(2)}x, ${verdict(ratio('celery-meta') <= 0.4)}; ` +
-      `counters:sync <= 1.00x the bare scan over ${fmt(TASKS)} task keys alone: ${ratio('counters').toFixed(2)}x, ${verdict(ratio('counters') <= 1)} ` +
+    `\nTargets${RUNS > 1 ? ' (medians)' : ''}: ` +
+      `celery-meta clean <= 0.40x the pipeline: ${ratio('celery-meta').toFixed(2)}x, ${verdict(ratio('celery-meta') <= 0.4)}; ` +
+      `counters:sync <= 1.00x the bare scan over ${fmt(TASKS)} task keys alone: ` +
+      `${ratio('counters').toFixed(2)}x, ${verdict(ratio('counters') <= 1)} ` +
       `(${ratio('counters+celery').toFixed(2)}x with the ${fmt(CELERY)} Celery keys also in the database); ` +
       `peak RSS < 200 MB: ${peak.toFixed(0)} MB, ${verdict(peak < 200)}.`,
   )
@@ -237,7 +239,8 @@ async function clusterBench(): Promise<void> {
           }
           syncs.push(seconds)
           rows.push(
-            `ops taskflow:counters:sync   ${seconds.toFixed(2)} s   Redis CPU ${((await cpu()) - before).toFixed(2)} s   peak RSS ${peakRssMb.toFixed(0)} MB   exact: ${doc.data?.exact}`,
+            `ops taskflow:counters:sync   ${seconds.toFixed(2)} s   Redis CPU ${((await cpu()) - before).toFixed(2)} s   ` +
+              `peak RSS ${peakRssMb.toFixed(0)} MB   exact: ${doc.data?.exact}`,
           )
         }
         log(`  ${rows.at(-1)}`)

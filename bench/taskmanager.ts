@@ -156,7 +156,8 @@ async function viaCli(url: string, method: string, extra: string[]): Promise<Mea
 async function settingsOf(adminUrl: string): Promise<string> {
   return withClient(adminUrl, async (db) => {
     const {rows} = await db.query(
-      `SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'shared_buffers', 'max_wal_size') ORDER BY name`,
+      `SELECT name, setting FROM pg_settings
+        WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'shared_buffers', 'max_wal_size') ORDER BY name`,
     )
     const {rows: v} = await db.query('SHOW server_version')
     return `PostgreSQL ${v[0].server_version}: ${rows.map((r) => `${r.name}=${r.setting}`).join(', ')}`
@@ -189,7 +190,8 @@ function report(runs: Measure[][], server: string): void {
     `\nDeleting every DONE row of ${ROWS.toLocaleString('en-US')} TaskManager rows (link rows on 1%); ops timed as the whole CLI process.`,
   )
   console.log(
-    `Machine: ${cpus().length} cores (${cpus()[0]?.model.trim()}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.versions.node}; ${server}\n`,
+    `Machine: ${cpus().length} cores (${cpus()[0]?.model.trim()}), ${Math.round(totalmem() / 2 ** 30)} GiB, ` +
+      `Node ${process.versions.node}; ${server}\n`,
   )
   console.log(line(header))
   console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`)
@@ -208,7 +210,8 @@ function report(runs: Measure[][], server: string): void {
   const all = runs.flat().filter((r) => r.peakRssMb !== undefined)
   console.log(
     `\nTargets: one worker >= 0.80x: ${ratios(RAW)}; --concurrency 2 >= 1.00x: ${ratios(CONC2)}; ` +
-      `no transaction over 1 s: longest ${Math.round(Math.max(...all.map((r) => r.longestTxnMs)))} ms; peak RSS < 200 MB: ${Math.max(...all.map((r) => r.peakRssMb ?? 0)).toFixed(0)} MB`,
+      `no transaction over 1 s: longest ${Math.round(Math.max(...all.map((r) => r.longestTxnMs)))} ms; ` +
+      `peak RSS < 200 MB: ${Math.max(...all.map((r) => r.peakRssMb ?? 0)).toFixed(0)} MB`,
   )
 }
 
