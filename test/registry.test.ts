@@ -18,7 +18,7 @@ import {createWidgets} from '../examples/plugin-template/test/widgets-table.js'
 import {createDjangoSchema, insertTasks, taskRow} from '../plugins/postgres-taskmanager/test/helpers/django-fixture.js'
 import {writeTasks} from '../plugins/redis-taskflow/test/fixtures.js'
 import {ROOT} from './helpers/cli.js'
-import {npm, Registry, repackaged, startRegistry, UserMachine} from './helpers/registry.js'
+import {npm, OutsideWorld, Registry, repackaged, staleBuild, startRegistry, UserMachine, watchOutsideWorld} from './helpers/registry.js'
 import {freshDatabase, freshRedis} from './helpers/servers.js'
 
 const TEAM_PLUGIN = '@team/ops-plugin-widgets'
@@ -30,6 +30,7 @@ describe('installed from a registry: `npm install -g ops-cli`, team plugins by n
   this.timeout(600_000)
   const work = mkdtempSync(join(tmpdir(), 'ops-test-publish-'))
   let registry: Registry
+  let outside: OutsideWorld
   let user: UserMachine
   let publisherEnv: NodeJS.ProcessEnv
   const tarballs: Record<string, string> = {}
@@ -44,6 +45,8 @@ describe('installed from a registry: `npm install -g ops-cli`, team plugins by n
   const ops = (args: string[], env: NodeJS.ProcessEnv = {}) => user.run('ops', args, env)
 
   before(async function () {
+    const stale = await staleBuild()
+    if (stale) throw new Error(`Not publishing a stale build: ${stale}`)
     registry = await startRegistry()
     publisherEnv = {...process.env, NPM_CONFIG_USERCONFIG: join(work, 'publisher.npmrc')}
     writeFileSync(join(work, 'publisher.npmrc'), `${registry.authLine}\n`)
@@ -54,12 +57,13 @@ describe('installed from a registry: `npm install -g ops-cli`, team plugins by n
     expect(Object.keys(tarballs)).to.have.members(['ops-cli', '@ops-cli/plugin-postgres-taskmanager', '@ops-cli/plugin-redis-taskflow'])
     await Promise.all(Object.values(tarballs).map((tarball) => publish(tarball)))
 
-    user = new UserMachine((await npm(['config', 'get', 'cache'], {env: process.env})).trim())
+    outside = await watchOutsideWorld()
+    user = new UserMachine((await npm(['config', 'get', 'cache'], {env: process.env})).trim(), outside.proxyUrl)
+    // A company's ~/.npmrc: its registry (which mirrors npm) for everything, from the first npm or ops run on.
+    user.npmrc([`registry=${registry.url}`])
     // The global install is most of this hook's time: the team plugin is built and the stores filled meanwhile.
     await Promise.all([
-      npm(['install', '--global', '--prefix', user.prefix, 'ops-cli', '--no-audit', '--no-fund'], {
-        env: {...user.env, npm_config_registry: registry.url},
-      }),
+      npm(['install', '--global', '--prefix', user.prefix, 'ops-cli', '--no-audit', '--no-fund'], {env: user.env}),
       packTemplate(),
       fillStores(),
     ])
@@ -91,9 +95,18 @@ describe('installed from a registry: `npm install -g ops-cli`, team plugins by n
   after(async function () {
     await db?.end()
     await registry?.stop()
+    await outside?.stop()
     user?.remove()
     rmSync(work, {recursive: true, force: true})
   })
+
+  /** Where each plugin ops loaded lives, core and installed, with symlinks resolved. */
+  const pluginRoots = async () => {
+    const list = await ops(['plugins', '--core', '--json'])
+    expect(list.code, list.stderr).to.equal(0)
+    return Object.fromEntries((JSON.parse(list.stdout) as {name: string; root: string}[]).map((p) => [p.name, realpathSync(p.root)]))
+  }
+  const repository = realpathSync(ROOT)
 
   const rowCount = async () => (await db.query('SELECT count(*)::int AS n FROM task_manager_taskmanager')).rows[0].n as number
 
@@ -110,6 +123,13 @@ describe('installed from a registry: `npm install -g ops-cli`, team plugins by n
       expect(JSON.parse(ls).problems ?? []).to.deep.equal([])
       const version = await ops(['--version'])
       expect(version.stdout).to.match(/^ops-cli\/0\.1\.0 /)
+      // Every plugin ops loads is the installed copy: none comes from this repository.
+      const roots = await pluginRoots()
+      expect(Object.keys(roots)).to.include.members(['ops-cli', '@ops-cli/plugin-postgres-taskmanager', '@ops-cli/plugin-redis-taskflow'])
+      for (const [name, root] of Object.entries(roots)) {
+        expect(root.startsWith(realpathSync(user.prefix) + '/'), `${name} at ${root}`).to.equal(true)
+        expect(root.startsWith(repository + '/'), `${name} at ${root}`).to.equal(false)
+      }
     })
 
     it('`ops --help` lists both first-party topics and the core plugins', async () => {
@@ -159,7 +179,7 @@ describe('installed from a registry: `npm install -g ops-cli`, team plugins by n
 
     before(async function () {
       await publish(await repackaged(template, work, {name: TEAM_PLUGIN, version: '0.1.0'}))
-      // What a company puts in its developers' ~/.npmrc: where @team packages come from, and the read token.
+      // The rest of the company's ~/.npmrc: where @team packages come from (here the same registry), and the read token.
       user.npmrc([`@team:registry=${registry.url}`, registry.authLine])
       await createWidgets(db, 5, (i) => ({ageDays: i <= 3 ? 30 : 1}))
     })
@@ -170,6 +190,7 @@ describe('installed from a registry: `npm install -g ops-cli`, team plugins by n
       expect(install.code, install.stderr).to.equal(0)
       expect(install.stderr).to.contain('installed v0.1.0')
       expect((await ops(['plugins'])).stdout).to.contain(`${TEAM_PLUGIN} 0.1.0`)
+      expect((await pluginRoots())[TEAM_PLUGIN]).to.equal(realpathSync(join(user.env.OPS_DATA_DIR!, 'node_modules', TEAM_PLUGIN)))
       const dry = await ops(clear('--dry-run'))
       expect(dry.code, dry.stderr).to.equal(0)
       expect(dry.stdout).to.contain('Found 3 rows of widgets to delete')
@@ -187,16 +208,48 @@ describe('installed from a registry: `npm install -g ops-cli`, team plugins by n
       expect((await ops(clear('--dry-run'))).code).to.equal(0)
     })
 
-    it('refuses a release built for another major of ops, and keeps the one installed', async () => {
-      await publish(
-        await repackaged(template, work, {name: TEAM_PLUGIN, version: '1.0.0', peerDependencies: {'ops-cli': '^1.0.0'}}),
-        '--tag',
-        'next',
-      )
-      const refused = await ops(['plugins', 'install', `${TEAM_PLUGIN}@next`])
+    // A release for ops 1.x, published as `latest` (what the team's next major looks like to an ops 0.1 user).
+    let incompatible: string
+    const installedVersion = () =>
+      JSON.parse(readFileSync(join(user.env.OPS_DATA_DIR!, 'node_modules', TEAM_PLUGIN, 'package.json'), 'utf8')).version as string
+
+    it('refuses, at `ops plugins install`, a latest release built for another major of ops, naming both versions', async () => {
+      incompatible = await repackaged(template, work, {name: TEAM_PLUGIN, version: '1.0.0', peerDependencies: {'ops-cli': '^1.0.0'}})
+      await publish(incompatible)
+      const refused = await ops(['plugins', 'install', TEAM_PLUGIN])
       expect(refused.code).to.equal(1)
       expect(oneLine(refused.stderr)).to.contain(`${TEAM_PLUGIN}@1.0.0 is built for ops-cli ^1.0.0, and this ops is 0.1.0`)
+      expect(installedVersion()).to.equal('0.1.1')
+    })
+
+    it('refuses it at `ops plugins update` too: nothing is updated, and the message says how to stay on 0.1.x', async () => {
+      const refused = await ops(['plugins', 'update'])
+      expect(refused.code).to.equal(1)
+      expect(oneLine(refused.stderr)).to.contain(
+        `${TEAM_PLUGIN}@1.0.0 (its "latest" release) is built for ops-cli ^1.0.0, and this ops is 0.1.0; ${TEAM_PLUGIN} stays at 0.1.1: ` +
+          `pin the newest release built for this ops with \`ops plugins install ${TEAM_PLUGIN}@0.1.1\``,
+      )
+      expect(oneLine(refused.stderr)).to.contain('Nothing was updated.')
+      expect(installedVersion()).to.equal('0.1.1')
       expect((await ops(['plugins'])).stdout).to.contain(`${TEAM_PLUGIN} 0.1.1`)
+      expect((await ops(clear('--dry-run'))).code).to.equal(0)
+    })
+
+    it('updates without complaint once the compatible release is pinned, as the refusal says', async () => {
+      const pin = await ops(['plugins', 'install', `${TEAM_PLUGIN}@0.1.1`])
+      expect(pin.code, pin.stderr).to.equal(0)
+      const update = await ops(['plugins', 'update'])
+      expect(update.code, update.stderr).to.equal(0)
+      expect(installedVersion()).to.equal('0.1.1')
+    })
+
+    it('refuses the same release as a packed file: tarball', async () => {
+      await npm(['pack', incompatible, '--pack-destination', work, '--ignore-scripts'], {env: publisherEnv})
+      const tarball = join(work, `${TEAM_PLUGIN.replace('@', '').replace('/', '-')}-1.0.0.tgz`)
+      const refused = await ops(['plugins', 'install', `file:${tarball}`])
+      expect(refused.code).to.equal(1)
+      expect(oneLine(refused.stderr)).to.contain(`${TEAM_PLUGIN}@1.0.0 is built for ops-cli ^1.0.0, and this ops is 0.1.0`)
+      expect(installedVersion()).to.equal('0.1.1')
     })
 
     it('`ops plugins uninstall` removes it and its command', async () => {
@@ -213,7 +266,8 @@ describe('installed from a registry: `npm install -g ops-cli`, team plugins by n
   describe('a newer ops on the registry', () => {
     it('is announced once a day by warn-if-update-available, asking the registry npm is configured with', async () => {
       await publish(await repackaged(tarballs['ops-cli'], work, {version: '0.1.1'}))
-      const env = {npm_config_registry: registry.url, OPS_CACHE_DIR: join(user.home, 'cache-update-check')}
+      // The registry comes from ~/.npmrc (its `registry=` line), as on a company machine.
+      const env = {OPS_CACHE_DIR: join(user.home, 'cache-update-check')}
       const first = await ops(['--version'], env)
       expect(first.stderr).not.to.contain('update available')
       // That run asked the registry in the background; its answer lands in the cache directory.
@@ -227,6 +281,13 @@ describe('installed from a registry: `npm install -g ops-cli`, team plugins by n
       const third = await ops(['--version'], env)
       expect(third.stderr).not.to.contain('update available')
       expect(readdirSync(env.OPS_CACHE_DIR)).to.include('last-warning')
+    })
+  })
+
+  // Last: mocha runs a suite's own tests before its nested suites.
+  describe('after all of it', () => {
+    it('no npm or ops run of the user asked anything of a host but the company registry', () => {
+      expect(outside.requests).to.deep.equal([])
     })
   })
 })

@@ -1,55 +1,149 @@
 import type {Hook, Interfaces} from '@oclif/core'
 import {execFile} from 'node:child_process'
-import {existsSync} from 'node:fs'
+import {existsSync, readFileSync, statSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import {tmpdir} from 'node:os'
-import {dirname, join} from 'node:path'
+import {dirname, join, resolve} from 'node:path'
+import {fileURLToPath} from 'node:url'
 import {promisify} from 'node:util'
+import {gunzipSync} from 'node:zlib'
 import semver from 'semver'
 
 /**
- * plugins:preinstall — refuses, before npm installs anything, a plugin from a
- * registry whose `peerDependencies` name ops-cli versions that exclude this one
- * (a plugin built for another major of the host would load against a base it
- * was not written for). A plugin without that peer is not checked.
+ * plugins:preinstall — refuses, before npm installs anything, a plugin whose
+ * `peerDependencies` name ops-cli versions that exclude this one (a plugin
+ * built for another major of the host would load against a base it was not
+ * written for). A plugin without that peer is not checked. A release from a
+ * registry is read with `npm view`, a `file:` tarball or directory from disk;
+ * a git repository or a tarball URL is installed unchecked (reading its
+ * package.json would mean fetching or cloning it a second time, beside npm).
  */
 const hook: Hook<'plugins:preinstall'> = async function ({plugin}) {
-  if (plugin.type !== 'npm') return
-  const release = await viewRelease(this.config, `${plugin.name}@${plugin.tag}`)
-  const wanted = release?.peerDependencies?.['ops-cli']
-  if (!release || !wanted || semver.satisfies(this.config.version, wanted, {includePrerelease: true})) return
+  const release =
+    plugin.type === 'npm' ? await viewRelease(this.config, `${plugin.name}@${plugin.tag}`) : localRelease(this.config.dataDir, plugin.url)
+  const wanted = release && excludedBy(this.config.version, release)
+  if (!release || !wanted) return
+  const name = release.name ?? (plugin.type === 'npm' ? plugin.name : plugin.url)
   this.error(
-    `${plugin.name}@${release.version} is built for ops-cli ${wanted}, and this ops is ${this.config.version}: ` +
-      `install a version of ${plugin.name} built for ops-cli ${semver.major(this.config.version)}.x (its peerDependencies say which), or upgrade ops.`,
+    `${name}@${release.version} is built for ops-cli ${wanted}, and this ops is ${this.config.version}: ` +
+      `install a version of ${name} built for ops-cli ${semver.major(this.config.version)}.x (its peerDependencies say which), or upgrade ops.`,
     {exit: 1},
   )
 }
 
+/**
+ * What `ops plugins update` would do wrong: @oclif/plugin-plugins' update runs
+ * `npm install name@tag` for every plugin installed from a registry without the
+ * plugins:preinstall hook, so a release built for another ops would arrive
+ * unchecked. Returns one refusal line per such plugin (empty when all is well).
+ */
+export async function refusedUpdates(config: Interfaces.Config): Promise<string[]> {
+  // The list plugin-plugins' update walks: the data directory's package.json; plugins installed from a URL are updated unchecked.
+  const pjsonPath = join(config.dataDir, 'package.json')
+  if (!existsSync(pjsonPath)) return []
+  const listed = (JSON.parse(readFileSync(pjsonPath, 'utf8')).oclif?.plugins ?? []) as (string | InstalledPlugin)[]
+  const fromRegistry = listed
+    .map((p) => (typeof p === 'string' ? {name: p, tag: 'latest', type: 'user'} : p))
+    .filter((p) => p.type === 'user' && !p.url)
+  const refusals = await Promise.all(
+    fromRegistry.map(async ({name, tag = 'latest'}) => {
+      const release = await viewRelease(config, `${name}@${tag}`)
+      const wanted = release && excludedBy(config.version, release)
+      if (!release || !wanted) return undefined
+      const installed = config.plugins.get(name)?.version ?? 'the installed release'
+      // Every release: `npm view name@*` would answer with the latest alone.
+      const compatible = (await viewReleases(config, `${name}@>=0.0.0`)).filter((r) => !excludedBy(config.version, r)).at(-1)
+      const wayOut = compatible
+        ? `pin the newest release built for this ops with \`${config.bin} plugins install ${name}@${compatible.version}\` (updates then keep to that version), or upgrade ops`
+        : `no release of ${name} is built for this ops: uninstall it or upgrade ops`
+      return `${name}@${release.version} (its "${tag}" release) is built for ops-cli ${wanted}, and this ops is ${config.version}; ${name} stays at ${installed}: ${wayOut}.`
+    }),
+  )
+  return refusals.filter((line) => line !== undefined)
+}
+
+interface InstalledPlugin {
+  name: string
+  tag?: string
+  type: string
+  url?: string
+}
+
 interface Release {
+  name?: string
   version: string
   peerDependencies?: Record<string, string>
 }
 
-/**
- * The release `spec` names, as `npm view` reads it with the user's npm config
- * (scoped registries, tokens), through the npm that @oclif/plugin-plugins
- * installs with. Undefined when npm cannot find it: the install then fails
- * with plugin-plugins' own message.
- */
+/** The ops-cli range a release declares when it excludes `hostVersion`, else undefined. */
+function excludedBy(hostVersion: string, release: Release): string | undefined {
+  const wanted = release.peerDependencies?.['ops-cli']
+  return wanted && !semver.satisfies(hostVersion, wanted, {includePrerelease: true}) ? wanted : undefined
+}
+
+/** The release `spec` resolves to: npm installs the highest version a range matches. */
 async function viewRelease(config: Interfaces.Config, spec: string): Promise<Release | undefined> {
+  return (await viewReleases(config, spec)).at(-1)
+}
+
+/**
+ * The releases `spec` names, lowest version first, as `npm view` reads them
+ * with the user's npm config (scoped registries, tokens), through the npm
+ * that @oclif/plugin-plugins installs with. Empty when npm cannot read them:
+ * the install or update then goes ahead unchecked, because npm's next step
+ * fails on the same cause (unknown package, no token, registry unreachable)
+ * with its own, more precise message.
+ */
+async function viewReleases(config: Interfaces.Config, spec: string): Promise<Release[]> {
   const pluginPlugins = config.plugins.get('@oclif/plugin-plugins')
-  if (!pluginPlugins) return undefined
+  if (!pluginPlugins) return []
   const npmPackageJson = createRequire(join(pluginPlugins.root, 'package.json')).resolve('npm/package.json')
-  const args = [join(dirname(npmPackageJson), 'bin', 'npm-cli.js'), 'view', spec, 'version', 'peerDependencies', '--json']
+  const args = [join(dirname(npmPackageJson), 'bin', 'npm-cli.js'), 'view', spec, 'name', 'version', 'peerDependencies', '--json']
   if (config.npmRegistry) args.push(`--registry=${config.npmRegistry}`)
   try {
     const {stdout} = await promisify(execFile)(process.execPath, args, {cwd: existsSync(config.dataDir) ? config.dataDir : tmpdir()})
-    // A range that matches several versions gives one entry per version; npm installs the highest.
+    // A range that matches several versions gives one entry per version.
     const found = ([] as Release[]).concat(JSON.parse(stdout) as Release | Release[])
-    return found.sort((a, b) => semver.compare(a.version, b.version)).at(-1)
+    return found.sort((a, b) => semver.compare(a.version, b.version))
   } catch {
+    return []
+  }
+}
+
+/**
+ * The package.json of a `file:` install (a packed .tgz or a directory), read
+ * where npm will read it: relative paths are relative to the data directory,
+ * npm's working directory for plugin installs. Undefined for anything else.
+ */
+function localRelease(dataDir: string, url: string): Release | undefined {
+  if (!url.startsWith('file:')) return undefined
+  const path = url.startsWith('file://') ? fileURLToPath(url) : resolve(dataDir, url.slice('file:'.length))
+  try {
+    if (statSync(path).isDirectory()) return JSON.parse(readFileSync(join(path, 'package.json'), 'utf8')) as Release
+    return JSON.parse(tarredPackageJson(path)) as Release
+  } catch {
+    // Not there or not a package: npm's install fails next with its own message.
     return undefined
   }
+}
+
+/** package/package.json out of an `npm pack` tarball (gzipped ustar, the layout npm pack always writes). */
+function tarredPackageJson(tarball: string): string {
+  const tar = gunzipSync(readFileSync(tarball))
+  for (let at = 0; at + 512 <= tar.length;) {
+    const name = tar.toString('utf8', at, at + 100).replace(/\0.*$/s, '')
+    const size = Number.parseInt(
+      tar
+        .toString('utf8', at + 124, at + 136)
+        .replace(/\0.*$/s, '')
+        .trim() || '0',
+      8,
+    )
+    if (name === 'package/package.json') return tar.toString('utf8', at + 512, at + 512 + size)
+    if (name === '') break
+    at += 512 + Math.ceil(size / 512) * 512
+  }
+  throw new Error(`${tarball} has no package/package.json`)
 }
 
 export default hook

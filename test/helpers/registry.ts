@@ -5,10 +5,13 @@
  * .npmrc, a global prefix on PATH, and nothing of this repository in sight.
  */
 import {ChildProcess, execFile, spawn} from 'node:child_process'
-import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {createServer, type IncomingMessage} from 'node:http'
 import {createRequire} from 'node:module'
+import type {AddressInfo} from 'node:net'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
+import type {Duplex} from 'node:stream'
 import {promisify} from 'node:util'
 
 import {collect, ROOT, RunResult, waitForOutput} from './cli.js'
@@ -34,6 +37,30 @@ export async function npm(args: string[], options: {cwd?: string; env: NodeJS.Pr
     const {stdout, stderr} = error as {stdout?: string; stderr?: string}
     throw new Error(`npm ${args.join(' ')} failed:\n${stdout ?? ''}\n${stderr ?? ''}`)
   }
+}
+
+/**
+ * Why the build is older than the sources, or undefined when it is fresh: the
+ * packages are packed from dist/ and the manifests, which mocha alone does not
+ * rebuild (`npm test` does). `tsc -b --dry` answers for the TypeScript; each
+ * oclif.manifest.json must be newer than its package's compiled commands.
+ */
+export async function staleBuild(): Promise<string | undefined> {
+  const tsc = join(dirname(require.resolve('typescript/package.json')), 'bin', 'tsc')
+  const packages = ['.', 'plugins/postgres-taskmanager', 'plugins/redis-taskflow']
+  const {stdout} = await run(process.execPath, [tsc, '-b', 'tsconfig.json', ...packages.slice(1), '--dry'], {cwd: ROOT})
+  const stale = [...stdout.matchAll(/A non-dry build would build project '([^']+)'/g)].map((match) => match[1])
+  for (const dir of packages) {
+    const manifest = join(ROOT, dir, 'oclif.manifest.json')
+    const commands = join(ROOT, dir, 'dist', 'commands')
+    const compiled = existsSync(commands)
+      ? readdirSync(commands, {recursive: true}).map((file) => statSync(join(commands, String(file))).mtimeMs)
+      : []
+    if (!existsSync(manifest) || statSync(manifest).mtimeMs < Math.max(0, ...compiled)) stale.push(manifest)
+  }
+  return stale.length > 0
+    ? `the build is older than the sources (${stale.join(', ')}): run \`npm run build\` first (npm test does)`
+    : undefined
 }
 
 export interface Registry {
@@ -142,25 +169,64 @@ function stopChild(child: ChildProcess): Promise<void> {
 }
 
 /**
+ * Everything a user's npm or ops asks of a host other than this machine: an
+ * HTTP(S) proxy on loopback that answers 502 at once and records the target,
+ * so a stray request to registry.npmjs.org fails fast (instead of waiting on
+ * a network that may not be there) and a test can assert there was none.
+ */
+export interface OutsideWorld {
+  /** http://127.0.0.1:PORT */
+  proxyUrl: string
+  /** host:port or URL of every request that tried to leave the machine. */
+  requests: string[]
+  stop(): Promise<void>
+}
+
+export async function watchOutsideWorld(): Promise<OutsideWorld> {
+  const requests: string[] = []
+  const server = createServer((request, response) => {
+    requests.push(request.url ?? '')
+    response.writeHead(502).end()
+  })
+  server.on('connect', (request: IncomingMessage, socket: Duplex) => {
+    requests.push(request.url ?? '')
+    socket.end('HTTP/1.1 502 Bad Gateway\r\n\r\n')
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const {port} = server.address() as AddressInfo
+  return {
+    proxyUrl: `http://127.0.0.1:${port}`,
+    requests,
+    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  }
+}
+
+/**
  * A user's machine: a HOME with its own .npmrc, a global npm prefix whose bin/
  * comes first on PATH (then only node's directory and the system's), ops'
  * data, config and cache directories inside HOME, and none of the npm_*
- * variables `npm test` sets. npm's download cache is the machine's, so
- * packages already fetched once are not fetched again.
+ * variables `npm test` sets, nor NODE_PATH or NODE_OPTIONS (either could let
+ * ops find this repository's modules). Everything but loopback goes through
+ * `outsideProxy`. npm's download cache is the machine's, so packages already
+ * fetched once are not fetched again.
  */
 export class UserMachine {
   readonly home = mkdtempSync(join(tmpdir(), 'ops-test-user-'))
   readonly prefix = join(this.home, 'global')
   readonly env: NodeJS.ProcessEnv
 
-  constructor(npmCache: string) {
+  constructor(npmCache: string, outsideProxy: string) {
     mkdirSync(this.prefix)
     const env: NodeJS.ProcessEnv = {}
-    for (const [key, value] of Object.entries(process.env)) if (!/^(npm_|INIT_CWD$|OPS_)/i.test(key)) env[key] = value
+    for (const [key, value] of Object.entries(process.env))
+      if (!/^(npm_|INIT_CWD$|OPS_|NODE_PATH$|NODE_OPTIONS$|(https?|no|all)_proxy$)/i.test(key)) env[key] = value
     this.env = {
       ...env,
       HOME: this.home,
       PATH: [join(this.prefix, 'bin'), dirname(process.execPath), '/usr/local/bin', '/usr/bin', '/bin'].join(':'),
+      HTTP_PROXY: outsideProxy,
+      HTTPS_PROXY: outsideProxy,
+      NO_PROXY: '127.0.0.1,localhost',
       npm_config_cache: npmCache,
       OPS_DATA_DIR: join(this.home, 'data'),
       OPS_CONFIG_DIR: join(this.home, 'config'),
@@ -170,9 +236,9 @@ export class UserMachine {
     }
   }
 
-  /** Writes ~/.npmrc, the file a company hands its developers. */
+  /** Adds lines to ~/.npmrc, the file a company hands its developers. */
   npmrc(lines: string[]): void {
-    writeFileSync(join(this.home, '.npmrc'), `${lines.join('\n')}\n`)
+    appendFileSync(join(this.home, '.npmrc'), `${lines.join('\n')}\n`)
   }
 
   /** Runs a command of this machine's PATH (ops, once installed) from HOME, stdin closed. */
