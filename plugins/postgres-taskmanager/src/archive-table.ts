@@ -98,7 +98,8 @@ export class ArchiveTable {
     const {rows: schema} = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [table.schema])
     if (schema.length === 0)
       throw new UsageError(
-        `Schema "${table.schema}" of the archive table ${table.schema}.${table.name} does not exist; create it first or name another schema.`,
+        `Schema "${table.schema}" of the archive table ${table.schema}.${table.name} does not exist; ` +
+          'create it first or name another schema.',
       )
     const taskColumns = await columnsOf(client, task)
     const {rows} = await client.query(`SELECT c.relkind FROM pg_class c WHERE c.oid = to_regclass($1)`, [qualified(table)])
@@ -131,14 +132,16 @@ export class ArchiveTable {
     const problem = mismatch(task, found)
     if (problem) {
       throw new OpsError(
-        `${this.displayName} exists but is not an archive of ${this.task.schema}.${this.task.name} (${problem}). Nothing was deleted or restored.`,
+        `${this.displayName} exists but is not an archive of ${this.task.schema}.${this.task.name} (${problem}). ` +
+          'Nothing was deleted or restored.',
         {suggestions: ['Name a new table with --archive-table: ops creates it with the TaskManager columns plus archived_at']},
       )
     }
     // ON CONFLICT (id) needs it, and without it a restore batch could meet two rows of one id.
     if (!(await hasUniqueId(this.client, this.table))) {
       throw new OpsError(
-        `${this.displayName} has the archive's columns but no primary key on id: ops keeps one archived row per id (the newest deleted) and needs it. Nothing was deleted or restored.`,
+        `${this.displayName} has the archive's columns but no primary key on id: ` +
+          'ops keeps one archived row per id (the newest deleted) and needs it. Nothing was deleted or restored.',
         {suggestions: [`Add it, e.g. ALTER TABLE ${this.sql} ADD PRIMARY KEY (id), or name a new table`]},
       )
     }
@@ -148,7 +151,8 @@ export class ArchiveTable {
   async ensure(): Promise<void> {
     // LIKE copies the columns and NOT NULL but not the identity: archived ids are plain values.
     await this.client.query(
-      `CREATE TABLE IF NOT EXISTS ${this.sql} (LIKE ${qualified(this.task)}, ${quoteIdent(ARCHIVED_AT)} timestamp with time zone NOT NULL DEFAULT now(), PRIMARY KEY (id))`,
+      `CREATE TABLE IF NOT EXISTS ${this.sql} (LIKE ${qualified(this.task)},
+         ${quoteIdent(ARCHIVED_AT)} timestamp with time zone NOT NULL DEFAULT now(), PRIMARY KEY (id))`,
     )
     this.exists = true
     await this.check(await columnsOf(this.client, this.task), await columnsOf(this.client, this.table))
@@ -212,7 +216,8 @@ export class ArchiveTable {
   async countRestorable(filter: TaskFilter, window: ArchivedWindow): Promise<{matching: number; existing: number; maxId: string}> {
     const where = this.where(filter, window, 1, 'a')
     const {rows} = await this.client.query(
-      `SELECT count(*)::bigint AS matching, count(*) FILTER (WHERE EXISTS (SELECT 1 FROM ${qualified(this.task)} t WHERE t.id = a.id))::bigint AS existing,
+      `SELECT count(*)::bigint AS matching,
+              count(*) FILTER (WHERE EXISTS (SELECT 1 FROM ${qualified(this.task)} t WHERE t.id = a.id))::bigint AS existing,
               coalesce(max(a.id), 0)::text AS max_id
          FROM ${this.sql} a WHERE ${where.sql}`,
       where.params,
@@ -230,7 +235,8 @@ export class ArchiveTable {
     const where = this.where(filter, window, 4, 'a')
     const {rows} = await this.client.query(
       `WITH batch AS (
-          SELECT a.ctid AS archived_ctid, a.* FROM ${this.sql} a WHERE a.id > $1 AND a.id <= $2 AND ${where.sql} ORDER BY a.id LIMIT $3 FOR UPDATE OF a
+          SELECT a.ctid AS archived_ctid, a.* FROM ${this.sql} a
+           WHERE a.id > $1 AND a.id <= $2 AND ${where.sql} ORDER BY a.id LIMIT $3 FOR UPDATE OF a
         ), restored AS (
           INSERT INTO ${qualified(this.task)} (${this.columnList}) OVERRIDING SYSTEM VALUE
           SELECT ${this.columnList} FROM batch ORDER BY id ON CONFLICT (id) DO NOTHING RETURNING id
@@ -251,11 +257,13 @@ export class ArchiveTable {
     const lines = [
       this.exists
         ? `Archive table: the ${count(moving)} deleted rows are inserted into the existing ${this.displayName} ${how}`
-        : `Archive table: ${this.displayName} does not exist yet; it is created before the first batch (the TaskManager columns plus ${ARCHIVED_AT}), and the ${count(moving)} deleted rows are inserted into it ${how}`,
+        : `Archive table: ${this.displayName} does not exist yet; it is created before the first batch ` +
+          `(the TaskManager columns plus ${ARCHIVED_AT}), and the ${count(moving)} deleted rows are inserted into it ${how}`,
     ]
     if (replacing > 0)
       lines.push(
-        `Archive table: ${count(replacing)} of them have an id archived there already (a restore skipped it); the archive keeps the newer row, the one deleted now`,
+        `Archive table: ${count(replacing)} of them have an id archived there already (a restore skipped it); ` +
+          'the archive keeps the newer row, the one deleted now',
       )
     return lines
   }

@@ -99,7 +99,8 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
       restorable = counts.matching - counts.existing
       source = {archiveTable: this.archive.displayName}
       details.push(
-        `From archive table ${this.archive.displayName} (${count(await this.archive.rowCount())} rows): in batches of ${count(this.options.batchSize)} walked by id, ` +
+        `From archive table ${this.archive.displayName} (${count(await this.archive.rowCount())} rows): ` +
+          `in batches of ${count(this.options.batchSize)} walked by id, ` +
           'each one transaction that inserts the rows and removes exactly the inserted ones from the archive table',
       )
     } else {
@@ -124,7 +125,8 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
     }
     if (existing > 0) {
       details.push(
-        `Skipped: ${count(existing)} matching rows whose id already exists in ${table.displayName} (never overwritten${this.archive ? '; they stay in the archive table' : ''})`,
+        `Skipped: ${count(existing)} matching rows whose id already exists in ${table.displayName} ` +
+          `(never overwritten${this.archive ? '; they stay in the archive table' : ''})`,
       )
     }
     details.push('Rows come back with their original ids and values')
@@ -144,7 +146,9 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
         ...('archiveTable' in source ? {fromArchiveTable: source.archiveTable} : {fromFile: source.file}),
       },
       messages: {
-        nothing: `No archived TaskManager records to restore with the specified criteria${existing > 0 ? ` (${count(existing)} matching rows skipped: their id already exists in ${table.displayName})` : ''}`,
+        nothing:
+          'No archived TaskManager records to restore with the specified criteria' +
+          (existing > 0 ? ` (${count(existing)} matching rows skipped: their id already exists in ${table.displayName})` : ''),
       },
       details,
       warnings,

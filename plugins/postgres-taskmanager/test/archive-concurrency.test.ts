@@ -18,7 +18,8 @@ describe('taskmanager:clear --archive-table --concurrency 2, then taskmanager:re
   const countOf = async (sql: string) => (await django.db.query(sql)).rows[0].n as number
 
   for (const path of [['--use-cursor'], ['--use-orm']]) {
-    it(`${path[0] === '--use-cursor' ? 'raw SQL' : 'TypeORM'}: two workers archive exactly the rows they delete; restore gives the table back`, async () => {
+    const method = path[0] === '--use-cursor' ? 'raw SQL' : 'TypeORM'
+    it(`${method}: two workers archive exactly the rows they delete; restore gives the table back`, async () => {
       await django.db.query(`DROP TABLE IF EXISTS ${ARCHIVE}`)
       await django.reset()
       await generateTasks(django.db, 12_000)

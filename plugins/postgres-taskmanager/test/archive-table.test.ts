@@ -145,7 +145,9 @@ describe('taskmanager:clear --archive-table and taskmanager:restore', function (
     await clearIntoArchive(django.url, ARCHIVE, {status: 'SCHEDULED'}, {useCursor: true})
     const [taken] = scheduled
     await django.db.query(
-      `INSERT INTO task_manager_taskmanager OVERRIDING SYSTEM VALUE SELECT (jsonb_populate_record(NULL::task_manager_taskmanager, to_jsonb(a) || '{"status_message": "someone else"}')).* FROM ${ARCHIVE} a WHERE id = $1`,
+      `INSERT INTO task_manager_taskmanager OVERRIDING SYSTEM VALUE
+       SELECT (jsonb_populate_record(NULL::task_manager_taskmanager, to_jsonb(a) || '{"status_message": "someone else"}')).*
+         FROM ${ARCHIVE} a WHERE id = $1`,
       [taken],
     )
     const mine = (await rowTexts(django.db)).get(taken)
@@ -155,7 +157,8 @@ describe('taskmanager:clear --archive-table and taskmanager:restore', function (
     expect(restored.plan.data.skippedExisting).to.equal(1)
     expect(restored.plan.data.execution).to.include({restored: scheduled.length - 1, skipped: 1})
     expect(restored.plan.details).to.include(
-      `Skipped: 1 matching rows whose id already exists in public.task_manager_taskmanager (never overwritten; they stay in the archive table)`,
+      'Skipped: 1 matching rows whose id already exists in public.task_manager_taskmanager ' +
+        '(never overwritten; they stay in the archive table)',
     )
     expect(restored.done).to.equal(scheduled.length - 1)
     expect((await rowTexts(django.db)).get(taken)).to.equal(mine)
@@ -169,7 +172,9 @@ describe('taskmanager:clear --archive-table and taskmanager:restore', function (
       const [taken] = scheduled
       // The application made a row with that id again, and a restore skipped it: the old copy stays archived.
       await django.db.query(
-        `INSERT INTO task_manager_taskmanager OVERRIDING SYSTEM VALUE SELECT (jsonb_populate_record(NULL::task_manager_taskmanager, to_jsonb(a) || '{"status_message": "the newer row"}')).* FROM ${ARCHIVE} a WHERE id = $1`,
+        `INSERT INTO task_manager_taskmanager OVERRIDING SYSTEM VALUE
+         SELECT (jsonb_populate_record(NULL::task_manager_taskmanager, to_jsonb(a) || '{"status_message": "the newer row"}')).*
+           FROM ${ARCHIVE} a WHERE id = $1`,
         [taken],
       )
       const newer = (await rowTexts(django.db)).get(taken)
@@ -180,7 +185,8 @@ describe('taskmanager:clear --archive-table and taskmanager:restore', function (
       const again = await clearIntoArchive(django.url, ARCHIVE, {status: 'SCHEDULED'}, {useCursor: method === 'raw SQL'})
       expect(again.done).to.equal(scheduled.length)
       expect(again.plan.details).to.include(
-        'Archive table: 1 of them have an id archived there already (a restore skipped it); the archive keeps the newer row, the one deleted now',
+        'Archive table: 1 of them have an id archived there already (a restore skipped it); ' +
+          'the archive keeps the newer row, the one deleted now',
       )
       const archived = await archivedTexts(django.db, ARCHIVE)
       expect(archived.size).to.equal(scheduled.length)

@@ -93,7 +93,8 @@ describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to 
     expect(result.code, result.stderr).to.equal(0)
     // Plan lines are wrapped at 100 columns with an indented continuation: read them whole.
     expect(result.stdout.replace(/\n\s+/g, ' ')).to.contain(
-      `Archive table: public.${ARCHIVE} does not exist yet; it is created before the first batch (the TaskManager columns plus archived_at)`,
+      `Archive table: public.${ARCHIVE} does not exist yet; ` +
+        'it is created before the first batch (the TaskManager columns plus archived_at)',
     )
     expect(result.stdout).to.contain('DRY RUN MODE - No records will be deleted')
     expect((await django.db.query('SELECT to_regclass($1) AS t', [ARCHIVE])).rows[0].t).to.equal(null)
@@ -135,7 +136,8 @@ describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to 
     const result = await runOps(ops('clear', '--status', 'DONE', '--archive-table', ARCHIVE, '--use-cursor', '--dry-run'))
     expect(result.code, result.stderr).to.equal(0)
     expect(result.stdout.replace(/\n\s+/g, ' ')).to.contain(
-      `Archive table: the ${done.toLocaleString('en-US')} deleted rows are inserted into the existing public.${ARCHIVE} by the same statement`,
+      `Archive table: the ${done.toLocaleString('en-US')} deleted rows are inserted ` +
+        `into the existing public.${ARCHIVE} by the same statement`,
     )
     expect(await tableText()).to.deep.equal(archived)
   })
@@ -202,7 +204,8 @@ describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to 
     while (!((await count(ARCHIVE)) <= done - 300 && (await statementHeld(django.db, 'ops taskmanager:restore'))))
       await new Promise((resolve) => setTimeout(resolve, 20))
     await django.db.query(
-      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'ops taskmanager:restore' AND datname = current_database()`,
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE application_name = 'ops taskmanager:restore' AND datname = current_database()`,
     )
     const result = await run
     expect(result.code).to.equal(1)
@@ -259,7 +262,7 @@ describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to 
 
   for (const path of ['--use-cursor', '--use-orm']) {
     const method = path === '--use-cursor' ? 'raw SQL' : 'TypeORM'
-    it(`${method}: kill -9 while a clear's batch statement runs, then a re-run: every row in exactly one table, byte for byte`, async () => {
+    it(`${method}: kill -9 during a clear's batch statement, then a re-run: every row in exactly one table, byte for byte`, async () => {
       const done = await count('task_manager_taskmanager', `status = 'DONE'`)
       await createArchiveTable(django.db, ARCHIVE)
       await holdStatements(django.db, ARCHIVE)

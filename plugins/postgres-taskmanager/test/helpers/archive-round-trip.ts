@@ -100,6 +100,7 @@ export async function backendsGone(db: pg.Client, application: string, timeoutMs
 /** The archive table exactly as taskmanager:clear --archive-table creates it, made beforehand (to attach a trigger). */
 export async function createArchiveTable(db: pg.Client, archive: string): Promise<void> {
   await db.query(
-    `CREATE TABLE ${archive} (LIKE task_manager_taskmanager, archived_at timestamp with time zone NOT NULL DEFAULT now(), PRIMARY KEY (id))`,
+    `CREATE TABLE ${archive} (
+       LIKE task_manager_taskmanager, archived_at timestamp with time zone NOT NULL DEFAULT now(), PRIMARY KEY (id))`,
   )
 }

@@ -18,14 +18,18 @@ const timestampFlag = Flags.custom<Date>({
 export default class Restore extends DestructiveCommand {
   static override summary = 'Put back TaskManager records a clear archived, with their original ids and values.'
   static override description =
-    'From --from-archive-table (written by taskmanager:clear --archive-table) or --from-file (the JSON lines of taskmanager:clear --archive). ' +
-    'Rows are inserted in batches walked by id, each batch one transaction that, for an archive table, also removes exactly the rows it inserted from it. ' +
-    'A row whose id already exists in the TaskManager table is skipped and counted, never overwritten. The id sequence is left ahead of every restored id. ' +
+    'From --from-archive-table (written by taskmanager:clear --archive-table) ' +
+    'or --from-file (the JSON lines of taskmanager:clear --archive). ' +
+    'Rows are inserted in batches walked by id, each batch one transaction that, ' +
+    'for an archive table, also removes exactly the rows it inserted from it. ' +
+    'A row whose id already exists in the TaskManager table is skipped and counted, never overwritten. ' +
+    'The id sequence is left ahead of every restored id. ' +
     'Watcher links (task_manager_taskwatcher_tasks) are not restored. Ctrl-C stops after the batch in flight and a re-run finishes the job.'
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> --from-archive-table task_manager_archive --dry-run',
-    '<%= config.bin %> <%= command.id %> --from-archive-table archive.task_manager_archive --status ERROR --archived-after 2026-12-01T00:00:00Z --force',
+    '<%= config.bin %> <%= command.id %> --from-archive-table archive.task_manager_archive --status ERROR ' +
+      '--archived-after 2026-12-01T00:00:00Z --force',
     '<%= config.bin %> <%= command.id %> --from-file done-tasks.jsonl --task-module breathecode.notify.tasks --force',
   ]
 
@@ -60,7 +64,8 @@ export default class Restore extends DestructiveCommand {
     const archivedFlag = ['archived-after', 'archived-before'].find((name) => flags[name as 'archived-after'] !== undefined)
     if (flags['from-file'] !== undefined && archivedFlag)
       throw new UsageError(
-        `--${archivedFlag} filters on the archive table's archived_at column, which a file written by --archive does not have: use it with --from-archive-table, or filter the file by --status, --task-module, --task-name or --older-than.`,
+        `--${archivedFlag} filters on the archive table's archived_at column, which a file written by --archive does not have: ` +
+          'use it with --from-archive-table, or filter the file by --status, --task-module, --task-name or --older-than.',
       )
     const {url} = resolveDatabaseUrl(flags['database-url'])
     this.registerSecretsOf(url)
