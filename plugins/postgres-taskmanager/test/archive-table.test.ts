@@ -41,6 +41,22 @@ describe('taskmanager:clear --archive-table and taskmanager:restore', function (
   const idsWhere = async (where: string) =>
     (await django.db.query(`SELECT id::text FROM task_manager_taskmanager WHERE ${where} ORDER BY id`)).rows.map((r) => r.id as string)
   const archiveCount = async (table = ARCHIVE) => (await django.db.query(`SELECT count(*)::int AS n FROM ${table}`)).rows[0].n as number
+  /**
+   * Clears the SCHEDULED rows into the archive, then the application makes the first of them again
+   * (its archived values, another status_message): the cleared ids, that id, and its row's text.
+   */
+  const archiveThenRecreateFirst = async (statusMessage: string) => {
+    const scheduled = await idsWhere(`status = 'SCHEDULED'`)
+    await clearIntoArchive(django.url, ARCHIVE, {status: 'SCHEDULED'}, {useCursor: true})
+    const [taken] = scheduled
+    await django.db.query(
+      `INSERT INTO task_manager_taskmanager OVERRIDING SYSTEM VALUE
+       SELECT (jsonb_populate_record(NULL::task_manager_taskmanager, to_jsonb(a) || jsonb_build_object('status_message', $2::text))).*
+         FROM ${ARCHIVE} a WHERE id = $1`,
+      [taken, statusMessage],
+    )
+    return {scheduled, taken, text: (await rowTexts(django.db)).get(taken)}
+  }
 
   for (const method of ['raw SQL', 'TypeORM'] as const) {
     const useCursor = method === 'raw SQL'
@@ -141,16 +157,7 @@ describe('taskmanager:clear --archive-table and taskmanager:restore', function (
   })
 
   it('skips and counts archived rows whose id exists again, never overwriting them, and keeps them archived', async () => {
-    const scheduled = await idsWhere(`status = 'SCHEDULED'`)
-    await clearIntoArchive(django.url, ARCHIVE, {status: 'SCHEDULED'}, {useCursor: true})
-    const [taken] = scheduled
-    await django.db.query(
-      `INSERT INTO task_manager_taskmanager OVERRIDING SYSTEM VALUE
-       SELECT (jsonb_populate_record(NULL::task_manager_taskmanager, to_jsonb(a) || '{"status_message": "someone else"}')).*
-         FROM ${ARCHIVE} a WHERE id = $1`,
-      [taken],
-    )
-    const mine = (await rowTexts(django.db)).get(taken)
+    const {scheduled, taken, text: mine} = await archiveThenRecreateFirst('someone else')
 
     const restored = await restoreDirect(django.url, {fromTable: ARCHIVE})
     expect(restored.plan.count).to.equal(scheduled.length - 1)
@@ -167,17 +174,8 @@ describe('taskmanager:clear --archive-table and taskmanager:restore', function (
 
   for (const method of ['raw SQL', 'TypeORM'] as const) {
     it(`${method}: a clear of a live row whose id a restore left archived succeeds, and the archive keeps the newest version`, async () => {
-      const scheduled = await idsWhere(`status = 'SCHEDULED'`)
-      await clearIntoArchive(django.url, ARCHIVE, {status: 'SCHEDULED'}, {useCursor: true})
-      const [taken] = scheduled
       // The application made a row with that id again, and a restore skipped it: the old copy stays archived.
-      await django.db.query(
-        `INSERT INTO task_manager_taskmanager OVERRIDING SYSTEM VALUE
-         SELECT (jsonb_populate_record(NULL::task_manager_taskmanager, to_jsonb(a) || '{"status_message": "the newer row"}')).*
-           FROM ${ARCHIVE} a WHERE id = $1`,
-        [taken],
-      )
-      const newer = (await rowTexts(django.db)).get(taken)
+      const {scheduled, taken, text: newer} = await archiveThenRecreateFirst('the newer row')
       const restored = await restoreDirect(django.url, {fromTable: ARCHIVE})
       expect(restored.plan.data.execution.skipped).to.equal(1)
       expect(await archiveCount()).to.equal(1)

@@ -7,7 +7,7 @@ import {expect} from 'chai'
 
 import {collect, parseJsonOutput, runOps, runOpsInTty, runOpsKilledWhen, spawnOps, waitForOutput} from '../../../test/helpers/cli.js'
 import {generateTasks, insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
-import {withDjangoDatabase} from './helpers/django-database.js'
+import {terminateBackends, withDjangoDatabase} from './helpers/django-database.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 /** oclif wraps error messages to the terminal width with " ›   " prefixes; undo that for matching. */
@@ -200,10 +200,7 @@ breathecode.assignments.tasks: 6 records
       child.stdin?.end()
       const done = collect(child)
       while ((await count(matching)) > total - 1000) await sleep(20)
-      await django.db.query(
-        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-          WHERE application_name = 'ops taskmanager:clear' AND datname = current_database()`,
-      )
+      await terminateBackends(django.db, 'ops taskmanager:clear')
       const result = await done
       expect(result.code).to.equal(1)
       expect(result.stderr).to.match(/connection|terminat/i)

@@ -20,7 +20,7 @@ import {
   statementHeld,
 } from './helpers/archive-round-trip.js'
 import {generateTasks} from './helpers/django-fixture.js'
-import {withDjangoDatabase} from './helpers/django-database.js'
+import {terminateBackends, withDjangoDatabase} from './helpers/django-database.js'
 
 const ARCHIVE = 'tm_archive'
 /** oclif wraps error messages to the terminal width with " ›   " prefixes; undo that for matching. */
@@ -203,10 +203,7 @@ describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to 
     const run = runOps(ops('restore', '--from-archive-table', ARCHIVE, '--force', '--batch-size', '100'))
     while (!((await count(ARCHIVE)) <= done - 300 && (await statementHeld(django.db, 'ops taskmanager:restore'))))
       await new Promise((resolve) => setTimeout(resolve, 20))
-    await django.db.query(
-      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-        WHERE application_name = 'ops taskmanager:restore' AND datname = current_database()`,
-    )
+    await terminateBackends(django.db, 'ops taskmanager:restore')
     const result = await run
     expect(result.code).to.equal(1)
     expect(result.stderr).to.match(/connection|terminat/i)

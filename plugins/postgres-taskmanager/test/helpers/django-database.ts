@@ -33,3 +33,10 @@ export function withDjangoDatabase(prefix: string): DjangoDatabase {
   after(async () => database.db?.end())
   return database
 }
+
+/** Ends every backend of `application` in this database, as a DBA's pg_terminate_backend would: a dropped connection. */
+export async function terminateBackends(db: pg.Client, application: string): Promise<void> {
+  await db.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()', [
+    application,
+  ])
+}

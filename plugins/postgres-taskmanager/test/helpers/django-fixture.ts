@@ -7,6 +7,7 @@ import {randomUUID} from 'node:crypto'
 import pg from 'pg'
 
 import {STATUSES} from '../../src/filter.js'
+import type {TaskManagerRow} from '../../src/orm-path.js'
 import {quoteIdent} from '../../src/table-name.js'
 
 export {STATUSES}
@@ -57,31 +58,13 @@ export async function dropDjangoSchema(db: pg.Client, schema = 'public'): Promis
   )
 }
 
-export interface TaskRow {
-  current_page: number | null
-  total_pages: number | null
-  attempts: number
-  task_module: string
-  task_name: string
-  reverse_module: string | null
-  reverse_name: string | null
-  exception_module: string | null
-  exception_name: string | null
-  arguments: unknown
-  status: string
-  status_message: string | null
-  task_id: string
-  priority: number | null
-  killed: boolean
-  fixed: boolean
-  last_run: string
-  started_at: string | null
-  created_at: string
-  updated_at: string
+type Timestamp = 'last_run' | 'started_at' | 'created_at' | 'updated_at'
+/** A row to insert: the model's columns but id, timestamps as text (a Date would drop Django's microseconds). */
+export type TaskRow = Omit<TaskManagerRow, 'id' | Timestamp> & {
+  [K in Timestamp]: null extends TaskManagerRow[K] ? string | null : string
 }
 
 let serial = 0
-/** Timestamps with microseconds, as Django writes them. */
 /** Microsecond timestamps whose last digit is never 0, so PostgreSQL prints all six digits back (tests compare them). */
 const at = (daysAgo: number) => {
   const micros = `${String(Math.floor(++serial / 10) % 100).padStart(2, '0')}${(serial % 9) + 1}`
