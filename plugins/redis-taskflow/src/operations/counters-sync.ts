@@ -3,7 +3,7 @@ import {count, Plan, Progress, Step} from 'ops-cli/base'
 import {oddKeyLines} from '../census/census.js'
 import {measureStates} from '../census/instant.js'
 import {applyChanges, changeTable, CounterChange, counterChanges, signed} from '../repair/counters.js'
-import {OperationOutput, RedisTarget, TaskFlowOperation} from './taskflow-operation.js'
+import {TaskFlowOperation} from './taskflow-operation.js'
 
 /** How counters:sync and counters:init word their messages. */
 export interface CountersWording {
@@ -15,16 +15,13 @@ export interface CountersWording {
 const PROGRESS_EVERY_MS = 2000
 
 /** counters:sync and counters:init: measure states and counters at one instant, then INCRBY the differences. */
-export class CountersSyncOperation extends TaskFlowOperation {
+export class CountersSyncOperation extends TaskFlowOperation<{
+  wording: CountersWording
+  quiet: boolean
+  dryRun: boolean
+  allowInexact: boolean
+}> {
   private changes: CounterChange[] = []
-
-  constructor(
-    target: RedisTarget,
-    output: OperationOutput,
-    private readonly options: {wording: CountersWording; quiet: boolean; dryRun: boolean; allowInexact: boolean},
-  ) {
-    super(target, output)
-  }
 
   async plan(): Promise<Plan> {
     const {wording} = this.options

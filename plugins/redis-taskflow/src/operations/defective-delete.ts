@@ -1,19 +1,11 @@
 import {count, Plan, Progress, Step} from 'ops-cli/base'
 
 import {deleteDefectiveTask, DefectiveTask, findDefectiveTasks} from '../repair/defective-task.js'
-import {OperationOutput, RedisTarget, TaskFlowOperation} from './taskflow-operation.js'
+import {TaskFlowOperation} from './taskflow-operation.js'
 
 /** taskflow:defective:delete: list the defective tasks in delete_defective_tasks.py's format, then remove them one by one. */
-export class DefectiveDeleteOperation extends TaskFlowOperation {
+export class DefectiveDeleteOperation extends TaskFlowOperation<{limit: number; dryRun: boolean}> {
   private defective: DefectiveTask[] = []
-
-  constructor(
-    target: RedisTarget,
-    output: OperationOutput,
-    private readonly options: {limit: number; dryRun: boolean},
-  ) {
-    super(target, output)
-  }
 
   protected override connected(): void {
     const {maskedUrl} = this.redis

@@ -4,18 +4,10 @@ import {queueLengths} from '../census/inspection.js'
 import {TASK_FLOW_PATTERNS} from '../keyspace.js'
 import {scanSorted, sizeOf} from '../read/scan.js'
 import {unlinkBatch} from '../remove/unlink.js'
-import {OperationOutput, RedisTarget, TaskFlowOperation} from './taskflow-operation.js'
+import {TaskFlowOperation} from './taskflow-operation.js'
 
 /** taskflow:reset: count the task-flow keys per pattern, then UNLINK them (or FLUSHDB ASYNC with --all-keys). */
-export class ResetOperation extends TaskFlowOperation {
-  constructor(
-    target: RedisTarget,
-    output: OperationOutput,
-    private readonly options: {allKeys: boolean; inspectOnly: boolean},
-  ) {
-    super(target, output)
-  }
-
+export class ResetOperation extends TaskFlowOperation<{allKeys: boolean; inspectOnly: boolean}> {
   async plan(): Promise<Plan> {
     const redis = this.redis
     const {allKeys} = this.options

@@ -3,19 +3,11 @@ import {count, duration, Plan, plural, Progress, Step} from 'ops-cli/base'
 import {Queue} from '../keyspace.js'
 import {failStuckTask, findStuckTasks, requeuePending, StuckActiveTask, StuckFindings, TaskStore} from '../repair/stuck-task.js'
 import {fixAll} from '../repair/task-workers.js'
-import {OperationOutput, RedisTarget, TaskFlowOperation} from './taskflow-operation.js'
+import {TaskFlowOperation} from './taskflow-operation.js'
 
 /** taskflow:stuck:fix: re-queue orphaned PENDING tasks, fail stuck ACTIVE ones. */
-export class StuckFixOperation extends TaskFlowOperation {
+export class StuckFixOperation extends TaskFlowOperation<{olderThanMs: number; limit: number}> {
   private findings: StuckFindings = {scanned: 0, orphanedPending: [], stuckActive: []}
-
-  constructor(
-    target: RedisTarget,
-    output: OperationOutput,
-    private readonly options: {olderThanMs: number; limit: number},
-  ) {
-    super(target, output)
-  }
 
   async plan(): Promise<Plan> {
     const findings = (this.findings = await findStuckTasks(this.redis, this.options.olderThanMs))

@@ -18,13 +18,15 @@ export interface RedisTarget {
  * A taskflow command as an operation of the base protocol (connect, plan,
  * steps, disconnect): the base renders and guards it, the subclass plans and
  * supplies the steps through `redis`, the connection opened by connect().
+ * `Options` is what the command passes on from its flags.
  */
-export abstract class TaskFlowOperation<P extends Plan = Plan> implements DestructiveOperation<P> {
+export abstract class TaskFlowOperation<Options extends object = object, P extends Plan = Plan> implements DestructiveOperation<P> {
   private connection?: RedisConnection
 
   constructor(
     private readonly target: RedisTarget,
     protected readonly output: OperationOutput,
+    protected readonly options: Options,
   ) {}
 
   async connect(): Promise<void> {

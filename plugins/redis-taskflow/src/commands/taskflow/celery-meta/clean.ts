@@ -28,6 +28,6 @@ redis-cli --scan | xargs redis-cli unlink.`
     const {flags} = await this.parse(CeleryMetaClean)
     const target = redisTarget(flags)
     this.registerSecretsOf(target.resolved.url)
-    return this.runDestructive(new CeleryMetaCleanOperation(target, outputOf(this)), flags)
+    return this.runDestructive(new CeleryMetaCleanOperation(target, outputOf(this), {}), flags)
   }
 }
