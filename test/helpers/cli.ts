@@ -149,6 +149,11 @@ export function parseJsonOutput<T = Record<string, unknown>>(result: RunResult):
   }
 }
 
+/** What ops prints on stderr for a mistyped flag: the nearest flag, and one line pointing at the command's --help. */
+export function mistypedFlagLines(typed: string, nearest: string, command: string): string[] {
+  return [` ›   Error: Unknown flag: ${typed}`, ` ›   Did you mean ${nearest}?`, ` ›   See \`ops ${command} --help\` for its flags.`]
+}
+
 /**
  * ops running in a real terminal of `width` x `height` (a detached tmux session): what
  * the test reads is the screen a person sees once the redraws are over, not a transcript.
