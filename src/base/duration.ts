@@ -17,6 +17,25 @@ export function parseDuration(text: string, name = 'duration'): number {
   return value
 }
 
+const UNITS: [number, string][] = [
+  [604_800_000, 'week'],
+  [86_400_000, 'day'],
+  [3_600_000, 'hour'],
+  [60_000, 'minute'],
+  [1000, 'second'],
+]
+
+/**
+ * A duration the user gave, in words, for plans and --json: 2592000000 -> "30 days",
+ * 5400000 -> "90 minutes" (the largest unit that divides it exactly). Elapsed times
+ * and ETAs are format.ts's duration().
+ */
+export function describeDuration(ms: number): string {
+  const [unit, name] = UNITS.find(([u]) => ms % u === 0 && ms >= u) ?? [1, 'millisecond']
+  const n = ms / unit
+  return `${n} ${name}${n === 1 ? '' : 's'}`
+}
+
 interface DurationFlagOptions {
   description: string
   /** As a user types it ("30m"); shown in --help as is. */

@@ -42,7 +42,7 @@ describe('widgets:clear (linked into ops)', function () {
     const result = await ops.run(clear('--older-than', '7d', '--dry-run'))
     expect(result.code, result.stderr).to.equal(0)
     expect(result.stdout).to.contain('Found 120 rows of widgets to delete')
-    expect(result.stdout).to.match(/^Older than: 7d 00h \(created_at before \d{4}-/m)
+    expect(result.stdout).to.match(/^Older than: 1 week \(created_at before \d{4}-/m)
     expect(result.stdout).to.contain('DRY RUN MODE - No records will be deleted')
     expect(await rows()).to.deep.equal(before)
   })

@@ -1,3 +1,5 @@
+import {describeDuration} from 'ops-cli/base'
+
 import {quoteIdent} from './table-name.js'
 
 /** The statuses of celery-task-manager's TaskManager.status (a varchar(20) with Django choices, no CHECK). */
@@ -44,21 +46,6 @@ export function whereClause(filter: TaskFilter, first = 1, alias?: string): {sql
   return {sql: sql || 'TRUE', params: predicates.map((p) => p.value)}
 }
 
-const AGE_UNITS: [number, string][] = [
-  [604_800_000, 'week'],
-  [86_400_000, 'day'],
-  [3_600_000, 'hour'],
-  [60_000, 'minute'],
-  [1000, 'second'],
-]
-
-/** 2592000000 -> "30 days": the largest unit that divides the age exactly. */
-export function describeAge(ms: number): string {
-  const [unit, name] = AGE_UNITS.find(([u]) => ms % u === 0 && ms >= u) ?? [1, 'millisecond']
-  const n = ms / unit
-  return `${n} ${name}${n === 1 ? '' : 's'}`
-}
-
 /** The lines clear_task_manager_queue prints under "Found N TaskManager records to delete". */
 export function describeFilter(filter: TaskFilter): string[] {
   const lines: string[] = []
@@ -67,7 +54,7 @@ export function describeFilter(filter: TaskFilter): string[] {
   if (filter.status !== undefined) lines.push(`Status: ${filter.status}`)
   if (filter.olderThanMs !== undefined) {
     const cutoff = filter.createdBefore ? ` (created before ${filter.createdBefore.toISOString()})` : ''
-    lines.push(`Older than: ${describeAge(filter.olderThanMs)}${cutoff}`)
+    lines.push(`Older than: ${describeDuration(filter.olderThanMs)}${cutoff}`)
   }
   return lines
 }
@@ -78,7 +65,7 @@ export function filterRecord(filter: TaskFilter): Record<string, unknown> {
     status: filter.status ?? null,
     taskModule: filter.taskModule ?? null,
     taskName: filter.taskName ?? null,
-    olderThan: filter.olderThanMs === undefined ? null : describeAge(filter.olderThanMs),
+    olderThan: filter.olderThanMs === undefined ? null : describeDuration(filter.olderThanMs),
     createdBefore: filter.createdBefore?.toISOString() ?? null,
   }
 }

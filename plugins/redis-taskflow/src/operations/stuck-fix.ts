@@ -1,4 +1,4 @@
-import {count, duration, Plan, plural, Progress, Step} from 'ops-cli/base'
+import {count, describeDuration, Plan, plural, Progress, Step} from 'ops-cli/base'
 
 import {Queue} from '../keyspace.js'
 import {failStuckTask, findStuckTasks, requeuePending, StuckActiveTask, StuckFindings, TaskStore} from '../repair/stuck-task.js'
@@ -22,7 +22,7 @@ export class StuckFixOperation extends TaskFlowOperation<{olderThanMs: number; l
       target: this.redis.maskedUrl,
       noun: total === 1 ? 'stuck task' : 'stuck tasks',
       count: total,
-      filters: {olderThan: duration(this.options.olderThanMs), olderThanMs: this.options.olderThanMs},
+      filters: {olderThan: describeDuration(this.options.olderThanMs), olderThanMs: this.options.olderThanMs},
       verb: {present: 'fix', past: 'fixed'},
       details: [
         `Scanned ${plural(findings.scanned, 'task')}`,

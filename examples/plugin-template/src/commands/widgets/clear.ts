@@ -1,5 +1,14 @@
 import {Flags} from '@oclif/core'
-import {connectionError, DestructiveCommand, duration, durationFlag, maskUrl, type Plan, type Progress, resolveUrl} from 'ops-cli/base'
+import {
+  connectionError,
+  describeDuration,
+  DestructiveCommand,
+  durationFlag,
+  maskUrl,
+  type Plan,
+  type Progress,
+  resolveUrl,
+} from 'ops-cli/base'
 import pg from 'pg'
 
 import {type WidgetFilter, WidgetTable} from '../../widget-table.js'
@@ -73,7 +82,7 @@ export default class WidgetsClear extends DestructiveCommand {
             details: [
               `Table: ${flags.table}`,
               createdBefore
-                ? `Older than: ${duration(olderThanMs!)} (${flags['created-column']} before ${createdBefore.toISOString()})`
+                ? `Older than: ${describeDuration(olderThanMs!)} (${flags['created-column']} before ${createdBefore.toISOString()})`
                 : 'Filter: none (every row)',
             ],
             filter: {createdBefore, upToId: maxId ?? '0'},
