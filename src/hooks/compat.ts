@@ -26,7 +26,8 @@ const hook: Hook<'plugins:preinstall'> = async function ({plugin}) {
   const name = release.name ?? (plugin.type === 'npm' ? plugin.name : plugin.url)
   this.error(
     `${name}@${release.version} is built for ops-cli ${wanted}, and this ops is ${this.config.version}: ` +
-      `install a version of ${name} built for ops-cli ${semver.major(this.config.version)}.x (its peerDependencies say which), or upgrade ops.`,
+      `install a version of ${name} built for ops-cli ${semver.major(this.config.version)}.x ` +
+      '(its peerDependencies say which), or upgrade ops.',
     {exit: 1},
   )
 }
@@ -54,9 +55,13 @@ export async function refusedUpdates(config: Interfaces.Config): Promise<string[
       // Every release: `npm view name@*` would answer with the latest alone.
       const compatible = (await viewReleases(config, `${name}@>=0.0.0`)).filter((r) => !excludedBy(config.version, r)).at(-1)
       const wayOut = compatible
-        ? `pin the newest release built for this ops with \`${config.bin} plugins install ${name}@${compatible.version}\` (updates then keep to that version), or upgrade ops`
+        ? `pin the newest release built for this ops with \`${config.bin} plugins install ${name}@${compatible.version}\` ` +
+          '(updates then keep to that version), or upgrade ops'
         : `no release of ${name} is built for this ops: uninstall it or upgrade ops`
-      return `${name}@${release.version} (its "${tag}" release) is built for ops-cli ${wanted}, and this ops is ${config.version}; ${name} stays at ${installed}: ${wayOut}.`
+      return (
+        `${name}@${release.version} (its "${tag}" release) is built for ops-cli ${wanted}, and this ops is ${config.version}; ` +
+        `${name} stays at ${installed}: ${wayOut}.`
+      )
     }),
   )
   return refusals.filter((line) => line !== undefined)
