@@ -102,7 +102,8 @@ describe('shell completion (ops autocomplete)', function () {
     it('`ops autocomplete:script bash` prints the line for ~/.bashrc, pointing into OPS_CACHE_DIR', () => {
       // The literal "\\n" in the comment is the newline printf writes at the end of the line.
       expect(bashrcLine).to.equal(
-        `OPS_AC_BASH_SETUP_PATH=${join(cache, 'bash_setup')} && test -f $OPS_AC_BASH_SETUP_PATH && source $OPS_AC_BASH_SETUP_PATH; # ops autocomplete setup\\n`,
+        `OPS_AC_BASH_SETUP_PATH=${join(cache, 'bash_setup')} && ` +
+          'test -f $OPS_AC_BASH_SETUP_PATH && source $OPS_AC_BASH_SETUP_PATH; # ops autocomplete setup\\n',
       )
     })
 
@@ -144,7 +145,7 @@ describe('shell completion (ops autocomplete)', function () {
       expect((await ops(['autocomplete:script', 'zsh'])).stdout).to.contain(join(cache, 'zsh_setup'))
     })
 
-    it("`ops autocomplete --refresh-cache` rebuilds the scripts, picking up a linked plugin's commands, values included", async function () {
+    it("`ops autocomplete --refresh-cache` rebuilds the scripts with a linked plugin's commands, values included", async function () {
       const template = join(ROOT, 'examples', 'plugin-template')
       execFileSync(process.execPath, [createRequire(import.meta.url).resolve('typescript/bin/tsc'), '-p', template], {stdio: 'inherit'})
       const link = await ops(['plugins:link', template, '--no-install'])
@@ -233,7 +234,7 @@ describe('shell completion (ops autocomplete)', function () {
       expect(complete('ops taskmanager:clear --archive=').reply).to.deep.equal([])
     })
 
-    it('completes the space form too: `ops taskmanager clear --st<TAB>`, `ops taskmanager cl<TAB>`, `ops taskflow counters sync --dr<TAB>`', () => {
+    it('completes the space form too: `taskmanager clear --st<TAB>`, `taskmanager cl<TAB>`, `taskflow counters sync --dr<TAB>`', () => {
       expect(complete('ops taskmanager clear --st').reply).to.have.members(['--status', '--statement-timeout'])
       expect(complete('ops taskmanager clear --status D').reply).to.deep.equal(['DONE'])
       expect(complete('ops taskmanager clear --status=S').reply).to.deep.equal(['SCHEDULED'])
@@ -242,6 +243,7 @@ describe('shell completion (ops autocomplete)', function () {
       expect(complete('ops taskflow counters ').reply).to.have.members(['init', 'sync'])
       expect(complete('ops taskflow counters sync --dr').reply).to.deep.equal(['--dry-run'])
     })
+
     it('a real <TAB> typed into an interactive bash (tmux) completes `ops taskmanager clear --sta` and then a status', async () => {
       needPackage('bash-completion')
       needPackage('tmux')
@@ -289,7 +291,6 @@ describe('shell completion (ops autocomplete)', function () {
       }
     })
 
-
     it("flags complete for commands with two colons too (the plugin's own bash list misses them)", () => {
       expect(complete('ops taskflow:counters:sync --dr').reply).to.deep.equal(['--dry-run'])
       expect(complete('ops taskflow:stuck:fix --ol').reply).to.deep.equal(['--older-than'])
@@ -314,10 +315,8 @@ describe('shell completion (ops autocomplete)', function () {
     it('bashCompletion() keeps values literal (quotes, spaces, "$") and completes short flags', () => {
       const file = join(home, 'values.bash')
       const values = [`it's`, 'a b', '$HOME', 'x:y']
-      writeFileSync(
-        file,
-        `_ops_autocomplete() { COMPREPLY=(fallback); }\n${bashCompletion([{id: 't:run', flags: [{name: 'mode', char: 'm', takesValue: true, options: values}]}], 'ops')}`,
-      )
+      const commands = [{id: 't:run', flags: [{name: 'mode', char: 'm', takesValue: true, options: values}]}]
+      writeFileSync(file, `_ops_autocomplete() { COMPREPLY=(fallback); }\n${bashCompletion(commands, 'ops')}`)
       const setup = `source ${file}`
       expect(complete('ops t:run --mode ', {setup}).reply).to.deep.equal(values)
       expect(complete('ops t:run -m a', {setup}).reply).to.deep.equal(['a b'])
@@ -375,14 +374,14 @@ describe('shell completion (ops autocomplete)', function () {
       expect(zshComplete('ops taskmanager:clear --status ')).to.deep.equal(STATUS_CHOICES)
       expect(zshComplete('ops taskmanager:clear --status D')).to.deep.equal(['DONE'])
       expect(zshComplete('ops taskmanager:clear --status=P')).to.deep.equal(['--status=PENDING', '--status=PAUSED'])
+    })
 
-    it('completes the space form as bash does: `ops taskmanager clear --st<TAB>`, `ops taskmanager cl<TAB>`, `ops taskflow counters sync --dr<TAB>`', () => {
+    it('the space form as in bash: `taskmanager clear --st<TAB>`, `taskmanager cl<TAB>`, `taskflow counters sync --dr<TAB>`', () => {
       expect(zshComplete('ops taskmanager clear --st')).to.have.members(['--status', '--statement-timeout'])
       expect(zshComplete('ops taskmanager clear --status D')).to.deep.equal(['DONE'])
       expect(zshComplete('ops taskmanager cl')).to.deep.equal(['clear'])
       expect(zshComplete('ops taskflow counters ')).to.have.members(['init', 'sync'])
       expect(zshComplete('ops taskflow counters sync --dr')).to.deep.equal(['--dry-run'])
-    })
     })
   })
 })
