@@ -26,7 +26,7 @@ export interface Plan {
   filters: Record<string, unknown>
   /** Lines printed under "Found N ..." (e.g. "Status: SCHEDULED"). */
   details?: string[]
-  /** Printed in yellow before confirmation; also in --json. */
+  /** Printed as warnings on stderr before confirmation; also in --json. */
   warnings?: string[]
   /**
    * Why this plan must not run unattended (e.g. a measure that is not

@@ -11,7 +11,7 @@ import {UsageError} from './errors.js'
 export interface Profile {
   name: string
   settings: Record<string, string>
-  /** Destructive commands then ask the user to type the database (or Redis) name. */
+  /** Destructive commands then ask the user to type the database name (or the Redis host:port). */
   production: boolean
   description?: string
 }

@@ -31,8 +31,9 @@ const HEARTBEAT_PREFIX = 'worker:heartbeat:'
 
 /**
  * Reads the task flow without writing: queue lengths, key counts, the state of
- * every task hash (read in each SCAN COUNT 1000 step, every master), the counters. The scan takes time while workers move tasks, so under
- * live traffic the drift is approximate by the transitions made meanwhile
+ * every task hash (read in each SCAN COUNT 1000 step, every master), the
+ * counters. The scan takes time while workers move tasks, so under live
+ * traffic the drift is approximate by the transitions made meanwhile
  * (`taskflow:counters:sync` measures it at one instant).
  */
 export async function inspectTaskFlow(connection: RedisConnection): Promise<TaskFlowInspection> {

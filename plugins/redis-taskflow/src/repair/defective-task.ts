@@ -68,9 +68,9 @@ const RULE_FIELDS = ['task_id', 'state', 'created_at', 'updated_at', 'completed_
 /**
  * Scans task hashes on every master (SCAN COUNT 1000, the rules' fields read
  * by HashScanner: a read-only script per chunk of keys, pipelined HMGET only
- * where scripts are refused), then reads the listed fields of those
- * that break a rule and keeps the ones still defective. A task:* key that is not a hash is not a task and
- * is left alone.
+ * where scripts are refused), then reads the listed fields of those that
+ * break a rule and keeps the ones still defective. A task:* key that is not a
+ * hash is not a task and is left alone.
  */
 export async function findDefectiveTasks(connection: RedisConnection): Promise<{scanned: number; defective: DefectiveTask[]}> {
   let scanned = 0

@@ -15,8 +15,8 @@ export const FIX_WORKERS = 8
  * connection of its own (WATCH belongs to a connection: two fixes sharing one
  * would watch each other's keys). On a cluster, one at a time through the
  * cluster connection, which routes each key to its master. Stops taking items
- * once `signal` aborts; fixes in flight finish (each is one MULTI/EXEC, so the
- * data stays consistent). Yields the number fixed so far, about ten times a second.
+ * once `signal` aborts; fixes in flight run to their end, so none is left half
+ * done. Yields the number fixed so far, about ten times a second.
  */
 export async function* fixAll<T>(
   connection: RedisConnection,
