@@ -6,8 +6,8 @@ import type {Redis} from 'ioredis'
 const INVALIDATE_CHANNEL = '__redis__:invalidate'
 
 /**
- * The first character of the fence prefix: '~' sorts after every letter, so
- * the fence's report comes after those of `metrics:` and `task:` in a turn.
+ * The start of the fence prefix: its '~' sorts after every letter, so in a
+ * turn the fence's report comes after the one of the tracked `task:` prefix.
  */
 const FENCE_PREFIX_START = '~ops:census-fence:'
 
