@@ -65,11 +65,9 @@ export type TaskRow = Omit<TaskManagerRow, 'id' | Timestamp> & {
 }
 
 let serial = 0
-/** Microsecond timestamps whose last digit is never 0, so PostgreSQL prints all six digits back (tests compare them). */
-const at = (daysAgo: number) => {
-  const micros = `${String(Math.floor(++serial / 10) % 100).padStart(2, '0')}${(serial % 9) + 1}`
-  return new Date(Date.now() - daysAgo * 86_400_000).toISOString().replace('Z', `${micros}+00:00`)
-}
+/** Microsecond timestamps, as Django writes them (some end in 0: PostgreSQL prints those with fewer digits). */
+const at = (daysAgo: number) =>
+  new Date(Date.now() - daysAgo * 86_400_000).toISOString().replace('Z', `${String(++serial % 1000).padStart(3, '0')}+00:00`)
 
 /** One realistic row; any field can be overridden. */
 export function taskRow(overrides: Partial<TaskRow> & {ageDays?: number} = {}): TaskRow {
