@@ -77,7 +77,9 @@ export function chooseMethod(matching: number, useCursor: boolean, useOrm = fals
 }
 
 function describeForeignKey(fk: ReferencingForeignKey, table: TableName): string {
-  const what = `${fk.table.schema}.${fk.table.name}(${fk.columns.join(', ')}) references ${table.schema}.${table.name} (constraint ${fk.constraint}, ON DELETE ${fk.onDelete})`
+  const what =
+    `${fk.table.schema}.${fk.table.name}(${fk.columns.join(', ')}) references ${table.schema}.${table.name} ` +
+    `(constraint ${fk.constraint}, ON DELETE ${fk.onDelete})`
   if (fk.onDelete === 'CASCADE') return `${what}: its rows pointing at deleted records will be deleted too.`
   if (fk.onDelete === 'SET NULL' || fk.onDelete === 'SET DEFAULT')
     return `${what}: its rows pointing at deleted records will be changed (${fk.onDelete}).`
@@ -122,14 +124,16 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
     const workers = this.workers
     const details = [
       ...describeFilter(filter),
-      `Using ${how} in batches of ${count(this.options.batchSize)} (${reason}; ${sizing}), walking the primary key, one short transaction per batch` +
+      `Using ${how} in batches of ${count(this.options.batchSize)} (${reason}; ${sizing}), ` +
+        'walking the primary key, one short transaction per batch' +
         (workers > 1 ? `, ${workers} workers over disjoint id ranges` : ''),
       ...this.throttleLines(),
     ]
     const links = foreignKeys.filter((fk) => fk.isWatcherLink)
     if (links.length)
       details.push(
-        `Watcher links: ${count(watcherLinks)} rows of ${links.map((fk) => `${fk.table.schema}.${fk.table.name}`).join(', ')} are deleted in the same transactions`,
+        `Watcher links: ${count(watcherLinks)} rows of ${links.map((fk) => `${fk.table.schema}.${fk.table.name}`).join(', ')} ` +
+          'are deleted in the same transactions',
       )
     if (this.archiveTable)
       details.push(...this.archiveTable.describe(matching, matching > 0 ? await this.archiveTable.countArchivedAlready(filter) : 0))

@@ -202,8 +202,12 @@ export class TaskManagerTable {
     const returning = `${this.archive ? 't.*' : 't.id'}${request.withRows ? ', row_to_json(t)::text AS row' : ''}`
     const links = this.watcherLinks.map((fk, i) => {
       const column = quoteIdent(fk.columns[0])
-      // A join, not IN (SELECT id FROM gone): the few link rows of the range are hashed, not the batch's ids (measured: 42 ms of a 165 ms batch of 40,000 rows, 11 ms this way).
-      return `, links${i} AS (DELETE FROM ${qualified(fk.table)} AS l USING gone WHERE ${range(`l.${column}`)} AND l.${column} = gone.id RETURNING 1)`
+      // A join, not IN (SELECT id FROM gone): the few link rows of the range are hashed, not the batch's ids
+      // (measured: 42 ms of a 165 ms batch of 40,000 rows, 11 ms this way).
+      return (
+        `, links${i} AS (DELETE FROM ${qualified(fk.table)} AS l USING gone ` +
+        `WHERE ${range(`l.${column}`)} AND l.${column} = gone.id RETURNING 1)`
+      )
     })
     const linkCount = this.watcherLinks.length ? this.watcherLinks.map((_, i) => `(SELECT count(*) FROM links${i})`).join(' + ') : '0'
     const picked = `SELECT t.id FROM ${this.sql} AS t WHERE t.id > $1 AND t.id <= $2 AND ${where.sql} ORDER BY t.id LIMIT $3`
@@ -211,7 +215,8 @@ export class TaskManagerTable {
     // and when every one left is locked by others, the batch reaches the end of the range, counting them as skipped.
     const head = request.skipLocked
       ? `WITH picked AS (${picked} FOR UPDATE OF t SKIP LOCKED), reach AS (SELECT coalesce(max(id), $2) AS upto FROM picked), bound AS (
-          SELECT (SELECT count(*) FROM ${this.sql} AS t WHERE t.id > $1 AND t.id <= (SELECT upto FROM reach) AND ${where.sql})::int AS candidates,
+          SELECT (SELECT count(*) FROM ${this.sql} AS t
+                   WHERE t.id > $1 AND t.id <= (SELECT upto FROM reach) AND ${where.sql})::int AS candidates,
                  (SELECT upto FROM reach) AS upto)`
       : `WITH bound AS (SELECT count(*)::int AS candidates, max(id) AS upto FROM (${picked}) picked)`
     const target = request.skipLocked ? 't.id IN (SELECT id FROM picked)' : range('t.id')
