@@ -16,6 +16,7 @@
  * (its settings are printed). Prints rows/s, the ratio to the baseline, the
  * longest single transaction and the CLI's peak RSS. Every server it starts is stopped.
  */
+import {execFileSync} from 'node:child_process'
 import {cpus, totalmem} from 'node:os'
 import {join} from 'node:path'
 import {parseArgs} from 'node:util'
@@ -104,13 +105,18 @@ async function buildTemplate(adminUrl: string): Promise<number> {
   return done
 }
 
-/** A fresh copy of the template (a file copy: every method starts from the same pages), checkpointed. */
+/**
+ * A fresh copy of the template (a file copy: every method starts from the same pages), checkpointed, and the
+ * machine's dirty pages written out: the copy's writeback would otherwise still be running into the timed
+ * run, where it slows every fsync (one for the baseline, one per batch for ops).
+ */
 async function freshCopy(adminUrl: string, name: string): Promise<string> {
   await withClient(adminUrl, async (admin) => {
     await admin.query(`DROP DATABASE IF EXISTS ${name}`)
     await admin.query(`CREATE DATABASE ${name} TEMPLATE ${TEMPLATE} STRATEGY FILE_COPY`)
     await admin.query('CHECKPOINT')
   })
+  execFileSync('sync')
   return dbUrl(adminUrl, name)
 }
 
