@@ -235,13 +235,13 @@ export class ArchiveTable {
     const where = this.where(filter, window, 4, 'a')
     const {rows} = await this.client.query(
       `WITH batch AS (
-          SELECT a.ctid AS archived_ctid, a.* FROM ${this.sql} a
+          SELECT a.* FROM ${this.sql} a
            WHERE a.id > $1 AND a.id <= $2 AND ${where.sql} ORDER BY a.id LIMIT $3 FOR UPDATE OF a
         ), restored AS (
           INSERT INTO ${qualified(this.task)} (${this.columnList}) OVERRIDING SYSTEM VALUE
           SELECT ${this.columnList} FROM batch ORDER BY id ON CONFLICT (id) DO NOTHING RETURNING id
         ), removed AS (
-          DELETE FROM ${this.sql} a USING batch b WHERE a.ctid = b.archived_ctid AND b.id IN (SELECT id FROM restored) RETURNING 1
+          DELETE FROM ${this.sql} a WHERE a.id IN (SELECT id FROM restored) RETURNING 1
         )
         SELECT (SELECT count(*) FROM batch)::int AS seen, (SELECT count(*) FROM removed)::int AS restored,
                (SELECT max(id) FROM batch)::text AS last_id`,

@@ -11,7 +11,7 @@ import {join} from 'node:path'
 import {clearDirect} from './helpers/direct.js'
 import {insertTasks, MODULES, NAMES, rowTexts, STATUSES, taskRow, TaskRow, watch} from './helpers/django-fixture.js'
 import {withDjangoDatabase} from './helpers/django-database.js'
-import {archivedTexts, clearIntoArchive, placement, restoreDirect} from './helpers/archive-round-trip.js'
+import {archivedTexts, bothTables, clearIntoArchive, placement, restoreDirect} from './helpers/archive-round-trip.js'
 
 const ARCHIVE = 'task_manager_archive'
 
@@ -279,5 +279,33 @@ describe('taskmanager:clear --archive-table and taskmanager:restore', function (
     expect(await placement(django.db, ARCHIVE, before.keys())).to.deep.equal({inBoth: [], inNeither: []})
     await restoreDirect(django.url, {fromTable: ARCHIVE})
     expect(await rowTexts(django.db)).to.deep.equal(before)
+  })
+
+  it('restores from an archive partitioned by id without touching rows of another partition that share a ctid', async () => {
+    const before = await rowTexts(django.db)
+    const done = await idsWhere(`status = 'DONE'`)
+    const middle = ids[Math.floor(ids.length / 2)]
+    await django.db.query(
+      `CREATE TABLE ${ARCHIVE} (
+         LIKE task_manager_taskmanager, archived_at timestamp with time zone NOT NULL DEFAULT now(), PRIMARY KEY (id)
+       ) PARTITION BY RANGE (id)`,
+    )
+    await django.db.query(`CREATE TABLE ${ARCHIVE}_low PARTITION OF ${ARCHIVE} FOR VALUES FROM (MINVALUE) TO (${middle})`)
+    await django.db.query(`CREATE TABLE ${ARCHIVE}_high PARTITION OF ${ARCHIVE} FOR VALUES FROM (${middle}) TO (MAXVALUE)`)
+    await clearIntoArchive(django.url, ARCHIVE, {}, {useCursor: true})
+    expect(await archiveCount()).to.equal(before.size)
+    // Each partition numbers its own ctids: a DONE row's ctid must also name a row kept archived in the other partition.
+    const {rows} = await django.db.query(
+      `SELECT count(*)::int AS n FROM ${ARCHIVE}_low l JOIN ${ARCHIVE}_high h ON l.ctid = h.ctid
+        WHERE (l.status = 'DONE') <> (h.status = 'DONE')`,
+    )
+    expect(rows[0].n).to.be.greaterThan(0)
+
+    const restored = await restoreDirect(django.url, {fromTable: ARCHIVE, filter: {status: 'DONE'}})
+    expect(restored.done).to.equal(done.length).and.to.be.greaterThan(0)
+    expect(await archiveCount()).to.equal(before.size - done.length)
+    const {union, inBoth} = await bothTables(django.db, ARCHIVE)
+    expect(inBoth).to.deep.equal([])
+    expect(union).to.deep.equal(before)
   })
 })
