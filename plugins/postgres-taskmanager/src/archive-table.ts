@@ -140,7 +140,7 @@ export class ArchiveTable {
     // ON CONFLICT (id) needs it, and without it a restore batch could meet two rows of one id.
     if (!(await hasUniqueId(this.client, this.table))) {
       throw new OpsError(
-        `${this.displayName} has the archive's columns but no primary key on id: ` +
+        `${this.displayName} has the archive's columns but no unique key on id: ` +
           'ops keeps one archived row per id (the newest deleted) and needs it. Nothing was deleted or restored.',
         {suggestions: [`Add it, e.g. ALTER TABLE ${this.sql} ADD PRIMARY KEY (id), or name a new table`]},
       )

@@ -204,7 +204,7 @@ describe('taskmanager:clear --archive-table and taskmanager:restore', function (
         () => undefined,
         (caught: Error) => caught,
       )
-      expect(error?.message).to.contain("public.not_an_archive has the archive's columns but no primary key on id")
+      expect(error?.message).to.contain("public.not_an_archive has the archive's columns but no unique key on id")
     }
     expect(await rowTexts(django.db)).to.deep.equal(before)
   })
