@@ -9,9 +9,9 @@ import {mistypedFlagLines, runOps, Screen} from '../../../test/helpers/cli.js'
 import {isoNow, setCounters, withFreshRedis, writeHeartbeat, writeTask, writeTasks} from './fixtures.js'
 
 /** delete_defective_tasks.py's own example: a COMPLETED task with no task_id and no created_at. */
-const SEED_KEY = 'task:52334909-bf63-4a69-b326-edb40ef2916a'
-const SEED_ENTRY = [
-  `1. Redis Key: ${SEED_KEY}`,
+const EXAMPLE_KEY = 'task:52334909-bf63-4a69-b326-edb40ef2916a'
+const EXAMPLE_ENTRY = [
+  `1. Redis Key: ${EXAMPLE_KEY}`,
   '   Task ID: missing',
   '   State: COMPLETED',
   '   Created: missing',
@@ -92,7 +92,7 @@ describe("taskflow:* on a person's screen", function () {
     before(async () => {
       await server.redis.flushdb()
       await writeTasks(server.redis, 5)
-      await server.redis.hset(SEED_KEY, {
+      await server.redis.hset(EXAMPLE_KEY, {
         state: 'COMPLETED',
         updated_at: '2025-07-20T19:16:09.875503',
         completed_at: '2025-07-20T19:16:09.875503',
@@ -103,14 +103,14 @@ describe("taskflow:* on a person's screen", function () {
       const {code, screen} = await Screen.start(['taskflow:defective:delete', '--dry-run'], env()).then((s) => s.exit())
       expect(code, screen).to.equal(0)
       expect(screen.split('\n')).to.include('Found 1 defective tasks')
-      expect(linesFrom(screen, SEED_ENTRY[0], SEED_ENTRY.length)).to.deep.equal(SEED_ENTRY)
+      expect(linesFrom(screen, EXAMPLE_ENTRY[0], EXAMPLE_ENTRY.length)).to.deep.equal(EXAMPLE_ENTRY)
       expectTidy(screen)
     })
 
     it('keeps the entry indented on a 60-column terminal, its reasons continued under it', async () => {
       const {code, screen} = await Screen.start(['taskflow:defective:delete', '--dry-run'], {...env(), width: 60}).then((s) => s.exit())
       expect(code, screen).to.equal(0)
-      expect(linesFrom(screen, SEED_ENTRY[0], 8)).to.deep.equal(SEED_ENTRY.slice(0, 8))
+      expect(linesFrom(screen, EXAMPLE_ENTRY[0], 8)).to.deep.equal(EXAMPLE_ENTRY.slice(0, 8))
       expect(linesFrom(screen, '   Defective: task_id missing or empty; created_at missing', 2)).to.deep.equal([
         '   Defective: task_id missing or empty; created_at missing',
         '     or empty',
