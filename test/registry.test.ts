@@ -229,7 +229,9 @@ describe('installed from a registry: `npm install -g ops-cli`, team plugins by n
         `${TEAM_PLUGIN}@1.0.0 (its "latest" release) is built for ops-cli ^1.0.0, and this ops is 0.1.0; ${TEAM_PLUGIN} stays at 0.1.1: ` +
           `pin the newest release built for this ops with \`ops plugins install ${TEAM_PLUGIN}@0.1.1\``,
       )
-      expect(oneLine(refused.stderr)).to.contain('Nothing was updated.')
+      expect(oneLine(refused.stderr)).to.contain(
+        'Nothing was updated; the other plugins can be updated one at a time with `ops plugins install <name>`.',
+      )
       expect(installedVersion()).to.equal('0.1.1')
       expect((await ops(['plugins'])).stdout).to.contain(`${TEAM_PLUGIN} 0.1.1`)
       expect((await ops(clear('--dry-run'))).code).to.equal(0)

@@ -51,7 +51,10 @@ export async function refusedUpdates(config: Interfaces.Config): Promise<string[
       const release = await viewRelease(config, `${name}@${tag}`)
       const wanted = release && excludedBy(config.version, release)
       if (!release || !wanted) return undefined
-      const installed = config.plugins.get(name)?.version ?? 'the installed release'
+      const current = config.plugins.get(name)?.version
+      // npm leaves a release already installed as it is: nothing new would arrive.
+      if (current === release.version) return undefined
+      const installed = current ?? 'the installed release'
       // Every release: `npm view name@*` would answer with the latest alone.
       const compatible = (await viewReleases(config, `${name}@>=0.0.0`)).filter((r) => !excludedBy(config.version, r)).at(-1)
       const wayOut = compatible
@@ -99,6 +102,8 @@ async function viewRelease(config: Interfaces.Config, spec: string): Promise<Rel
  * fails on the same cause (unknown package, no token, registry unreachable)
  * with its own, more precise message.
  */
+const VIEW_TIMEOUT_MS = 15_000
+
 async function viewReleases(config: Interfaces.Config, spec: string): Promise<Release[]> {
   const pluginPlugins = config.plugins.get('@oclif/plugin-plugins')
   if (!pluginPlugins) return []
@@ -106,7 +111,9 @@ async function viewReleases(config: Interfaces.Config, spec: string): Promise<Re
   const args = [join(dirname(npmPackageJson), 'bin', 'npm-cli.js'), 'view', spec, 'name', 'version', 'peerDependencies', '--json']
   if (config.npmRegistry) args.push(`--registry=${config.npmRegistry}`)
   try {
-    const {stdout} = await promisify(execFile)(process.execPath, args, {cwd: existsSync(config.dataDir) ? config.dataDir : tmpdir()})
+    // A firewall that drops packets would otherwise hang install and update; a timeout is one more failure to go ahead on.
+    const cwd = existsSync(config.dataDir) ? config.dataDir : tmpdir()
+    const {stdout} = await promisify(execFile)(process.execPath, args, {cwd, timeout: VIEW_TIMEOUT_MS})
     // A range that matches several versions gives one entry per version.
     const found = ([] as Release[]).concat(JSON.parse(stdout) as Release | Release[])
     return found.sort((a, b) => semver.compare(a.version, b.version))

@@ -10,7 +10,12 @@ const hook: Hook<'prerun'> = async function ({Command}) {
   if (Command.id !== 'plugins:update') return
   const {refusedUpdates} = await import('./compat.js')
   const refusals = await refusedUpdates(this.config)
-  if (refusals.length > 0) this.error(`${refusals.join(' ')} Nothing was updated.`, {exit: 1})
+  if (refusals.length > 0)
+    this.error(
+      `${refusals.join(' ')} Nothing was updated; ` +
+        `the other plugins can be updated one at a time with \`${this.config.bin} plugins install <name>\`.`,
+      {exit: 1},
+    )
 }
 
 export default hook
