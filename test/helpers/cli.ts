@@ -74,18 +74,47 @@ export function collect(child: ChildProcess, timeoutMs = 120_000): Promise<RunRe
   })
 }
 
-/** Runs ops (stdin closed) and kills it with `signal` once `due()` holds, checked every 20 ms; resolves when it has exited. */
+/**
+ * Runs ops (stdin closed) and kills it with `signal` once `due()` holds, checked every 20 ms; resolves when it has exited.
+ * Fails, naming `awaited`, if ops exits first or `due()` never holds within `timeoutMs`.
+ */
 export async function runOpsKilledWhen(
   args: string[],
   due: () => Promise<boolean>,
   signal: NodeJS.Signals = 'SIGKILL',
+  awaited = `the moment to send ${signal}`,
+  timeoutMs = 60_000,
 ): Promise<RunResult> {
   const child = spawnOps(args)
   child.stdin?.end()
   const done = collect(child)
-  while (!(await due())) await new Promise((resolve) => setTimeout(resolve, 20))
+  try {
+    await waitUntil(due, awaited, done, timeoutMs)
+  } catch (error) {
+    child.kill('SIGKILL')
+    await done.catch(() => undefined)
+    throw error
+  }
   child.kill(signal)
   return done
+}
+
+/**
+ * Polls `due()` every 20 ms until it holds, racing `run` (a running child's result) and a deadline:
+ * a child that exited early or a condition that never comes fails with a message naming `awaited`.
+ */
+export async function waitUntil(due: () => Promise<boolean>, awaited: string, run: Promise<RunResult>, timeoutMs = 60_000): Promise<void> {
+  let ended: string | undefined
+  run.then(
+    (r) => (ended = `exited (code ${r.code}, signal ${r.signal}) before ${awaited}; stderr:\n${r.stderr.slice(-2000)}`),
+    (error: Error) => (ended = `failed before ${awaited}: ${error.message}`),
+  )
+  const deadline = Date.now() + timeoutMs
+  while (!(await due())) {
+    if (ended) throw new Error(`ops ${ended}`)
+    if (Date.now() > deadline) throw new Error(`gave up after ${timeoutMs} ms waiting for ${awaited}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
 }
 
 /** Runs ops to completion with stdin closed (or fed `input`): never a TTY. */

@@ -9,7 +9,7 @@ import {appendFileSync, mkdtempSync, readFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {OPS_HOME, parseJsonOutput, runOps, runOpsKilledWhen} from '../../../test/helpers/cli.js'
+import {OPS_HOME, parseJsonOutput, runOps, runOpsKilledWhen, waitUntil} from '../../../test/helpers/cli.js'
 import {
   backendsGone,
   bothTables,
@@ -201,8 +201,11 @@ describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to 
     expect((await runOps(ops('clear', '--status', 'DONE', '--archive-table', ARCHIVE, '--force'))).code).to.equal(0)
     await holdStatements(django.db, ARCHIVE)
     const run = runOps(ops('restore', '--from-archive-table', ARCHIVE, '--force', '--batch-size', '100'))
-    while (!((await count(ARCHIVE)) <= done - 300 && (await statementHeld(django.db, 'ops taskmanager:restore'))))
-      await new Promise((resolve) => setTimeout(resolve, 20))
+    await waitUntil(
+      async () => (await count(ARCHIVE)) <= done - 300 && (await statementHeld(django.db, 'ops taskmanager:restore')),
+      'restore to move 300 rows and be held inside a batch statement',
+      run,
+    )
     await terminateBackends(django.db, 'ops taskmanager:restore')
     const result = await run
     expect(result.code).to.equal(1)
