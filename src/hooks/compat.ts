@@ -94,6 +94,9 @@ async function viewRelease(config: Interfaces.Config, spec: string): Promise<Rel
   return (await viewReleases(config, spec)).at(-1)
 }
 
+/** How long `npm view` may take before the check gives up and lets npm go ahead. */
+const VIEW_TIMEOUT_MS = 15_000
+
 /**
  * The releases `spec` names, lowest version first, as `npm view` reads them
  * with the user's npm config (scoped registries, tokens), through the npm
@@ -102,8 +105,6 @@ async function viewRelease(config: Interfaces.Config, spec: string): Promise<Rel
  * fails on the same cause (unknown package, no token, registry unreachable)
  * with its own, more precise message.
  */
-const VIEW_TIMEOUT_MS = 15_000
-
 async function viewReleases(config: Interfaces.Config, spec: string): Promise<Release[]> {
   const pluginPlugins = config.plugins.get('@oclif/plugin-plugins')
   if (!pluginPlugins) return []
