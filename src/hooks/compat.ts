@@ -6,7 +6,6 @@ import {tmpdir} from 'node:os'
 import {dirname, join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {promisify} from 'node:util'
-import {gunzipSync} from 'node:zlib'
 import semver from 'semver'
 
 /**
@@ -20,7 +19,7 @@ import semver from 'semver'
  */
 const hook: Hook<'plugins:preinstall'> = async function ({plugin}) {
   const release =
-    plugin.type === 'npm' ? await viewRelease(this.config, `${plugin.name}@${plugin.tag}`) : localRelease(this.config.dataDir, plugin.url)
+    plugin.type === 'npm' ? await viewRelease(this.config, `${plugin.name}@${plugin.tag}`) : localRelease(this.config, plugin.url)
   const wanted = release && excludedBy(this.config.version, release)
   if (!release || !wanted) return
   const name = release.name ?? (plugin.type === 'npm' ? plugin.name : plugin.url)
@@ -106,9 +105,8 @@ const VIEW_TIMEOUT_MS = 15_000
  * with its own, more precise message.
  */
 async function viewReleases(config: Interfaces.Config, spec: string): Promise<Release[]> {
-  const pluginPlugins = config.plugins.get('@oclif/plugin-plugins')
-  if (!pluginPlugins) return []
-  const npmPackageJson = createRequire(join(pluginPlugins.root, 'package.json')).resolve('npm/package.json')
+  const npmPackageJson = npmOf(config)
+  if (!npmPackageJson) return []
   const args = [join(dirname(npmPackageJson), 'bin', 'npm-cli.js'), 'view', spec, 'name', 'version', 'peerDependencies', '--json']
   if (config.npmRegistry) args.push(`--registry=${config.npmRegistry}`)
   try {
@@ -123,40 +121,46 @@ async function viewReleases(config: Interfaces.Config, spec: string): Promise<Re
   }
 }
 
+/** The package.json of the npm that @oclif/plugin-plugins installs with: its CLI and its tar are the ones used here. */
+function npmOf(config: Interfaces.Config): string | undefined {
+  const pluginPlugins = config.plugins.get('@oclif/plugin-plugins')
+  return pluginPlugins && createRequire(join(pluginPlugins.root, 'package.json')).resolve('npm/package.json')
+}
+
 /**
  * The package.json of a `file:` install (a packed .tgz or a directory), read
  * where npm will read it: relative paths are relative to the data directory,
  * npm's working directory for plugin installs. Undefined for anything else.
  */
-function localRelease(dataDir: string, url: string): Release | undefined {
+function localRelease(config: Interfaces.Config, url: string): Release | undefined {
   if (!url.startsWith('file:')) return undefined
-  const path = url.startsWith('file://') ? fileURLToPath(url) : resolve(dataDir, url.slice('file:'.length))
+  const path = url.startsWith('file://') ? fileURLToPath(url) : resolve(config.dataDir, url.slice('file:'.length))
   try {
     if (statSync(path).isDirectory()) return JSON.parse(readFileSync(join(path, 'package.json'), 'utf8')) as Release
-    return JSON.parse(tarredPackageJson(path)) as Release
+    const npmPackageJson = npmOf(config)
+    return npmPackageJson ? (JSON.parse(tarredPackageJson(npmPackageJson, path)) as Release) : undefined
   } catch {
     // Not there or not a package: npm's install fails next with its own message.
     return undefined
   }
 }
 
-/** package/package.json out of an `npm pack` tarball (gzipped ustar, the layout npm pack always writes). */
-function tarredPackageJson(tarball: string): string {
-  const tar = gunzipSync(readFileSync(tarball))
-  for (let at = 0; at + 512 <= tar.length;) {
-    const name = tar.toString('utf8', at, at + 100).replace(/\0.*$/s, '')
-    const size = Number.parseInt(
-      tar
-        .toString('utf8', at + 124, at + 136)
-        .replace(/\0.*$/s, '')
-        .trim() || '0',
-      8,
-    )
-    if (name === 'package/package.json') return tar.toString('utf8', at + 512, at + 512 + size)
-    if (name === '') break
-    at += 512 + Math.ceil(size / 512) * 512
-  }
-  throw new Error(`${tarball} has no package/package.json`)
+interface Tar {
+  t(options: {file: string; sync: true; filter: (path: string) => boolean; onReadEntry: (entry: NodeJS.ReadableStream) => void}): void
+}
+
+/** package/package.json out of a packed tarball, read with npm's own tar (sync: the entry's data arrives before t() returns). */
+function tarredPackageJson(npmPackageJson: string, tarball: string): string {
+  const tar = createRequire(npmPackageJson)('tar') as Tar
+  const chunks: Buffer[] = []
+  tar.t({
+    file: tarball,
+    sync: true,
+    filter: (path) => path === 'package/package.json',
+    onReadEntry: (entry) => entry.on('data', (chunk: Buffer) => chunks.push(chunk)),
+  })
+  if (chunks.length === 0) throw new Error(`${tarball} has no package/package.json`)
+  return Buffer.concat(chunks).toString('utf8')
 }
 
 export default hook
