@@ -165,6 +165,7 @@ async function walkRange(
   push: (p: Progress) => Promise<void>,
 ): Promise<void> {
   let afterId = range.after
+  let settleAfter: string | undefined
   let size = plan.batchSize
   let retries = 0
   // Set after a lock_timeout: the retry passes over the locked rows instead of waiting for them again.
@@ -189,6 +190,7 @@ async function walkRange(
         limits: plan.limits,
         withRows: plan.archive !== undefined,
         skipLocked,
+        settleAfter,
         beforeCommit: plan.archive ? (rows) => plan.archive!.append(rows) : undefined,
       })
     } catch (error) {
@@ -215,12 +217,14 @@ async function walkRange(
     stats.longestTransactionMs = Math.max(stats.longestTransactionMs, elapsed)
     // No matching row left after afterId in this range (a short batch is not the end: rows may have been skipped).
     if (outcome.scannedTo === undefined) return
+    settleAfter = afterId
     afterId = outcome.scannedTo
     const skipped = stats.skipped > 0 ? `, ${count(stats.skipped)} skipped (changed or locked)` : ''
+    const behind = outcome.behind ? `, ${count(outcome.behind)} behind it still match (changed or locked; counted at the end)` : ''
     await push({
       done: stats.deleted,
       batch: {number: stats.batches, size: outcome.deleted, ms: elapsed},
-      note: `last id ${afterId}${skipped}`,
+      note: `last id ${afterId}${skipped}${behind}`,
     })
     if (plan.targetMs > 0) size = nextSize(size, elapsed, plan.targetMs, plan.maxBatchSize)
     stats.batchSize = size

@@ -8,10 +8,13 @@ import {readFileSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
+import pg from 'pg'
+
 import {nextSize} from '../src/batches.js'
 import {ClearOperation} from '../src/clear-operation.js'
 import type {TaskFilter} from '../src/filter.js'
 import {parseTableName} from '../src/table-name.js'
+import {TaskManagerTable} from '../src/task-manager-table.js'
 import {dropDjangoSchema, insertTasks, MODULES, NAMES, rowTexts, STATUSES, taskRow, TaskRow, watch} from './helpers/django-fixture.js'
 import {withDjangoDatabase} from './helpers/django-database.js'
 import {clearDirect} from './helpers/direct.js'
@@ -173,6 +176,38 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
       expect(left).to.deep.equal([late])
     } finally {
       await operation.disconnect()
+    }
+  })
+
+  it('raw SQL: each batch counts what still matches behind it once the batch before committed', async () => {
+    await django.reset()
+    const ids = await insertTasks(
+      django.db,
+      Array.from({length: 40}, (_, i) => taskRow({status: i % 2 ? 'PENDING' : 'DONE'})),
+    )
+    const db = new pg.Client({connectionString: django.url})
+    await db.connect()
+    try {
+      const table = await TaskManagerTable.open(db, {name: 'task_manager_taskmanager'}, 'test')
+      const request = {
+        filter: {status: 'DONE'},
+        upToId: ids.at(-1)!,
+        limit: 5,
+        limits: {statementTimeoutMs: 30_000, lockTimeoutMs: 2000},
+        withRows: false,
+      }
+      const first = await table.deleteBatch({...request, afterId: '0'})
+      expect(first.deleted).to.equal(5)
+      expect(first.behind).to.equal(undefined)
+      // The application makes a row of the first batch's range match after that batch committed.
+      await django.db.query(`UPDATE task_manager_taskmanager SET status = 'DONE' WHERE id = $1`, [ids[3]])
+      const second = await table.deleteBatch({...request, afterId: first.scannedTo!, settleAfter: '0'})
+      expect(second.deleted).to.equal(5)
+      expect(second.behind).to.equal(1)
+      const third = await table.deleteBatch({...request, afterId: second.scannedTo!, settleAfter: first.scannedTo!})
+      expect(third.behind).to.equal(0)
+    } finally {
+      await db.end()
     }
   })
 
