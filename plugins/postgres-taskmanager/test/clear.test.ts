@@ -190,7 +190,7 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
     try {
       const table = await TaskManagerTable.open(db, {name: 'task_manager_taskmanager'}, 'test')
       const request = {
-        filter: {status: 'DONE'},
+        filter: {status: 'DONE'} as TaskFilter,
         upToId: ids.at(-1)!,
         limit: 5,
         limits: {statementTimeoutMs: 30_000, lockTimeoutMs: 2000},
