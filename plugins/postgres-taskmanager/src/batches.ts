@@ -217,7 +217,7 @@ async function walkRange(
     stats.longestTransactionMs = Math.max(stats.longestTransactionMs, elapsed)
     // No matching row left after afterId in this range (a short batch is not the end: rows may have been skipped).
     if (outcome.scannedTo === undefined) return
-    settleAfter = afterId
+    settleAfter = denselyDeleted(outcome.deleted, afterId, outcome.scannedTo) ? afterId : undefined
     afterId = outcome.scannedTo
     const skipped = stats.skipped > 0 ? `, ${count(stats.skipped)} skipped (changed or locked)` : ''
     const behind = outcome.behind ? `, ${count(outcome.behind)} behind it still match (changed or locked; counted at the end)` : ''
@@ -230,6 +230,16 @@ async function walkRange(
     stats.batchSize = size
     if (plan.sleepMs > 0 && !signal.aborted) await sleep(plan.sleepMs)
   }
+}
+
+/**
+ * Whether the next batch should re-read this one's range (BatchRequest.settleAfter): only where at least one id in
+ * four was deleted. There the re-read, on pages still in shared buffers, spares the end-of-run count its cold work; on a
+ * sparse range the final count has little to do and the re-read would only read the range again (measured: a clear
+ * of 5% of 1,000,000 rows took 8% longer with it).
+ */
+export function denselyDeleted(deleted: number, after: string, upTo: string): boolean {
+  return BigInt(deleted) * 4n >= BigInt(upTo) - BigInt(after)
 }
 
 /** Splits (min - 1, max] into `n` disjoint ranges of about equal width. */

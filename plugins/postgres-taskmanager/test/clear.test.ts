@@ -10,7 +10,7 @@ import {join} from 'node:path'
 
 import pg from 'pg'
 
-import {nextSize} from '../src/batches.js'
+import {denselyDeleted, nextSize} from '../src/batches.js'
 import {ClearOperation} from '../src/clear-operation.js'
 import type {TaskFilter} from '../src/filter.js'
 import {parseTableName} from '../src/table-name.js'
@@ -259,6 +259,14 @@ describe('small pieces of taskmanager:clear', () => {
     expect(parseTableName('"My ""S"".x"."T"')).to.deep.equal({schema: 'My "S".x', name: 'T'})
     expect(() => parseTableName('a.b.c')).to.throw(/schema\.table/)
     expect(() => parseTableName('"a')).to.throw(/unterminated/)
+  })
+
+  it("re-reads a batch's range only where at least one id in four was deleted", () => {
+    expect(denselyDeleted(22_000, '100000', '135452')).to.equal(true)
+    expect(denselyDeleted(25, '0', '100')).to.equal(true)
+    expect(denselyDeleted(24, '0', '100')).to.equal(false)
+    expect(denselyDeleted(5000, '0', '92000')).to.equal(false)
+    expect(denselyDeleted(1, '9007199254740990', '9007199254740993')).to.equal(true)
   })
 
   it('adapts the batch size toward the target duration, at most 2x a step', () => {
