@@ -10,11 +10,11 @@ import {join} from 'node:path'
 
 import pg from 'pg'
 
-import {denselyDeleted, nextSize} from '../src/batches.js'
+import {deleteInBatches, denselyDeleted, newStats, nextSize, splitIdRange} from '../src/batches.js'
 import {ClearOperation} from '../src/clear-operation.js'
 import type {TaskFilter} from '../src/filter.js'
 import {parseTableName} from '../src/table-name.js'
-import {TaskManagerTable} from '../src/task-manager-table.js'
+import {BatchRequest, TaskManagerTable} from '../src/task-manager-table.js'
 import {dropDjangoSchema, insertTasks, MODULES, NAMES, rowTexts, STATUSES, taskRow, TaskRow, watch} from './helpers/django-fixture.js'
 import {withDjangoDatabase} from './helpers/django-database.js'
 import {clearDirect} from './helpers/direct.js'
@@ -201,13 +201,63 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
       expect(first.behind).to.equal(undefined)
       // The application makes a row of the first batch's range match after that batch committed.
       await django.db.query(`UPDATE task_manager_taskmanager SET status = 'DONE' WHERE id = $1`, [ids[3]])
-      const second = await table.deleteBatch({...request, afterId: first.scannedTo!, settleAfter: '0'})
+      const second = await table.deleteBatch({...request, afterId: first.scannedTo!, settle: {after: '0', upTo: first.scannedTo!}})
       expect(second.deleted).to.equal(5)
       expect(second.behind).to.equal(1)
-      const third = await table.deleteBatch({...request, afterId: second.scannedTo!, settleAfter: first.scannedTo!})
+      const third = await table.deleteBatch({
+        ...request,
+        afterId: second.scannedTo!,
+        settle: {after: first.scannedTo!, upTo: second.scannedTo!},
+      })
       expect(third.behind).to.equal(0)
     } finally {
       await db.end()
+    }
+  })
+
+  it('raw SQL: one worker re-reads the range of the batch before, several workers the range of the batch before that', async () => {
+    for (const workers of [1, 2]) {
+      await django.reset()
+      const ids = await insertTasks(
+        django.db,
+        Array.from({length: 60}, () => taskRow({status: 'DONE'})),
+      )
+      const clients = Array.from({length: workers}, () => new pg.Client({connectionString: django.url}))
+      await Promise.all(clients.map((c) => c.connect()))
+      try {
+        const tables = await Promise.all(clients.map((c) => TaskManagerTable.open(c, {name: 'task_manager_taskmanager'}, 'test')))
+        // Each worker's requests as its deleter received them; the deleting is the real table's.
+        const seen: BatchRequest[][] = tables.map(() => [])
+        const deleters = tables.map((table, i) => ({deleteBatch: (r: BatchRequest) => (seen[i].push(r), table.deleteBatch(r))}))
+        const stats = newStats(5, workers)
+        const batches = deleteInBatches(
+          {deleters, countStillMatching: () => tables[0].countMatching({status: 'DONE'}, ids.at(-1))},
+          {
+            filter: {status: 'DONE'},
+            ranges: splitIdRange(ids[0], ids.at(-1)!, workers),
+            batchSize: 5,
+            targetMs: 0,
+            maxBatchSize: 5,
+            limits: {statementTimeoutMs: 30_000, lockTimeoutMs: 2000},
+            sleepMs: 0,
+          },
+          new AbortController().signal,
+          stats,
+        )
+        for await (const _ of batches);
+        expect(stats.deleted).to.equal(60)
+        expect(stats.stillMatching).to.equal(0)
+        const lag = workers === 1 ? 1 : 2
+        for (const requests of seen) {
+          expect(requests.length).to.be.greaterThan(lag + 1)
+          for (const [i, r] of requests.entries()) {
+            const expected = i < lag ? undefined : {after: requests[i - lag].afterId, upTo: requests[i - lag + 1].afterId}
+            expect(r.settle, `worker of ${workers}, batch ${i + 1}`).to.deep.equal(expected)
+          }
+        }
+      } finally {
+        await Promise.all(clients.map((c) => c.end()))
+      }
     }
   })
 
