@@ -2,6 +2,7 @@ import {count, OpsError, Progress} from 'ops-cli/base'
 
 import type {Archive} from './archive.js'
 import type {TaskFilter} from './filter.js'
+import {KeyShare, KeyShares} from './key-shares.js'
 import type {BatchLimits, BatchOutcome, BatchRequest} from './task-manager-table.js'
 import type {Throttle} from './throttle.js'
 
@@ -91,7 +92,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
  * pt-archiver's loop, per worker: take the next N matching ids in primary-key
  * order, delete those that still match (and their link rows) in one short transaction,
  * commit, repeat after the greatest id picked. A range ends only when a batch
- * picks no row at all, never because fewer rows were deleted than picked. When
+ * picks no row at all, never because fewer rows were deleted than picked. A
+ * worker done with its range takes over the far half of the busiest other one
+ * (KeyShares), so the workers end together. When
  * every range is walked, the rows of the planned id range that still match are
  * counted (skipped while locked or being changed); while some remain, the ranges are walked again (up to
  * MAX_PASSES). Stops between batches when `signal` aborts or the deadline passes;
@@ -129,8 +132,22 @@ async function* walkRanges(deleters: BatchDeleter[], plan: BatchPlan, signal: Ab
   signal.addEventListener('abort', onAbort)
   let failure: unknown
   let running = plan.ranges.length
-  for (const [i, range] of plan.ranges.entries()) {
-    walkRange(deleters[i], range, plan, stop.signal, stats, push)
+  const shares = new KeyShares(plan.ranges)
+  // A worker walks its share, then the far half of the busiest other one, until none is worth splitting.
+  const work = async (deleter: BatchDeleter, first: KeyShare) => {
+    // The batch size a worker has adapted to goes with it to the share it takes over.
+    let size = plan.batchSize
+    for (let share: KeyShare | undefined = first; share && !stop.signal.aborted; share = await shares.takeOver()) {
+      if (share !== first) await push({done: stats.deleted, note: `a worker took over ids ${share.after}-${share.upTo} from a busier one`})
+      try {
+        size = await walkRange(deleter, share, size, plan, stop.signal, stats, push)
+      } finally {
+        share.close()
+      }
+    }
+  }
+  for (const [i, deleter] of deleters.entries()) {
+    work(deleter, shares.at(i))
       .catch((error: unknown) => {
         failure ??= error
         stop.abort()
@@ -158,13 +175,13 @@ async function* walkRanges(deleters: BatchDeleter[], plan: BatchPlan, signal: Ab
 
 async function walkRange(
   deleter: BatchDeleter,
-  range: IdRange,
+  share: KeyShare,
+  startSize: number,
   plan: BatchPlan,
   signal: AbortSignal,
   stats: BatchStats,
   push: (p: Progress) => Promise<void>,
-): Promise<void> {
-  let afterId = range.after
+): Promise<number> {
   // The ranges of the last batches, oldest first (undefined where a batch deleted sparsely): a batch re-reads the one
   // `settleLag` batches back. With one worker that is the batch before. With several, the batch before that: while
   // another worker's transaction that began before a batch's COMMIT still runs, the rows the batch deleted cannot be
@@ -172,17 +189,17 @@ async function walkRange(
   // --concurrency 2 on 1,000,000 rows: that count took 0.51 s with the batch before).
   const settleLag = plan.ranges.length > 1 ? 2 : 1
   const recent: (IdRange | undefined)[] = []
-  let size = plan.batchSize
+  let size = startSize
   let retries = 0
   // Set after a lock_timeout: the retry passes over the locked rows instead of waiting for them again.
   let skipLocked = false
   const pastDeadline = () => plan.deadline !== undefined && Date.now() >= plan.deadline
   while (!signal.aborted) {
     if (plan.throttle) stats.pausedMs = await plan.throttle.wait(signal, plan.deadline, (note) => void push({done: stats.deleted, note}))
-    if (signal.aborted) return
+    if (signal.aborted) return size
     if (pastDeadline()) {
       stats.stoppedBy = 'max-runtime'
-      return
+      return size
     }
     const started = performance.now()
     const mark = plan.archive?.mark()
@@ -190,8 +207,8 @@ async function walkRange(
     try {
       outcome = await deleter.deleteBatch({
         filter: plan.filter,
-        afterId,
-        upToId: range.upTo,
+        afterId: share.after,
+        upToId: share.upTo,
         limit: size,
         limits: plan.limits,
         withRows: plan.archive !== undefined,
@@ -222,21 +239,22 @@ async function walkRange(
     stats.links += outcome.links
     stats.longestTransactionMs = Math.max(stats.longestTransactionMs, elapsed)
     // No matching row left after afterId in this range (a short batch is not the end: rows may have been skipped).
-    if (outcome.scannedTo === undefined) return
-    recent.push(denselyDeleted(outcome.deleted, afterId, outcome.scannedTo) ? {after: afterId, upTo: outcome.scannedTo} : undefined)
+    if (outcome.scannedTo === undefined) return size
+    recent.push(denselyDeleted(outcome.deleted, share.after, outcome.scannedTo) ? {after: share.after, upTo: outcome.scannedTo} : undefined)
     if (recent.length > settleLag) recent.shift()
-    afterId = outcome.scannedTo
+    share.advance(outcome.scannedTo)
     const skipped = stats.skipped > 0 ? `, ${count(stats.skipped)} skipped (changed or locked)` : ''
     const behind = outcome.behind ? `, ${count(outcome.behind)} behind still match (changed or locked; counted at the end)` : ''
     await push({
       done: stats.deleted,
       batch: {number: stats.batches, size: outcome.deleted, ms: elapsed},
-      note: `last id ${afterId}${skipped}${behind}`,
+      note: `last id ${share.after}${skipped}${behind}`,
     })
     if (plan.targetMs > 0) size = nextSize(size, elapsed, plan.targetMs, plan.maxBatchSize)
     stats.batchSize = size
     if (plan.sleepMs > 0 && !signal.aborted) await sleep(plan.sleepMs)
   }
+  return size
 }
 
 /**

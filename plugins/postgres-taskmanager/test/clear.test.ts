@@ -10,11 +10,12 @@ import {join} from 'node:path'
 
 import pg from 'pg'
 
-import {deleteInBatches, denselyDeleted, newStats, nextSize, splitIdRange} from '../src/batches.js'
+import {BatchStats, deleteInBatches, denselyDeleted, newStats, nextSize, splitIdRange} from '../src/batches.js'
 import {ClearOperation} from '../src/clear-operation.js'
 import type {TaskFilter} from '../src/filter.js'
+import {KeyShare, KeyShares} from '../src/key-shares.js'
 import {parseTableName} from '../src/table-name.js'
-import {BatchRequest, TaskManagerTable} from '../src/task-manager-table.js'
+import {BatchOutcome, BatchRequest, TaskManagerTable} from '../src/task-manager-table.js'
 import {dropDjangoSchema, insertTasks, MODULES, NAMES, rowTexts, STATUSES, taskRow, TaskRow, watch} from './helpers/django-fixture.js'
 import {withDjangoDatabase} from './helpers/django-database.js'
 import {clearDirect} from './helpers/direct.js'
@@ -36,6 +37,60 @@ function matches(row: TaskRow, filter: TaskFilter, cutoffDays = 30): boolean {
   if (filter.taskName !== undefined && row.task_name !== filter.taskName) return false
   if (filter.olderThanMs !== undefined && Date.parse(row.created_at) > Date.now() - cutoffDays * 86_400_000) return false
   return true
+}
+
+interface Walked {
+  request: BatchRequest
+  outcome: BatchOutcome
+}
+
+/**
+ * deleteInBatches over every DONE row of `ids` with `workers` workers, each on its own connection, fixed batches of 5;
+ * each worker's batches as its deleter received and returned them (the deleting is the real table's).
+ */
+async function walkRecorded(url: string, ids: string[], workers: number): Promise<{walked: Walked[][]; stats: BatchStats}> {
+  const clients = Array.from({length: workers}, () => new pg.Client({connectionString: url}))
+  await Promise.all(clients.map((c) => c.connect()))
+  try {
+    const tables = await Promise.all(clients.map((c) => TaskManagerTable.open(c, {name: 'task_manager_taskmanager'}, 'test')))
+    const walked: Walked[][] = tables.map(() => [])
+    const deleters = tables.map((table, i) => ({
+      async deleteBatch(request: BatchRequest) {
+        const outcome = await table.deleteBatch(request)
+        walked[i].push({request, outcome})
+        return outcome
+      },
+    }))
+    const stats = newStats(5, workers)
+    const batches = deleteInBatches(
+      {deleters, countStillMatching: () => tables[0].countMatching({status: 'DONE'}, ids.at(-1))},
+      {
+        filter: {status: 'DONE'},
+        ranges: splitIdRange(ids[0], ids.at(-1)!, workers),
+        batchSize: 5,
+        targetMs: 0,
+        maxBatchSize: 5,
+        limits: {statementTimeoutMs: 30_000, lockTimeoutMs: 2000},
+        sleepMs: 0,
+      },
+      new AbortController().signal,
+      stats,
+    )
+    for await (const _ of batches);
+    return {walked, stats}
+  } finally {
+    await Promise.all(clients.map((c) => c.end()))
+  }
+}
+
+/** A worker's batches split where it went on from somewhere else than where its batch before ended (a share taken over). */
+function chains(batches: Walked[]): Walked[][] {
+  const out: Walked[][] = []
+  for (const [i, b] of batches.entries()) {
+    if (i > 0 && batches[i - 1].outcome.scannedTo === b.request.afterId) out.at(-1)!.push(b)
+    else out.push([b])
+  }
+  return out
 }
 
 describe('taskmanager:clear deletes exactly the matching rows', function () {
@@ -222,43 +277,43 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
         django.db,
         Array.from({length: 60}, () => taskRow({status: 'DONE'})),
       )
-      const clients = Array.from({length: workers}, () => new pg.Client({connectionString: django.url}))
-      await Promise.all(clients.map((c) => c.connect()))
-      try {
-        const tables = await Promise.all(clients.map((c) => TaskManagerTable.open(c, {name: 'task_manager_taskmanager'}, 'test')))
-        // Each worker's requests as its deleter received them; the deleting is the real table's.
-        const seen: BatchRequest[][] = tables.map(() => [])
-        const deleters = tables.map((table, i) => ({deleteBatch: (r: BatchRequest) => (seen[i].push(r), table.deleteBatch(r))}))
-        const stats = newStats(5, workers)
-        const batches = deleteInBatches(
-          {deleters, countStillMatching: () => tables[0].countMatching({status: 'DONE'}, ids.at(-1))},
-          {
-            filter: {status: 'DONE'},
-            ranges: splitIdRange(ids[0], ids.at(-1)!, workers),
-            batchSize: 5,
-            targetMs: 0,
-            maxBatchSize: 5,
-            limits: {statementTimeoutMs: 30_000, lockTimeoutMs: 2000},
-            sleepMs: 0,
-          },
-          new AbortController().signal,
-          stats,
-        )
-        for await (const _ of batches);
-        expect(stats.deleted).to.equal(60)
-        expect(stats.stillMatching).to.equal(0)
-        const lag = workers === 1 ? 1 : 2
-        for (const requests of seen) {
-          expect(requests.length).to.be.greaterThan(lag + 1)
-          for (const [i, r] of requests.entries()) {
-            const expected = i < lag ? undefined : {after: requests[i - lag].afterId, upTo: requests[i - lag + 1].afterId}
-            expect(r.settle, `worker of ${workers}, batch ${i + 1}`).to.deep.equal(expected)
-          }
+      const {walked, stats} = await walkRecorded(django.url, ids, workers)
+      expect(stats.deleted).to.equal(60)
+      expect(stats.stillMatching).to.equal(0)
+      const lag = workers === 1 ? 1 : 2
+      for (const chain of walked.flatMap(chains)) {
+        for (const [i, {request}] of chain.entries()) {
+          const expected = i < lag ? undefined : {after: chain[i - lag].request.afterId, upTo: chain[i - lag + 1].request.afterId}
+          expect(request.settle, `${workers} worker(s), batch ${i + 1} of a share`).to.deep.equal(expected)
         }
-      } finally {
-        await Promise.all(clients.map((c) => c.end()))
       }
+      expect(walked.flat().length).to.be.greaterThan(8)
     }
+  })
+
+  it('raw SQL, 2 workers: the one whose half holds no matching row takes over half of the other, and no id is walked twice', async () => {
+    await django.reset()
+    // As in production: the old ids are DONE, the recent ones PENDING, so the first half holds all the work.
+    const ids = await insertTasks(
+      django.db,
+      Array.from({length: 200}, (_, i) => taskRow({status: i < 100 ? 'DONE' : 'PENDING'})),
+    )
+    const pending = [...(await rowTexts(django.db)).entries()].slice(100)
+    const {walked, stats} = await walkRecorded(django.url, ids, 2)
+    expect(stats.deleted).to.equal(100)
+    expect(stats.stillMatching).to.equal(0)
+    expect([...(await rowTexts(django.db)).entries()]).to.deep.equal(pending)
+    const half = BigInt(splitIdRange(ids[0], ids.at(-1)!, 2)[0].upTo)
+    // The second worker deleted rows of the first half: it took them over.
+    const tookOver = walked[1].filter(({request, outcome}) => BigInt(request.afterId) < half && outcome.deleted > 0)
+    expect(tookOver.length).to.be.greaterThan(0)
+    // Every batch's range (after, scannedTo] is disjoint from every other's.
+    const ranges = walked
+      .flat()
+      .filter(({outcome}) => outcome.scannedTo !== undefined)
+      .map(({request, outcome}) => [BigInt(request.afterId), BigInt(outcome.scannedTo!)] as const)
+      .sort((a, b) => (a[0] < b[0] ? -1 : 1))
+    for (let i = 1; i < ranges.length; i++) expect(ranges[i][0] >= ranges[i - 1][1], `${ranges[i - 1]} and ${ranges[i]}`).to.equal(true)
   })
 
   it('works on a schema-qualified table given with --table, quoting identifiers', async () => {
@@ -317,6 +372,34 @@ describe('small pieces of taskmanager:clear', () => {
     expect(denselyDeleted(24, '0', '100')).to.equal(false)
     expect(denselyDeleted(5000, '0', '92000')).to.equal(false)
     expect(denselyDeleted(1, '9007199254740990', '9007199254740993')).to.equal(true)
+  })
+
+  it('a worker asking for a share gets its far half once the batch in flight ends, and nothing once it is too small', async () => {
+    const share = new KeyShare('0', '100')
+    share.advance('10')
+    const asked = share.ask()
+    expect(share.open).to.equal(false)
+    share.advance('20')
+    expect(await asked).to.include({after: '60', upTo: '100'})
+    expect(share.upTo).to.equal('60')
+    // A batch of 25 ids leaves 15: halves of 7 ids would each be less than a batch.
+    const late = share.ask()
+    share.advance('45')
+    expect(await late).to.equal(undefined)
+    expect(share.open).to.equal(false)
+    const walked = new KeyShare('0', '100')
+    const pending = walked.ask()
+    walked.close()
+    expect(await pending).to.equal(undefined)
+    // The busiest share is asked, and works with ids beyond 2^53.
+    const shares = new KeyShares([
+      {after: '0', upTo: '100'},
+      {after: '9007199254740993', upTo: '9007199254741993'},
+    ])
+    shares.at(0).close()
+    const far = shares.takeOver()
+    shares.at(1).advance('9007199254741003')
+    expect(await far).to.include({after: '9007199254741498', upTo: '9007199254741993'})
   })
 
   it('adapts the batch size toward the target duration, at most 2x a step', () => {
