@@ -51,6 +51,8 @@ export interface BatchStats {
   /** Walks over the key range: a second one picks up rows skipped while they were locked or being updated. */
   passes: number
   workers: number
+  /** Times a worker done with its range took over part of a busier worker's (KeyShares). */
+  takeovers: number
   pausedMs: number
   /** Rows of the plan's id range that still match the filter when the run ended (null until counted). */
   stillMatching: number | null
@@ -67,6 +69,7 @@ export const newStats = (batchSize: number, workers = 1): BatchStats => ({
   retries: 0,
   passes: 0,
   workers,
+  takeovers: 0,
   pausedMs: 0,
   stillMatching: null,
   stoppedBy: null,
@@ -138,7 +141,10 @@ async function* walkRanges(deleters: BatchDeleter[], plan: BatchPlan, signal: Ab
     // The batch size a worker has adapted to goes with it to the share it takes over.
     let size = plan.batchSize
     for (let share: KeyShare | undefined = first; share && !stop.signal.aborted; share = await shares.takeOver()) {
-      if (share !== first) await push({done: stats.deleted, note: `a worker took over ids ${share.after}-${share.upTo} from a busier one`})
+      if (share !== first) {
+        stats.takeovers++
+        await push({done: stats.deleted, note: `a worker took over ids ${share.after}-${share.upTo} from a busier one`})
+      }
       try {
         size = await walkRange(deleter, share, size, plan, stop.signal, stats, push)
       } finally {

@@ -47,20 +47,33 @@ async function stopWriter(writer: Writer): Promise<void> {
 interface ClearJson {
   done: number
   planned: number
-  data: {execution: {deleted: number; skipped: number; stillMatching: number; stoppedBy: string; batches: number; passes: number}}
+  data: {
+    execution: {
+      deleted: number
+      skipped: number
+      stillMatching: number
+      stoppedBy: string
+      batches: number
+      passes: number
+      takeovers: number
+    }
+  }
 }
 
 describe('taskmanager:clear under live traffic (real writer processes)', function () {
   this.timeout(180_000)
   const django = withDjangoDatabase('ops_tm_live')
 
-  for (const [method, flag] of [
-    ['raw SQL', '--use-cursor'],
-    ['TypeORM', '--use-orm'],
+  for (const [method, flags] of [
+    ['raw SQL', ['--use-cursor']],
+    ['TypeORM', ['--use-orm']],
+    // The second half of the ids holds few matching rows, so the second worker takes over part of the first's.
+    ['raw SQL, --concurrency 2 with the matching rows in the older ids', ['--use-cursor', '--concurrency', '2']],
   ] as const) {
     it(`${method}: deletes every PENDING row that is being updated, keeps rows moved out of the filter, touches nothing else`, async () => {
       await django.reset()
-      const rows = Array.from({length: 12_000}, (_, i) => taskRow({status: i % 3 === 2 ? 'DONE' : 'PENDING'}))
+      const skewed = (flags as readonly string[]).includes('--concurrency')
+      const rows = Array.from({length: 12_000}, (_, i) => taskRow({status: i % 3 === 2 || (skewed && i >= 7000) ? 'DONE' : 'PENDING'}))
       const ids = await insertTasks(django.db, rows)
       await watch(
         django.db,
@@ -80,7 +93,7 @@ describe('taskmanager:clear under live traffic (real writer processes)', functio
             django.url,
             '--status',
             'PENDING',
-            flag,
+            ...flags,
             '--batch-size',
             '150',
             '--target-batch-ms',
@@ -119,6 +132,7 @@ describe('taskmanager:clear under live traffic (real writer processes)', functio
       expect(doc.data.execution.deleted).to.equal(doc.done)
       expect(doc.data.execution.stillMatching).to.equal(0)
       expect(doc.data.execution.stoppedBy).to.equal('completed')
+      if (skewed) expect(doc.data.execution.takeovers).to.be.greaterThan(0)
       // Rows moved out of the filter are kept, as the application left them.
       for (const id of moved) {
         expect(after.get(id), `moved row ${id}`).to.match(/,SCHEDULED,"moved by the application",/)

@@ -79,7 +79,9 @@ export default class Clear extends DestructiveCommand {
     }),
     'sleep-ms': Flags.integer({description: 'Pause between batches, to leave room for other traffic.', default: 0, min: 0}),
     concurrency: Flags.integer({
-      description: 'Workers over disjoint primary-key ranges, each on its own connection with its own short transactions.',
+      description:
+        'Workers over disjoint primary-key ranges, each on its own connection with its own short transactions; ' +
+        'a worker done with its range takes over half of the busiest other one.',
       default: 1,
       min: 1,
       max: MAX_CONCURRENCY,
