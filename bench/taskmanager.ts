@@ -1,9 +1,11 @@
 /**
  * npm run bench:taskmanager -- [--rows 1000000] [--runs 1] [--batch-size N] [--methods baseline,raw,orm,conc2]
- * (run 2, 4, ... take the methods in reverse order)
+ *   [--done-first]   (run 2, 4, ... take the methods in reverse order)
  *
  * Builds a TaskManager table of Django's shape (about 62% DONE, watcher link
- * rows on 1%) once, as a template database, and deletes every DONE row from a
+ * rows on 1%; the DONE rows spread over the key, or with --done-first the oldest
+ * 62% of the ids, as in a queue that keeps its finished tasks) once, as a template
+ * database, and deletes every DONE row from a
  * fresh copy of it with:
  *   1. the baseline: one transaction, one DELETE for the link rows and one for the tasks;
  *   2. ops' raw-SQL path (taskmanager:clear --use-cursor), the real CLI;
@@ -36,6 +38,7 @@ const {values} = parseArgs({
     'batch-size': {type: 'string'},
     // A subset for a quick A/B of one method against the baseline, e.g. --methods baseline,raw
     methods: {type: 'string', default: 'baseline,raw,orm,conc2'},
+    'done-first': {type: 'boolean', default: false},
   },
 })
 const METHODS = ['baseline', 'raw', 'orm', 'conc2']
@@ -94,7 +97,7 @@ async function buildTemplate(adminUrl: string): Promise<number> {
   })
   const done = await withClient(dbUrl(adminUrl, TEMPLATE), async (db) => {
     await createDjangoSchema(db)
-    await generateTasks(db, ROWS)
+    await generateTasks(db, ROWS, {doneFirst: values['done-first']})
     await db.query('VACUUM ANALYZE')
     const {rows} = await db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE status = 'DONE'`)
     return rows[0].n as number
@@ -193,7 +196,8 @@ function report(runs: Measure[][], server: string): void {
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((r) => r[i].length)))
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`
   console.log(
-    `\nDeleting every DONE row of ${ROWS.toLocaleString('en-US')} TaskManager rows (link rows on 1%); ops timed as the whole CLI process.`,
+    `\nDeleting every DONE row of ${ROWS.toLocaleString('en-US')} TaskManager rows (link rows on 1%` +
+      `${values['done-first'] ? '; the DONE rows are the oldest ids' : ''}); ops timed as the whole CLI process.`,
   )
   console.log(
     `Machine: ${cpus().length} cores (${cpus()[0]?.model.trim()}), ${Math.round(totalmem() / 2 ** 30)} GiB, ` +

@@ -132,9 +132,11 @@ export async function watch(db: pg.Client, taskIds: string[], schema = 'public')
 
 /**
  * Bulk rows in SQL, shaped like a busy table: about 62% DONE, the rest spread over
- * the other statuses, four modules, five names, link rows on 1% of the tasks.
+ * the other statuses, four modules, five names, link rows on 1% of the tasks. The DONE
+ * rows are spread over the whole key, or with `doneFirst` are the oldest 62% of the ids,
+ * as in a queue that keeps its finished tasks.
  */
-export async function generateTasks(db: pg.Client, count: number, options: {linkShare?: number} = {}): Promise<void> {
+export async function generateTasks(db: pg.Client, count: number, options: {linkShare?: number; doneFirst?: boolean} = {}): Promise<void> {
   const linkEvery = Math.round(1 / (options.linkShare ?? 0.01))
   await db.query(
     `INSERT INTO task_manager_taskmanager (${COLUMNS})
@@ -145,13 +147,13 @@ export async function generateTasks(db: pg.Client, count: number, options: {link
                    'renew_consumables','build_service_stock_scheduler'])[1 + g % 5],
             NULL, NULL, NULL, NULL,
             jsonb_build_object('args', jsonb_build_array(g, 'user-' || g || '@example.com'), 'kwargs', '{}'::jsonb),
-            CASE WHEN g % 100 < 62 THEN 'DONE'
+            CASE WHEN (CASE WHEN $2::bool THEN g::bigint * 100 <= $1::bigint * 62 ELSE g % 100 < 62 END) THEN 'DONE'
                  ELSE (ARRAY['PENDING','CANCELLED','REVERSED','PAUSED','ABORTED','ERROR','SCHEDULED'])[1 + g % 7] END,
             NULL, md5(g::text)::uuid::text, NULL, false, false,
             now() - (g % 90) * interval '1 day', now() - (g % 90) * interval '1 day',
             now() - (g % 90) * interval '1 day', now() - (g % 90) * interval '1 day'
        FROM generate_series(1, $1::int) g`,
-    [count],
+    [count, options.doneFirst ?? false],
   )
   const {rows} = await db.query(
     `INSERT INTO task_manager_taskwatcher (email, on_error, on_success, watch_progress)
