@@ -8,7 +8,8 @@ import type {IdRange} from './batches.js'
 export class KeyShare {
   /** Ids the owner's last batch covered: a share is split only when each half keeps at least that many. */
   private span = 0n
-  private asked?: (far: KeyShare | undefined) => void
+  /** Idle workers waiting for a part, first come first served: one is answered after each of the owner's batches. */
+  private readonly asked: ((far: KeyShare | undefined) => void)[] = []
   /** Walked to its end, or too small to split: no one asks it again. */
   private settled = false
 
@@ -22,20 +23,19 @@ export class KeyShare {
   }
 
   get open(): boolean {
-    return !this.settled && !this.asked
+    return !this.settled
   }
 
-  /** The owner, after a batch that went up to `scannedTo`: moves on, and answers a worker that asked for a part. */
+  /** The owner, after a batch that went up to `scannedTo`: moves on, and hands its far half to the first worker waiting. */
   advance(scannedTo: string): void {
     this.span = BigInt(scannedTo) - BigInt(this.after)
     this.after = scannedTo
-    const answer = this.asked
+    const answer = this.asked.shift()
     if (!answer) return
-    this.asked = undefined
     const span = this.span > 0n ? this.span : 1n
     if (this.left < 2n * span) {
-      this.settled = true
       answer(undefined)
+      this.close()
       return
     }
     const mid = String(BigInt(this.after) + this.left / 2n)
@@ -44,16 +44,15 @@ export class KeyShare {
     answer(far)
   }
 
-  /** The owner's walk of this share ended (walked, stopped or failed). */
+  /** The owner's walk of this share ended (walked, stopped or failed), or it became too small to split. */
   close(): void {
     this.settled = true
-    this.asked?.(undefined)
-    this.asked = undefined
+    for (const answer of this.asked.splice(0)) answer(undefined)
   }
 
-  /** Asked by an idle worker; the owner answers after its batch in flight. */
+  /** Asked by an idle worker; the owner answers after its batch in flight (or a later one, when others asked first). */
   ask(): Promise<KeyShare | undefined> {
-    return new Promise((answer) => (this.asked = answer))
+    return new Promise((answer) => this.asked.push(answer))
   }
 }
 

@@ -378,13 +378,17 @@ describe('small pieces of taskmanager:clear', () => {
     const share = new KeyShare('0', '100')
     share.advance('10')
     const asked = share.ask()
-    expect(share.open).to.equal(false)
+    const second = share.ask()
     share.advance('20')
     expect(await asked).to.include({after: '60', upTo: '100'})
     expect(share.upTo).to.equal('60')
-    // A batch of 25 ids leaves 15: halves of 7 ids would each be less than a batch.
+    // The second worker that asked is answered after the owner's next batch.
+    share.advance('22')
+    expect(await second).to.include({after: '41', upTo: '60'})
+    expect(share.upTo).to.equal('41')
+    // A batch of 11 ids leaves 8: halves of 4 ids would each be less than a batch.
     const late = share.ask()
-    share.advance('45')
+    share.advance('33')
     expect(await late).to.equal(undefined)
     expect(share.open).to.equal(false)
     const walked = new KeyShare('0', '100')
