@@ -11,7 +11,7 @@ import pg from 'pg'
 import {collect, OPS_HOME, parseJsonOutput, ROOT, runOps, runOpsInTty, Screen, spawnOps, waitForOutput} from './helpers/cli.js'
 import {createWidgets} from '../examples/plugin-template/test/widgets-table.js'
 import {RateMeter} from '../src/base/progress.js'
-import {wrap} from '../src/base/format.js'
+import {count, wrap} from '../src/base/format.js'
 import {freshDatabase, freshRedis} from './helpers/servers.js'
 
 const entry = join(ROOT, 'test', 'fixtures', 'protocol-cli.ts')
@@ -312,6 +312,21 @@ describe('plan and progress lines, as printed', () => {
       '  breathecode.assignments.tasks',
     ])
     expect(wrap('x'.repeat(30), 20, '  ')).to.deep.equal(['x'.repeat(30)])
+  })
+
+  it('groups counts by thousands as the original tools print them, negative and large ones too', () => {
+    const cases: [number, string][] = [
+      [0, '0'],
+      [999, '999'],
+      [1000, '1,000'],
+      [620_000, '620,000'],
+      [1_234_567, '1,234,567'],
+      [-1234, '-1,234'],
+      [Number.MAX_SAFE_INTEGER, '9,007,199,254,740,991'],
+      [2 ** 60, '1,152,921,504,606,847,000'],
+      [1234.5678, '1,234.568'],
+    ]
+    for (const [n, text] of cases) expect(count(n), String(n)).to.equal(text)
   })
 
   it('shows "ETA <1s", never "ETA 0ms", while a little work is left', async () => {

@@ -1,6 +1,10 @@
-/** 1234567 -> "1,234,567" (the original tools print counts this way). */
+/**
+ * 1234567 -> "1,234,567" (the original tools print counts this way). Whole numbers are grouped here: the first
+ * toLocaleString of a run loads ICU's number formatting, about 20 ms of every start-up.
+ */
 export function count(n: number): string {
-  return n.toLocaleString('en-US')
+  if (!Number.isSafeInteger(n)) return n.toLocaleString('en-US')
+  return String(n).replace(/\B(?=(\d{3})+$)/g, ',')
 }
 
 /** `plural(1, 'hour')` -> "1 hour", `plural(2, 'hour')` -> "2 hours", `plural(3, 'task', 'task(s)')` as given. */

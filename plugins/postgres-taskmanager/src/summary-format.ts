@@ -1,3 +1,5 @@
+import {count} from 'ops-cli/base'
+
 import type {ModuleCount, StatusCount} from './task-manager-table.js'
 
 const RULE = '-'.repeat(50)
@@ -8,12 +10,12 @@ export function summaryLines(statuses: StatusCount[], modules: ModuleCount[]): s
   return [
     'Current TaskManager status summary:',
     RULE,
-    ...statuses.map((s) => `${s.status}: ${s.count.toLocaleString('en-US')} records`),
+    ...statuses.map((s) => `${s.status}: ${count(s.count)} records`),
     RULE,
-    `Total: ${total.toLocaleString('en-US')} records`,
+    `Total: ${count(total)} records`,
     '',
     'Task Module Summary:',
     RULE,
-    ...modules.map((m) => `${m.taskModule}: ${m.count.toLocaleString('en-US')} records`),
+    ...modules.map((m) => `${m.taskModule}: ${count(m.count)} records`),
   ]
 }

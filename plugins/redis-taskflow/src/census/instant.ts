@@ -1,6 +1,7 @@
 import {createHash} from 'node:crypto'
 
 import type {Redis} from 'ioredis'
+import {count} from 'ops-cli/base'
 
 import {masterOf, RedisConnection} from '../connection.js'
 import {counterKey, TASK_KEY_PREFIX, TASK_STATES, TaskState} from '../keyspace.js'
@@ -259,7 +260,7 @@ export async function measureStates(
         else if (isCluster) await sleep(CLUSTER_SPACING_MS)
       }
     }
-    const changed = `${latest.size.toLocaleString('en-US')} task keys changed during the scan and were re-read`
+    const changed = `${count(latest.size)} task keys changed during the scan and were re-read`
     if (!exact) {
       if (isCluster && ledger.spilledToDisk) {
         const note =
@@ -273,13 +274,13 @@ export async function measureStates(
         const note =
           'Not exact: on this cluster the counters sit on other masters than their tasks, ' +
           `and no ${CLUSTER_AGREEING} instants in a row agreed on every state's drift (tasks moved half applied across masters); ` +
-          `each state's figure may be off by up to ${offBy.toLocaleString('en-US')}.`
+          `each state's figure may be off by up to ${count(offBy)}.`
         return notExact(offBy, note, counters)
       }
       const offBy = Number.isFinite(uncertain) ? uncertain : latest.size
       const note =
         `Not exact: task keys kept changing faster than ${MAX_ROUNDS} instants could settle (${why}); ` +
-        `each state's figure may be off by up to ${offBy.toLocaleString('en-US')}.`
+        `each state's figure may be off by up to ${count(offBy)}.`
       return notExact(offBy, note, counters)
     }
     const how = isCluster

@@ -1,5 +1,5 @@
 import {Flags} from '@oclif/core'
-import {choiceFlag, DestructiveCommand, durationFlag, UsageError} from 'ops-cli/base'
+import {choiceFlag, count, DestructiveCommand, durationFlag, UsageError} from 'ops-cli/base'
 
 import {ClearOperation, MAX_BATCH_SIZE, ORM_THRESHOLD} from '../../clear-operation.js'
 import {databaseFlags, resolveDatabaseUrl} from '../../connection.js'
@@ -12,7 +12,7 @@ export default class Clear extends DestructiveCommand {
   static override summary = 'Delete TaskManager records in short committed batches (what clear_task_manager_queue does, safely).'
   static override description = [
     [
-      `No filter means every row. Below ${ORM_THRESHOLD.toLocaleString('en-US')} matching rows the TypeORM path is used,`,
+      `No filter means every row. Below ${count(ORM_THRESHOLD)} matching rows the TypeORM path is used,`,
       'at or above it (or with --use-cursor) raw SQL through pg. Both walk the primary key in batches, each its own short',
       'transaction that also deletes the task_manager_taskwatcher_tasks link rows; a row that changes while the run goes on',
       'is deleted if it still matches and left alone if not. Ctrl-C stops after the batch in flight and a re-run finishes the job.',
