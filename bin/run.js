@@ -2,9 +2,15 @@
 // Off a terminal, print errors on one line each (no wrapping at 80 columns) so logs and greps see them whole.
 if (!process.stderr.isTTY && !process.env.OCLIF_COLUMNS) process.env.OCLIF_COLUMNS = '10000'
 
+// @oclif/core checks Node against its own engines (>=18) at import, loading semver for it (about 20 ms of every start);
+// ops needs more, and says so here without semver.
+const [major, minor] = process.versions.node.split('.').map(Number)
+if (major < 20 || (major === 20 && minor < 19)) process.emitWarning(`ops needs Node >= 20.19; this is Node ${process.versions.node}.`)
+process.env.OCLIF_DISABLE_ENGINE_WARNING ??= 'true'
+
 // Node 21+ has navigator; pg probes for Cloudflare Workers with `new Response()` when it is missing, which on Node 20
 // loads undici (about 40 ms of every start-up). Give Node 20 what Node 22 has.
-globalThis.navigator ??= {userAgent: `Node.js/${process.versions.node.split('.')[0]}`}
+globalThis.navigator ??= {userAgent: `Node.js/${major}`}
 
 const {Config, flush, handle, run} = await import('@oclif/core')
 const config = await Config.load(import.meta.url)
