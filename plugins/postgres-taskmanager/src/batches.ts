@@ -140,12 +140,14 @@ async function* walkRanges(deleters: BatchDeleter[], plan: BatchPlan, signal: Ab
   const work = async (deleter: BatchDeleter, first: KeyShare) => {
     // The batch size a worker has adapted to goes with it to the share it takes over.
     let size = plan.batchSize
-    for (let share: KeyShare | undefined = first; share && !stop.signal.aborted; share = await shares.takeOver()) {
-      if (share !== first) {
-        stats.takeovers++
-        await push({done: stats.deleted, note: `a worker took over ids ${share.after}-${share.upTo} from a busier one`})
-      }
+    // Every share a worker gets is closed once it is done with it, walked or not (stopped), so no worker waits on it forever.
+    for (let share: KeyShare | undefined = first; share; share = await shares.takeOver()) {
       try {
+        if (stop.signal.aborted) continue
+        if (share !== first) {
+          stats.takeovers++
+          await push({done: stats.deleted, note: `a worker took over ids ${share.after}-${share.upTo} from a busier one`})
+        }
         size = await walkRange(deleter, share, size, plan, stop.signal, stats, push)
       } finally {
         share.close()

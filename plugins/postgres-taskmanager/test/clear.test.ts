@@ -46,16 +46,24 @@ interface Walked {
 
 /**
  * deleteInBatches over every DONE row of `ids` with `workers` workers, each on its own connection, fixed batches of 5;
- * each worker's batches as its deleter received and returned them (the deleting is the real table's).
+ * each worker's batches as its deleter received and returned them (the deleting is the real table's). `beforeBatch`
+ * runs before worker `worker`'s batch number `n` (from 1) and may stop the run, as Ctrl-C does.
  */
-async function walkRecorded(url: string, ids: string[], workers: number): Promise<{walked: Walked[][]; stats: BatchStats}> {
+async function walkRecorded(
+  url: string,
+  ids: string[],
+  workers: number,
+  beforeBatch?: (worker: number, n: number, stop: () => void) => Promise<void>,
+): Promise<{walked: Walked[][]; stats: BatchStats}> {
   const clients = Array.from({length: workers}, () => new pg.Client({connectionString: url}))
   await Promise.all(clients.map((c) => c.connect()))
   try {
     const tables = await Promise.all(clients.map((c) => TaskManagerTable.open(c, {name: 'task_manager_taskmanager'}, 'test')))
     const walked: Walked[][] = tables.map(() => [])
+    const ctrlC = new AbortController()
     const deleters = tables.map((table, i) => ({
       async deleteBatch(request: BatchRequest) {
+        await beforeBatch?.(i, walked[i].length + 1, () => ctrlC.abort())
         const outcome = await table.deleteBatch(request)
         walked[i].push({request, outcome})
         return outcome
@@ -73,7 +81,7 @@ async function walkRecorded(url: string, ids: string[], workers: number): Promis
         limits: {statementTimeoutMs: 30_000, lockTimeoutMs: 2000},
         sleepMs: 0,
       },
-      new AbortController().signal,
+      ctrlC.signal,
       stats,
     )
     for await (const _ of batches);
@@ -314,6 +322,31 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
       .map(({request, outcome}) => [BigInt(request.afterId), BigInt(outcome.scannedTo!)] as const)
       .sort((a, b) => (a[0] < b[0] ? -1 : 1))
     for (let i = 1; i < ranges.length; i++) expect(ranges[i][0] >= ranges[i - 1][1], `${ranges[i - 1]} and ${ranges[i]}`).to.equal(true)
+  })
+
+  it('raw SQL, 3 workers stopped while two wait to take over: every worker ends, each batch whole', async () => {
+    await django.reset()
+    // Every matching row is in the first worker's third of the ids: the two others run out of work at once and ask it.
+    const ids = await insertTasks(
+      django.db,
+      Array.from({length: 300}, (_, i) => taskRow({status: i < 100 ? 'DONE' : 'PENDING'})),
+    )
+    const walking = walkRecorded(django.url, ids, 3, async (worker, n, stop) => {
+      if (worker !== 0 || n !== 1) return
+      // The two others find nothing in their thirds and ask for part of this share meanwhile; Ctrl-C comes while
+      // this first batch is in flight, and its end hands one of them a part that it must close unwalked.
+      await new Promise((r) => setTimeout(r, 300))
+      stop()
+    })
+    const hung = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('a worker never ended')), 15_000).unref())
+    const {walked, stats} = await Promise.race([walking, hung])
+    // The batch in flight finished; no batch started after the stop.
+    expect(walked[0].length).to.equal(1)
+    expect(walked[1].length + walked[2].length).to.equal(2)
+    expect(stats.deleted).to.equal(5)
+    expect(stats.takeovers).to.equal(0)
+    const left = await django.db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE status = 'DONE'`)
+    expect(left.rows[0].n).to.equal(95)
   })
 
   it('works on a schema-qualified table given with --table, quoting identifiers', async () => {
