@@ -45,6 +45,7 @@ describe('shell completion (ops autocomplete)', function () {
   const ops = (args: string[]) => runOps(args, {env: dirs})
   const cache = join(dirs.OPS_CACHE_DIR, 'autocomplete')
   let bashrcLine: string
+  after(() => rmSync(home, {recursive: true, force: true}))
 
   before(async () => {
     const bash = await ops(['autocomplete', 'bash'])

@@ -7,7 +7,7 @@
  */
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
-import {existsSync, mkdtempSync, readdirSync, readFileSync} from 'node:fs'
+import {existsSync, mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -47,7 +47,10 @@ describe('team plugins: pack, install, run, hooks, uninstall, link', function ()
     db = new pg.Client({connectionString: url})
     await db.connect()
   })
-  after(async () => db?.end())
+  after(async () => {
+    await db?.end()
+    rmSync(home, {recursive: true, force: true})
+  })
 
   beforeEach(async () => {
     // 300 widgets 30 days old, then 100 of a day.

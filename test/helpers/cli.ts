@@ -33,6 +33,7 @@ export interface RunOptions {
  * log, profiles and installed plugins never touch the user's own.
  */
 export const OPS_HOME = mkdtempSync(join(tmpdir(), 'ops-test-home-'))
+process.once('exit', () => rmSync(OPS_HOME, {recursive: true, force: true}))
 const isolated = {
   OPS_DATA_DIR: join(OPS_HOME, 'data'),
   OPS_CONFIG_DIR: join(OPS_HOME, 'config'),

@@ -24,7 +24,19 @@ const HOW =
   '(e.g. apt-get install postgresql redis-server), or start a container runtime (Docker) for testcontainers.'
 
 type Stop = () => Promise<void>
-const stops: Stop[] = []
+
+/**
+ * The harness's state, shared by every copy of this module in the process: a plugin's tests may import the harness
+ * by its file URL (examples/plugin-template/test/support.ts), which can load a second copy beside the one the root
+ * hooks stop. Two copies would start a second server that no stopAll() stops nor removes.
+ */
+const state = ((globalThis as Record<symbol, unknown>)[Symbol.for('ops.test.harness')] ??= {
+  stops: [],
+  children: new Set(),
+  exitHooked: false,
+  postgresServer: undefined,
+}) as {stops: Stop[]; children: Set<ChildProcess>; exitHooked: boolean; postgresServer?: Promise<PostgresServer>}
+const {stops, children} = state
 
 /** Runs `stop` in stopAll(), before what was registered earlier. */
 export function onStop(stop: Stop): void {
@@ -108,13 +120,10 @@ export function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 'SIGTE
   })
 }
 
-const children = new Set<ChildProcess>()
-let exitHooked = false
-
 export function registerExitKill(child: ChildProcess): void {
   // Never leave servers running, even when mocha is killed: one exit listener for them all.
-  if (!exitHooked) process.once('exit', () => children.forEach((c) => c.kill('SIGKILL')))
-  exitHooked = true
+  if (!state.exitHooked) process.once('exit', () => children.forEach((c) => c.kill('SIGKILL')))
+  state.exitHooked = true
   children.add(child)
   child.once('exit', () => children.delete(child))
 }
@@ -127,11 +136,9 @@ export interface PostgresServer {
   how: 'env' | 'binaries' | 'container'
 }
 
-let postgresServer: Promise<PostgresServer> | undefined
-
 export function postgresServerOnce(): Promise<PostgresServer> {
-  postgresServer ??= startPostgres()
-  return postgresServer
+  state.postgresServer ??= startPostgres()
+  return state.postgresServer
 }
 
 async function startPostgres(): Promise<PostgresServer> {

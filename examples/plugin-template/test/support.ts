@@ -5,7 +5,7 @@
  */
 import {execFileSync, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {existsSync, mkdtempSync} from 'node:fs'
+import {existsSync, mkdtempSync, rmSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
@@ -41,6 +41,11 @@ export class Ops {
     OPS_DATA_DIR: join(this.home, 'data'),
     OPS_CONFIG_DIR: join(this.home, 'config'),
     OPS_CACHE_DIR: join(this.home, 'cache'),
+  }
+
+  /** Removes the data, config and cache directories (links and installs included). */
+  dispose(): void {
+    rmSync(this.home, {recursive: true, force: true})
   }
 
   /** Runs `ops ARGS` with stdin closed (never a TTY). */

@@ -27,6 +27,7 @@ describe('widgets:clear (linked into ops)', function () {
   after(async () => {
     await db?.end()
     await drop?.()
+    ops.dispose()
   })
 
   // 120 old rows (10 days) and 30 recent ones (1 hour), interleaved by id.
