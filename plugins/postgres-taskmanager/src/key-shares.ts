@@ -6,8 +6,6 @@ import type {IdRange} from './batches.js'
  * so no id is ever walked by two workers at once.
  */
 export class KeyShare {
-  /** Ids the owner's last batch covered: a share is split only when each half keeps at least that many. */
-  private span = 0n
   /** Idle workers waiting for a part, first come first served: one is answered after each of the owner's batches. */
   private readonly asked: ((far: KeyShare | undefined) => void)[] = []
   /** Walked to its end, or too small to split: no one asks it again. */
@@ -28,12 +26,12 @@ export class KeyShare {
 
   /** The owner, after a batch that went up to `scannedTo`: moves on, and hands its far half to the first worker waiting. */
   advance(scannedTo: string): void {
-    this.span = BigInt(scannedTo) - BigInt(this.after)
+    // Ids this batch covered: the share is split only when each half keeps at least that many.
+    const span = BigInt(scannedTo) - BigInt(this.after)
     this.after = scannedTo
     const answer = this.asked.shift()
     if (!answer) return
-    const span = this.span > 0n ? this.span : 1n
-    if (this.left < 2n * span) {
+    if (this.left < 2n * (span > 0n ? span : 1n)) {
       answer(undefined)
       this.close()
       return
