@@ -3,8 +3,6 @@ import {existsSync} from 'node:fs'
 import {readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {bashCompletion, completionCommands, MARKER, zshCompletion} from '../completion.js'
-
 /**
  * After plugin-autocomplete (re)writes its scripts, add flag-value completion.
  * `autocomplete` (bash|zsh|--refresh-cache) writes them itself; the plugin's
@@ -13,6 +11,8 @@ import {bashCompletion, completionCommands, MARKER, zshCompletion} from '../comp
  */
 const hook: Hook<'postrun'> = async function ({Command}) {
   if (Command.id !== 'autocomplete' && Command.id !== 'autocomplete:create') return
+  // Loaded only here: every command runs this hook after it.
+  const {bashCompletion, completionCommands, MARKER, zshCompletion} = await import('../completion.js')
   const {bin, binAliases, cacheDir} = this.config
   const functions = join(cacheDir, 'autocomplete', 'functions')
   const commands = completionCommands(this.config)
