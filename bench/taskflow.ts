@@ -32,7 +32,7 @@ import {collect, parseJsonOutput, spawnOps} from '../test/helpers/cli.js'
 import {freshRedisCluster} from '../test/helpers/redis-cluster.js'
 import {freshRedis, stopAll} from '../test/helpers/servers.js'
 import {driftedCounters, loadCeleryMeta, loadTasks, loadTasksIntoCluster, writeCounters} from './taskflow-data.js'
-import {watchRss} from './process-stats.js'
+import {warmUpdateCheck, watchRss} from './process-stats.js'
 
 const {values} = parseArgs({
   options: {
@@ -281,6 +281,7 @@ try {
       log(`  ${what} in ${((Date.now() - started) / 1000).toFixed(1)}s`)
       return out
     }
+    await warmUpdateCheck()
     const startup = await viaCliVersion()
     log(`loading ${fmt(TASKS)} tasks:`)
     const {states} = await timed(`loaded ${fmt(TASKS)} tasks`, () => loadTasks(url, TASKS))

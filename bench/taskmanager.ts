@@ -29,7 +29,7 @@ import {createDjangoSchema, generateTasks} from '../plugins/postgres-taskmanager
 import {collect, parseJsonOutput, spawnOps} from '../test/helpers/cli.js'
 import {stopAll, which} from '../test/helpers/servers.js'
 import {runAsServerUser, serverDirectory, startPostmaster} from '../test/helpers/standby.js'
-import {watchRss} from './process-stats.js'
+import {warmUpdateCheck, watchRss} from './process-stats.js'
 
 const {values} = parseArgs({
   options: {
@@ -230,6 +230,7 @@ try {
   const settings = await settingsOf(server.adminUrl)
   process.stderr.write(`${settings} (${server.how})\n`)
   await buildTemplate(server.adminUrl)
+  await warmUpdateCheck()
   const runs: Measure[][] = []
   for (let run = 1; run <= RUNS; run++) {
     const all: [string, (url: string) => Promise<Measure>][] = [
