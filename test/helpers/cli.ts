@@ -40,6 +40,11 @@ const isolated = {
   OPS_CACHE_DIR: join(OPS_HOME, 'cache'),
 }
 
+/** A path for a file a test writes (an --archive file, say), in a directory of its own that goes with OPS_HOME at exit. */
+export function scratchFile(name: string): string {
+  return join(mkdtempSync(join(OPS_HOME, 'scratch-')), name)
+}
+
 export function childEnv(extra: RunOptions['env'] = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {...process.env, ...isolated, NO_COLOR: '1', FORCE_COLOR: '0', OPS_PROFILE: undefined, ...extra}
   for (const key of ['DATABASE_URL', 'REDIS_URL']) if (!(key in extra)) delete env[key]

@@ -4,10 +4,9 @@
  * exactly what it deleted, and a restore puts the table back byte for byte.
  */
 import {expect} from 'chai'
-import {mkdtempSync, readFileSync, writeFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
-import {join} from 'node:path'
+import {readFileSync, writeFileSync} from 'node:fs'
 
+import {scratchFile} from '../../../test/helpers/cli.js'
 import {clearDirect} from './helpers/direct.js'
 import {insertTasks, MODULES, NAMES, rowTexts, STATUSES, taskRow, TaskRow, watch} from './helpers/django-fixture.js'
 import {withDjangoDatabase} from './helpers/django-database.js'
@@ -209,7 +208,7 @@ describe('taskmanager:clear --archive-table and taskmanager:restore', function (
     expect(await rowTexts(django.db)).to.deep.equal(before)
   })
 
-  const archiveFile = () => join(mkdtempSync(join(tmpdir(), 'ops-archive-')), 'rows.jsonl')
+  const archiveFile = () => scratchFile('rows.jsonl')
 
   it('restores the last line of an id from a file: a stale earlier copy never wins', async () => {
     const before = await rowTexts(django.db)

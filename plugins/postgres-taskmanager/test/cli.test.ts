@@ -5,7 +5,16 @@
  */
 import {expect} from 'chai'
 
-import {collect, parseJsonOutput, runOps, runOpsInTty, runOpsKilledWhen, spawnOps, waitForOutput} from '../../../test/helpers/cli.js'
+import {
+  collect,
+  parseJsonOutput,
+  runOps,
+  runOpsInTty,
+  runOpsKilledWhen,
+  scratchFile,
+  spawnOps,
+  waitForOutput,
+} from '../../../test/helpers/cli.js'
 import {generateTasks, insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
 import {terminateBackends, withDjangoDatabase} from './helpers/django-database.js'
 
@@ -209,10 +218,8 @@ breathecode.assignments.tasks: 6 records
     })
 
     it('--archive after an interrupted run and its re-run holds every deleted row', async () => {
-      const {mkdtempSync, readFileSync} = await import('node:fs')
-      const {tmpdir} = await import('node:os')
-      const {join} = await import('node:path')
-      const file = join(mkdtempSync(join(tmpdir(), 'ops-archive-')), 'done.jsonl')
+      const {readFileSync} = await import('node:fs')
+      const file = scratchFile('done.jsonl')
       const expected = (
         await django.db.query(`SELECT row_to_json(t)::text AS row FROM task_manager_taskmanager t WHERE ${matching} ORDER BY id`)
       ).rows.map((r) => r.row)

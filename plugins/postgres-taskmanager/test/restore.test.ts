@@ -5,11 +5,10 @@
  * --archive file that a killed clear left with repeated and half-written lines.
  */
 import {expect} from 'chai'
-import {appendFileSync, mkdtempSync, readFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {appendFileSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 
-import {OPS_HOME, parseJsonOutput, runOps, runOpsKilledWhen, waitUntil} from '../../../test/helpers/cli.js'
+import {OPS_HOME, parseJsonOutput, runOps, runOpsKilledWhen, scratchFile, waitUntil} from '../../../test/helpers/cli.js'
 import {
   backendsGone,
   bothTables,
@@ -239,7 +238,7 @@ describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to 
   })
 
   it('the audit line names where a clear put the rows and where a restore took them from', async () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'ops-restore-')), 'error.jsonl')
+    const file = scratchFile('error.jsonl')
     expect((await runOps(ops('clear', '--status', 'ERROR', '--archive', file, '--force'))).code).to.equal(0)
     expect(lastAudit('taskmanager:clear').filters).to.include({status: 'ERROR', archive: file, archiveTable: null})
     expect((await runOps(ops('clear', '--status', 'DONE', '--archive-table', ARCHIVE, '--force'))).code).to.equal(0)
@@ -306,7 +305,7 @@ describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to 
   })
 
   it('kill -9 while a restore from a file runs its batch, then a re-run: each row restored once, skipped ones counted', async () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'ops-restore-')), 'done.jsonl')
+    const file = scratchFile('done.jsonl')
     const cleared = await runOps(ops('clear', '--status', 'DONE', '--archive', file, '--force'))
     expect(cleared.code, cleared.stderr).to.equal(0)
     const done = original.length - (await count('task_manager_taskmanager'))
@@ -331,7 +330,7 @@ describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to 
   })
 
   it('restores from a file written by --archive after a kill -9, with repeated and half-written lines, each row once', async () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'ops-restore-')), 'done.jsonl')
+    const file = scratchFile('done.jsonl')
     await slowClearKilledWhen(['--archive', file], async () => (await count('task_manager_taskmanager', `status = 'DONE'`)) <= 11_000)
     // What a kill between a batch's fsync and its COMMIT leaves: lines of rows still in the table, the last one cut short.
     const uncommitted = (
