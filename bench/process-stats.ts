@@ -1,4 +1,7 @@
-/** What a benchmarked child process cost, read from /proc while it runs (Linux). */
+/**
+ * What a benchmarked child process cost, read from /proc while it runs (Linux), and the warm-up that keeps the update
+ * check's first background request out of the timed runs.
+ */
 import {existsSync, readdirSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 
