@@ -113,7 +113,10 @@ export async function* deleteInBatches(work: BatchWork, plan: BatchPlan, signal:
     if (stats.stillMatching === 0 || stats.passes >= MAX_PASSES) break
     yield {
       done: stats.deleted,
-      note: `${count(stats.stillMatching)} rows changed or were locked when their batch came and still match: walking again`,
+      note:
+        stats.stillMatching === 1
+          ? '1 row changed or was locked when its batch came and still matches: walking again'
+          : `${count(stats.stillMatching)} rows changed or were locked when their batch came and still match: walking again`,
     }
     await sleep(100)
   }

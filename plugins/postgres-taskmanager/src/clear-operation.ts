@@ -1,6 +1,6 @@
 import {resolve} from 'node:path'
 
-import {count, DestructiveOperation, duration, Plan, Progress, Step, Summary} from 'ops-cli/base'
+import {count, DestructiveOperation, duration, Plan, plural, Progress, Step, Summary} from 'ops-cli/base'
 
 import {Archive} from './archive.js'
 import {ArchiveTable} from './archive-table.js'
@@ -92,11 +92,22 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
   /** Everything opened for the run beyond the main connection: worker connections, ORM sources, replica probes. */
   private readonly closers: (() => Promise<void>)[] = []
   private archiveTable?: ArchiveTable
+  /** One probe per --replica-url, connected with the main connection. */
+  private replicas: ReplicaProbe[] = []
 
   constructor(private readonly options: ClearOptions) {}
 
   async connect(): Promise<void> {
     this.connection = await openTaskManager(this.options.url, this.options.table, APPLICATION_NAME)
+    // Every --replica-url is reached and checked to be a standby now, before the plan: a dry run proves them too, and
+    // a wrong one fails here rather than after the confirmation.
+    const probes = await Promise.allSettled(
+      (this.options.replicaUrls ?? []).map((url) => ReplicaProbe.connect(url, `${APPLICATION_NAME} (replica lag)`)),
+    )
+    for (const probe of probes) if (probe.status === 'fulfilled') this.closers.push(() => probe.value.close())
+    this.replicas = probes.flatMap((probe) => (probe.status === 'fulfilled' ? [probe.value] : []))
+    const failed = probes.find((probe) => probe.status === 'rejected')
+    if (failed) throw failed.reason
   }
 
   private get db(): TaskManagerConnection {
@@ -197,7 +208,7 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
       await this.archiveTable?.ensure()
       const started = Date.now()
       const deleters = await this.deleters(plan)
-      const throttle = await this.throttle()
+      const throttle = this.throttle()
       const archive = this.options.archive ? await Archive.open(this.options.archive) : undefined
       const stats = plan.data.execution
       try {
@@ -260,16 +271,12 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
     )
   }
 
-  private async throttle(): Promise<Throttle> {
-    const replicas = await Promise.all(
-      (this.options.replicaUrls ?? []).map((url) => ReplicaProbe.connect(url, `${APPLICATION_NAME} (replica lag)`)),
-    )
-    for (const replica of replicas) this.closers.push(() => replica.close())
+  private throttle(): Throttle {
     return new Throttle({
       primary: new PrimaryHealth(this.db.client),
       table: this.db.table.table,
       maxReplicaLagMs: this.options.maxReplicaLagMs,
-      replicas,
+      replicas: this.replicas,
       pauseOnAutovacuum: this.options.pauseOnAutovacuum ?? false,
     })
   }
@@ -284,9 +291,11 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
   unfinished(plan: ClearPlan): string | undefined {
     const {execution} = plan.data
     if (execution.stoppedBy !== 'completed' || !execution.stillMatching) return undefined
+    const left = execution.stillMatching
     return (
-      `${count(execution.stillMatching)} rows that match the filter are still in the table: they kept changing or stayed locked ` +
-      `while ${execution.passes} walks went by. Nothing else was touched. Run the same command again to finish.`
+      `${plural(left, 'row that matches the filter is', 'rows that match the filter are')} still in the table: ` +
+      `${left === 1 ? 'it' : 'they'} kept changing or stayed locked while ${plural(execution.passes, 'walk')} went by. ` +
+      'Nothing else was touched. Run the same command again to finish.'
     )
   }
 
@@ -299,13 +308,24 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
 /** The report's last line: what was deleted, what was skipped, and what still matches. */
 function outcomeLine(stats: BatchStats, plan: ClearPlan, maxRuntimeMs?: number): string {
   const deleted = `${count(stats.deleted)} ${plan.noun}`
-  const skipped = stats.skipped > 0 ? `${count(stats.skipped)} skipped because they changed or were locked when their batch came` : ''
+  const skipped =
+    stats.skipped > 0
+      ? plural(
+          stats.skipped,
+          'skipped because it changed or was locked when its batch came',
+          'skipped because they changed or were locked when their batch came',
+        )
+      : ''
   const left = stats.stillMatching ?? 0
   if (stats.stoppedBy === 'max-runtime') {
     const rest =
-      left > 0 ? `${count(left)} matching rows are left; run the same command again (in the next window) to finish` : 'none is left'
+      left > 0
+        ? `${plural(left, 'matching row is', 'matching rows are')} left; run the same command again (in the next window) to finish`
+        : 'none is left'
     return `Stopped by --max-runtime ${duration(maxRuntimeMs ?? 0)}: deleted ${deleted}${skipped ? `, ${skipped}` : ''}; ${rest}.`
   }
-  if (left > 0) return `Deleted ${deleted}${skipped ? `, ${skipped}` : ''}; ${count(left)} rows still match the filter.`
-  return `Successfully deleted ${deleted}${skipped ? ` (${skipped}; none of them still matches)` : ''}`
+  const still = plural(left, 'row still matches', 'rows still match')
+  if (left > 0) return `Deleted ${deleted}${skipped ? `, ${skipped}` : ''}; ${still} the filter.`
+  const none = stats.skipped === 1 ? 'it no longer matches' : 'none of them still matches'
+  return `Successfully deleted ${deleted}${skipped ? ` (${skipped}; ${none})` : ''}`
 }

@@ -246,6 +246,31 @@ breathecode.assignments.tasks: 6 records
         /Table public\.task_manager_tasks does not exist in database "ops_tm_cli\w+" at 127\.0\.0\.1:\d+/,
       )
     })
+
+    it('refuses a --replica-url that is no standby before the plan, in a dry run too (exit 2)', async () => {
+      await seedExample()
+      const before = await rowTexts(django.db)
+      for (const mode of ['--dry-run', '--force']) {
+        // The primary itself: reachable, but pg_is_in_recovery() is false.
+        const result = await runOps(clear('--status', 'SCHEDULED', '--max-replica-lag', '5s', '--replica-url', django.url, mode))
+        expect(result.code, result.stdout + result.stderr).to.equal(2)
+        expect(flat(result.stderr)).to.match(/--replica-url postgres:\/\/\S+ is not a standby \(pg_is_in_recovery\(\) is false\)/)
+        expect(result.stdout, mode).not.to.contain('Found')
+      }
+      expect(await rowTexts(django.db)).to.deep.equal(before)
+    })
+
+    it('names an unreachable --replica-url, masks its password and deletes nothing (exit 1)', async () => {
+      await seedExample()
+      const before = await rowTexts(django.db)
+      const replica = 'postgres://ops:hunter2secret@127.0.0.1:1/app'
+      const result = await runOps(clear('--status', 'SCHEDULED', '--max-replica-lag', '5s', '--replica-url', replica, '--force'))
+      expect(result.code, result.stdout + result.stderr).to.equal(1)
+      expect(flat(result.stderr)).to.contain('Could not connect to PostgreSQL replica at 127.0.0.1:1')
+      expect(result.stdout + result.stderr).not.to.contain('hunter2secret')
+      expect(result.stdout).not.to.contain('Found')
+      expect(await rowTexts(django.db)).to.deep.equal(before)
+    })
   })
 
   describe('read-only commands', () => {
