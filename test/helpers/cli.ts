@@ -176,6 +176,9 @@ export async function runOpsInTty(
 }
 
 /** Parses the single JSON document a --json run must print on stdout. */
+/** An error or warning as one line: oclif wraps long ones and starts every continuation line with "›". */
+export const flat = (text: string): string => text.replace(/\s*\n\s*›\s*/g, ' ')
+
 export function parseJsonOutput<T = Record<string, unknown>>(result: RunResult): T {
   try {
     return JSON.parse(result.stdout) as T

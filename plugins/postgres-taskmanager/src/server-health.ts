@@ -2,7 +2,7 @@ import {connectionError, maskUrl, OpsError} from 'ops-cli/base'
 import pg from 'pg'
 
 import {connectPostgres} from './connection.js'
-import {qualified, TableName} from './table-name.js'
+import {qualified, quoteIdent, TableName} from './table-name.js'
 
 /** How far one replica is behind, as measured on the primary or on the replica itself. */
 export interface ReplicaLag {
@@ -19,6 +19,28 @@ export interface ReplicaLag {
 /** The SQL that watches the primary's replicas and vacuum on the table (read-only, catalog views only). */
 export class PrimaryHealth {
   constructor(private readonly client: pg.Client) {}
+
+  /**
+   * pg_stat_replication shows a standby's positions and lags only to roles with the privileges of pg_read_all_stats
+   * (pg_monitor has them); to any other role each standby is a row of NULLs, which would read as a replica that never
+   * replays. Refuses such a role, naming the grant that fixes it.
+   */
+  async assertCanSeeReplication(): Promise<void> {
+    const {rows} = await this.client.query(
+      `SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS ok, current_user AS role,
+              (SELECT count(*) FROM pg_stat_replication)::int AS standbys`,
+    )
+    if (rows[0].ok) return
+    const standbys = rows[0].standbys === 1 ? '1 standby' : `${rows[0].standbys} standbys`
+    throw new OpsError(
+      `--max-replica-lag reads the replicas' replay positions from pg_stat_replication, which role ${rows[0].role} is not allowed ` +
+        `to see (it sees ${standbys} there, with every position hidden): nothing was deleted.`,
+      {
+        exit: 2,
+        suggestions: [`GRANT pg_monitor TO ${quoteIdent(rows[0].role)}; (or pg_read_all_stats), or run ops as a role that has it`],
+      },
+    )
+  }
 
   /** pg_stat_replication: one row per connected standby; replay_lag is the last delay the standby reported. */
   async replicaLags(): Promise<ReplicaLag[]> {

@@ -7,6 +7,7 @@ import {expect} from 'chai'
 
 import {
   collect,
+  flat,
   parseJsonOutput,
   runOps,
   runOpsInTty,
@@ -20,7 +21,6 @@ import {terminateBackends, withDjangoDatabase} from './helpers/django-database.j
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 /** oclif wraps error messages to the terminal width with " ›   " prefixes; undo that for matching. */
-const flat = (text: string) => text.replace(/\s*\n\s*›\s*/g, ' ')
 
 describe('ops taskmanager:* (end to end)', function () {
   const django = withDjangoDatabase('ops_tm_cli')
@@ -258,6 +258,33 @@ breathecode.assignments.tasks: 6 records
         expect(result.stdout, mode).not.to.contain('Found')
       }
       expect(await rowTexts(django.db)).to.deep.equal(before)
+    })
+
+    it('refuses --max-replica-lag to a role that cannot see pg_stat_replication (endless lag), not with pg_monitor', async () => {
+      await seedExample()
+      const before = await rowTexts(django.db)
+      // A role of this test's own, dropped at the end: ops would run as the application's role, not as a superuser.
+      const role = `ops_app_${process.pid}`
+      const password = `pw${Date.now()}`
+      await django.db.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`)
+      try {
+        await django.db.query(`GRANT USAGE ON SCHEMA public TO ${role}; GRANT ALL ON ALL TABLES IN SCHEMA public TO ${role}`)
+        const asRole = Object.assign(new URL(django.url), {username: role, password}).toString()
+        const args = ['taskmanager:clear', '--database-url', asRole, '--status', 'SCHEDULED', '--max-replica-lag', '5s', '--force']
+        const refused = await runOps(args)
+        expect(refused.code, refused.stdout + refused.stderr).to.equal(2)
+        expect(flat(refused.stderr)).to.contain(
+          `--max-replica-lag reads the replicas' replay positions from pg_stat_replication, which role ${role} is not allowed to see`,
+        )
+        expect(flat(refused.stderr)).to.contain(`GRANT pg_monitor TO "${role}"`)
+        expect(await rowTexts(django.db)).to.deep.equal(before)
+        await django.db.query(`GRANT pg_monitor TO ${role}`)
+        const allowed = await runOps(args)
+        expect(allowed.code, allowed.stdout + allowed.stderr).to.equal(0)
+        expect(await count(`status = 'SCHEDULED'`)).to.equal(0)
+      } finally {
+        await django.db.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`)
+      }
     })
 
     it('names an unreachable --replica-url, masks its password and deletes nothing (exit 1)', async () => {

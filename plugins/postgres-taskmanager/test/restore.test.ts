@@ -8,7 +8,7 @@ import {expect} from 'chai'
 import {appendFileSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 
-import {OPS_HOME, parseJsonOutput, runOps, runOpsKilledWhen, scratchFile, waitUntil} from '../../../test/helpers/cli.js'
+import {flat, OPS_HOME, parseJsonOutput, runOps, runOpsKilledWhen, scratchFile, waitUntil} from '../../../test/helpers/cli.js'
 import {
   backendsGone,
   bothTables,
@@ -23,7 +23,6 @@ import {terminateBackends, withDjangoDatabase} from './helpers/django-database.j
 
 const ARCHIVE = 'tm_archive'
 /** oclif wraps error messages to the terminal width with " ›   " prefixes; undo that for matching. */
-const flat = (text: string) => text.replace(/\s*\n\s*›\s*/g, ' ')
 
 describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to end)', function () {
   const django = withDjangoDatabase('ops_tm_restore')

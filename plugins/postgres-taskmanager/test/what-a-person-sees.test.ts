@@ -5,12 +5,11 @@
  */
 import {expect} from 'chai'
 
-import {mistypedFlagLines, parseJsonOutput, runOps, Screen} from '../../../test/helpers/cli.js'
+import {flat, mistypedFlagLines, parseJsonOutput, runOps, Screen} from '../../../test/helpers/cli.js'
 import {insertTasks, taskRow} from './helpers/django-fixture.js'
 import {withDjangoDatabase} from './helpers/django-database.js'
 
 /** oclif wraps error messages to the terminal width with " ›   " prefixes; undo that for matching. */
-const flat = (text: string) => text.replace(/\s*\n\s*›\s*/g, ' ')
 
 const LONG_NAME = 'async_learnpack_webhook_and_notify_the_student_and_the_teacher'
 
