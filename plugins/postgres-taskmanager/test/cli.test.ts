@@ -17,7 +17,7 @@ import {
   waitForOutput,
 } from '../../../test/helpers/cli.js'
 import {generateTasks, insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
-import {terminateBackends, withDjangoDatabase} from './helpers/django-database.js'
+import {terminateBackends, withAppRole, withDjangoDatabase} from './helpers/django-database.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 /** oclif wraps error messages to the terminal width with " ›   " prefixes; undo that for matching. */
@@ -263,13 +263,7 @@ breathecode.assignments.tasks: 6 records
     it('refuses --max-replica-lag to a role that cannot see pg_stat_replication (endless lag), not with pg_monitor', async () => {
       await seedExample()
       const before = await rowTexts(django.db)
-      // A role of this test's own, dropped at the end: ops would run as the application's role, not as a superuser.
-      const role = `ops_app_${process.pid}`
-      const password = `pw${Date.now()}`
-      await django.db.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`)
-      try {
-        await django.db.query(`GRANT USAGE ON SCHEMA public TO ${role}; GRANT ALL ON ALL TABLES IN SCHEMA public TO ${role}`)
-        const asRole = Object.assign(new URL(django.url), {username: role, password}).toString()
+      await withAppRole(django.db, django.url, async (asRole, role) => {
         const args = ['taskmanager:clear', '--database-url', asRole, '--status', 'SCHEDULED', '--max-replica-lag', '5s', '--force']
         const refused = await runOps(args)
         expect(refused.code, refused.stdout + refused.stderr).to.equal(2)
@@ -282,9 +276,7 @@ breathecode.assignments.tasks: 6 records
         const allowed = await runOps(args)
         expect(allowed.code, allowed.stdout + allowed.stderr).to.equal(0)
         expect(await count(`status = 'SCHEDULED'`)).to.equal(0)
-      } finally {
-        await django.db.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`)
-      }
+      })
     })
 
     it('names an unreachable --replica-url, masks its password and deletes nothing (exit 1)', async () => {

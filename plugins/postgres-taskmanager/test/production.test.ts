@@ -10,7 +10,7 @@ import pg from 'pg'
 import {collect, flat, parseJsonOutput, runOps, spawnOps, waitForOutput} from '../../../test/helpers/cli.js'
 import {Standby, startStandby} from '../../../test/helpers/standby.js'
 import {insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
-import {withDjangoDatabase} from './helpers/django-database.js'
+import {withAppRole, withDjangoDatabase} from './helpers/django-database.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -107,27 +107,23 @@ describe('taskmanager:clear in production conditions', function () {
     it('refuses --max-replica-lag for a role to which the standby is a row of NULLs, rather than pause on it forever', async () => {
       await fill()
       const before = await rowTexts(django.db)
-      const role = `ops_app_${process.pid}`
-      const password = `pw${Date.now()}`
-      await django.db.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`)
-      const asRole = Object.assign(new URL(django.url), {username: role, password}).toString()
-      const app = new pg.Client({connectionString: asRole})
-      try {
-        await django.db.query(`GRANT USAGE ON SCHEMA public TO ${role}; GRANT ALL ON ALL TABLES IN SCHEMA public TO ${role}`)
+      await withAppRole(django.db, django.url, async (asRole, role) => {
+        const app = new pg.Client({connectionString: asRole})
         await app.connect()
-        // What the role sees: the standby is there, its state and positions hidden (read as "never replays").
-        const {rows} = await app.query('SELECT state, replay_lsn, replay_lag FROM pg_stat_replication')
-        expect(rows).to.deep.equal([{state: null, replay_lsn: null, replay_lag: null}])
-        const result = await runOps([...slowClear('--max-replica-lag', '1s')].map((a) => (a === django.url ? asRole : a)))
+        try {
+          // What the role sees: the standby is there, its state and positions hidden (read as "never replays").
+          const {rows} = await app.query('SELECT state, replay_lsn, replay_lag FROM pg_stat_replication')
+          expect(rows).to.deep.equal([{state: null, replay_lsn: null, replay_lag: null}])
+        } finally {
+          await app.end()
+        }
+        const result = await runOps(slowClear('--max-replica-lag', '1s').map((a) => (a === django.url ? asRole : a)))
         expect(result.code, result.stdout + result.stderr).to.equal(2)
         expect(flat(result.stderr)).to.contain(
           `which role ${role} is not allowed to see (it sees 1 standby there, with every position hidden): nothing was deleted.`,
         )
         expect(await rowTexts(django.db)).to.deep.equal(before)
-      } finally {
-        await app.end().catch(() => {})
-        await django.db.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`)
-      }
+      })
     })
   })
 

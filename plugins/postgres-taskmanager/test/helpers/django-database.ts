@@ -40,3 +40,20 @@ export async function terminateBackends(db: pg.Client, application: string): Pro
     application,
   ])
 }
+
+/**
+ * Runs `work` with the URL of a login role of this test's own (as an application's role: no superuser, no pg_monitor),
+ * allowed to read and write the tables of the public schema; the role is dropped afterwards.
+ */
+export async function withAppRole<T>(db: pg.Client, url: string, work: (asRole: string, role: string) => Promise<T>): Promise<T> {
+  const role = `ops_app_${process.pid}`
+  // Not a substring of the role's name: ops masks its connection's password wherever it appears in its output.
+  const password = `pw${Date.now()}`
+  await db.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`)
+  try {
+    await db.query(`GRANT USAGE ON SCHEMA public TO ${role}; GRANT ALL ON ALL TABLES IN SCHEMA public TO ${role}`)
+    return await work(Object.assign(new URL(url), {username: role, password}).toString(), role)
+  } finally {
+    await db.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`)
+  }
+}
