@@ -99,7 +99,10 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
 
   async connect(): Promise<void> {
     this.connection = await openTaskManager(this.options.url, this.options.table, APPLICATION_NAME)
-    if (this.options.maxReplicaLagMs !== undefined) await new PrimaryHealth(this.connection.client).assertCanSeeReplication()
+    await new PrimaryHealth(this.connection.client).assertCanWatch({
+      replicaLag: this.options.maxReplicaLagMs !== undefined,
+      vacuum: this.options.pauseOnAutovacuum ?? false,
+    })
     // Every --replica-url is reached and checked to be a standby now, before the plan: a dry run proves them too, and
     // a wrong one fails here rather than after the confirmation.
     const probes = await Promise.allSettled(

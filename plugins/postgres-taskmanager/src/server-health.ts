@@ -21,25 +21,35 @@ export class PrimaryHealth {
   constructor(private readonly client: pg.Client) {}
 
   /**
-   * pg_stat_replication shows a standby's positions and lags only to roles with the privileges of pg_read_all_stats
-   * (pg_monitor has them); to any other role each standby is a row of NULLs, which would read as a replica that never
-   * replays. Refuses such a role, naming the grant that fixes it.
+   * pg_stat_replication shows a standby's positions, and pg_stat_progress_vacuum the table a vacuum works on, only to
+   * roles with the privileges of pg_read_all_stats (pg_monitor has them) or the role that runs it. To any other role each
+   * standby is a row of NULLs, which would read as a replica that never replays, and autovacuum (run by the bootstrap
+   * superuser) works on no table it can see, so the run would never pause for it. Refuses such a role for the flags
+   * that need them, naming the grant that fixes it.
    */
-  async assertCanSeeReplication(): Promise<void> {
+  async assertCanWatch(watch: {replicaLag: boolean; vacuum: boolean}): Promise<void> {
+    if (!watch.replicaLag && !watch.vacuum) return
     const {rows} = await this.client.query(
       `SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS ok, current_user AS role,
               (SELECT count(*) FROM pg_stat_replication)::int AS standbys`,
     )
-    if (rows[0].ok) return
-    const standbys = rows[0].standbys === 1 ? '1 standby' : `${rows[0].standbys} standbys`
-    throw new OpsError(
-      `--max-replica-lag reads the replicas' replay positions from pg_stat_replication, which role ${rows[0].role} is not allowed ` +
-        `to see (it sees ${standbys} there, with every position hidden): nothing was deleted.`,
-      {
-        exit: 2,
-        suggestions: [`GRANT pg_monitor TO ${quoteIdent(rows[0].role)}; (or pg_read_all_stats), or run ops as a role that has it`],
-      },
-    )
+    const {ok, role, standbys} = rows[0]
+    if (ok) return
+    const hidden: string[] = []
+    if (watch.replicaLag)
+      hidden.push(
+        `--max-replica-lag reads the replicas' replay positions from pg_stat_replication, which role ${role} is not allowed to see ` +
+          `(it sees ${standbys === 1 ? '1 standby' : `${standbys} standbys`} there, with every position hidden)`,
+      )
+    if (watch.vacuum)
+      hidden.push(
+        `--pause-on-autovacuum reads from pg_stat_progress_vacuum which table a vacuum works on, which role ${role} is not allowed ` +
+          'to see for autovacuum (it runs as another role: the run would never pause)',
+      )
+    throw new OpsError(`${hidden.join('; and ')}: nothing was deleted.`, {
+      exit: 2,
+      suggestions: [`GRANT pg_monitor TO ${quoteIdent(role)}; (or pg_read_all_stats), or run ops as a role that has it`],
+    })
   }
 
   /** pg_stat_replication: one row per connected standby; replay_lag is the last delay the standby reported. */

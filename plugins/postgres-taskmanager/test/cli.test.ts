@@ -260,20 +260,33 @@ breathecode.assignments.tasks: 6 records
       expect(await rowTexts(django.db)).to.deep.equal(before)
     })
 
-    it('refuses --max-replica-lag to a role that cannot see pg_stat_replication (endless lag), not with pg_monitor', async () => {
+    it('refuses --max-replica-lag and --pause-on-autovacuum to a role that cannot see what they watch, not with pg_monitor', async () => {
       await seedExample()
       const before = await rowTexts(django.db)
       await withAppRole(django.db, django.url, async (asRole, role) => {
-        const args = ['taskmanager:clear', '--database-url', asRole, '--status', 'SCHEDULED', '--max-replica-lag', '5s', '--force']
-        const refused = await runOps(args)
-        expect(refused.code, refused.stdout + refused.stderr).to.equal(2)
-        expect(flat(refused.stderr)).to.contain(
-          `--max-replica-lag reads the replicas' replay positions from pg_stat_replication, which role ${role} is not allowed to see`,
-        )
-        expect(flat(refused.stderr)).to.contain(`GRANT pg_monitor TO "${role}"`)
-        expect(await rowTexts(django.db)).to.deep.equal(before)
+        const args = (...watch: string[]) => ['taskmanager:clear', '--database-url', asRole, '--status', 'SCHEDULED', ...watch, '--force']
+        const lag =
+          `--max-replica-lag reads the replicas' replay positions from pg_stat_replication, which role ${role} is not ` +
+          'allowed to see (it sees 0 standbys there, with every position hidden)'
+        const vacuum =
+          `--pause-on-autovacuum reads from pg_stat_progress_vacuum which table a vacuum works on, which role ${role} is not ` +
+          'allowed to see for autovacuum (it runs as another role: the run would never pause)'
+        for (const [watch, said] of [
+          [['--max-replica-lag', '5s'], [lag]],
+          [['--pause-on-autovacuum'], [vacuum]],
+          [
+            ['--max-replica-lag', '5s', '--pause-on-autovacuum'],
+            [lag, vacuum],
+          ],
+        ] as const) {
+          const refused = await runOps(args(...watch))
+          expect(refused.code, refused.stdout + refused.stderr).to.equal(2)
+          for (const text of said) expect(flat(refused.stderr)).to.contain(text)
+          expect(flat(refused.stderr)).to.contain(`: nothing was deleted. Try this: GRANT pg_monitor TO "${role}"`)
+          expect(await rowTexts(django.db)).to.deep.equal(before)
+        }
         await django.db.query(`GRANT pg_monitor TO ${role}`)
-        const allowed = await runOps(args)
+        const allowed = await runOps(args('--max-replica-lag', '5s', '--pause-on-autovacuum'))
         expect(allowed.code, allowed.stdout + allowed.stderr).to.equal(0)
         expect(await count(`status = 'SCHEDULED'`)).to.equal(0)
       })

@@ -127,8 +127,8 @@ describe('taskmanager:clear in production conditions', function () {
     })
   })
 
-  it('--pause-on-autovacuum waits while a VACUUM works on the table, then finishes', async () => {
-    await fill()
+  /** After fill(): ops, connected as `opsUrl`, pauses while a VACUUM run by the test's own (superuser) role works on the table. */
+  const pausesOnVacuum = async (opsUrl: string) => {
     const before = await rowTexts(django.db)
     // A cursor pins the table's first page; VACUUM (FREEZE) waits for it, in pg_stat_progress_vacuum all the while.
     const pin = new pg.Client({connectionString: django.url})
@@ -140,7 +140,7 @@ describe('taskmanager:clear in production conditions', function () {
       await pin.query('DECLARE pin CURSOR FOR SELECT * FROM task_manager_taskmanager')
       await pin.query('FETCH 1 FROM pin')
       const vacuuming = vacuum.query('VACUUM (FREEZE) task_manager_taskmanager')
-      const child = spawnOps(slowClear('--pause-on-autovacuum'))
+      const child = spawnOps(slowClear('--pause-on-autovacuum').map((a) => (a === django.url ? opsUrl : a)))
       child.stdin?.end()
       let paused: number
       try {
@@ -160,6 +160,19 @@ describe('taskmanager:clear in production conditions', function () {
       await pin.end()
       await vacuum.end()
     }
+  }
+
+  it('--pause-on-autovacuum waits while a VACUUM works on the table, then finishes', async () => {
+    await fill()
+    await pausesOnVacuum(django.url)
+  })
+
+  it('--pause-on-autovacuum, as an application role with pg_monitor, sees and waits for a vacuum run by another role', async () => {
+    await fill()
+    await withAppRole(django.db, django.url, async (asRole, role) => {
+      await django.db.query(`GRANT pg_monitor TO ${role}`)
+      await pausesOnVacuum(asRole)
+    })
   })
 
   it('--max-runtime stops cleanly between batches, says what is left, exits 0; the next window finishes', async () => {
