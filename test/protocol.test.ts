@@ -56,6 +56,16 @@ describe('the destructive-command protocol', function () {
     expect(await snapshot()).to.deep.equal(before)
   })
 
+  it('off a terminal a slow plan prints no waiting line: plain output and --json stay as they were', async () => {
+    const plain = await runOps(clear('--dry-run', '--plan-delay-ms', '1200'), fixture)
+    expect(plain.code, plain.stderr).to.equal(0)
+    expect(plain.stdout.split('\n')[0]).to.equal('Found 1,500 widgets to delete')
+    expect(plain.stdout + plain.stderr).not.to.contain('Counting')
+    const json = await runOps(clear('--dry-run', '--plan-delay-ms', '1200', '--json'), fixture)
+    expect(parseJsonOutput<{outcome: string}>(json).outcome).to.equal('dry-run')
+    expect(json.stderr).not.to.contain('Counting')
+  })
+
   it('refuses without a TTY and without --force, exits 2, never hangs, deletes nothing', async () => {
     const before = await snapshot()
     const result = await runOps(clear(), {...fixture, timeoutMs: 30_000})
@@ -172,6 +182,16 @@ describe('the destructive-command protocol', function () {
       expect(end).not.to.match(/✔ Deleting widgets/)
       expect(end).to.match(/Interrupted: deleted [\d,]+ of 1,500 widgets in/)
       await runOps(clear('--force'), fixture)
+    })
+
+    it('says what a slow plan waits for, with its seconds, and erases the line once the plan is printed', async () => {
+      const screen = await Screen.start(clear('--dry-run', '--plan-delay-ms', '2500'), fixture)
+      const waiting = await screen.waitFor(/❯ Counting what matches · [12]s/)
+      expect(waiting).not.to.contain('Found')
+      const {code, screen: end} = await screen.exit()
+      expect(code, end).to.equal(0)
+      expect(end).not.to.contain('Counting what matches')
+      expect(end.split('\n')[0]).to.equal('Found 1,500 widgets to delete')
     })
 
     it("wraps a long plan line at the terminal's width, its continuation indented, no word cut", async () => {

@@ -7,7 +7,7 @@ import {count, duration, wrap} from './format.js'
 import type {PlanHookOptions} from './hooks.js'
 import {OpsCommand} from './ops-command.js'
 import {activeProfile} from './profiles.js'
-import {renderModeFor, runSteps, Step, StepResult} from './progress.js'
+import {renderModeFor, runSteps, Step, StepResult, waitingLine} from './progress.js'
 
 /** Plan lines are wrapped at the terminal's width, and never wider than this (read in a log, too). */
 const PLAN_WIDTH = 100
@@ -59,6 +59,11 @@ export interface DestructiveOperation<P extends Plan = Plan> {
   connect(): Promise<void>
   /** Count what matches. Must not write. */
   plan(): Promise<P>
+  /**
+   * What a terminal shows while plan() runs, with its seconds, e.g. "Counting the matching rows of public.tasks"; for a
+   * plan that prints nothing itself (the line is redrawn in place). Without it, nothing is shown.
+   */
+  planning?: string
   /** The batched work, run only after confirmation. */
   steps(plan: P): Step[]
   /**
@@ -150,7 +155,13 @@ export abstract class DestructiveCommand extends OpsCommand {
         throw guessed
       }
       await operation.connect()
-      plan = await operation.plan()
+      // The count can read a whole table or wait on a lock: a terminal says so, with the seconds it takes.
+      const planned = operation.planning ? waitingLine(operation.planning, renderModeFor({json: this.jsonEnabled()})) : () => {}
+      try {
+        plan = await operation.plan()
+      } finally {
+        planned()
+      }
       result = this.newResult(plan)
       const outcome = await this.guardAndExecute(operation, plan, result, flags, () => Date.now() - started - this.promptMs)
       result.outcome = outcome

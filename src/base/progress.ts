@@ -35,6 +35,29 @@ export function renderModeFor(options: {json: boolean; stream?: NodeJS.WriteStre
   return 'tty'
 }
 
+/**
+ * A line that says what a long wait before the steps is (the plan's count can read a whole table, or wait on a lock),
+ * with the seconds it has taken so far, erased when `stop` is called. Only on a terminal (mode `tty`): plain lines and
+ * --json runs print nothing for it.
+ */
+export function waitingLine(text: string, mode: RenderMode, stream: NodeJS.WriteStream = process.stdout): () => void {
+  if (mode !== 'tty') return () => {}
+  const started = Date.now()
+  // One screen line, or the carriage return that redraws it would leave the wrapped part behind.
+  const room = Math.max(10, (stream.columns || 80) - 10)
+  const shown = text.length > room ? `${text.slice(0, room - 1)}…` : text
+  const draw = () => {
+    const seconds = Math.floor((Date.now() - started) / 1000)
+    stream.write(`\r\u001B[2K${ICON.started} ${shown}${seconds > 0 ? ` · ${seconds}s` : ''}`)
+  }
+  draw()
+  const timer = setInterval(draw, 1000).unref()
+  return () => {
+    clearInterval(timer)
+    stream.write('\r\u001B[2K')
+  }
+}
+
 /** "batch 3 (10,990 rows, 239 ms)": which batch, how many it held, how long its transaction took. */
 export function describeBatch(batch: NonNullable<Progress['batch']>): string {
   const unit = batch.unit ?? 'rows'

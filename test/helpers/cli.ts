@@ -175,10 +175,10 @@ export async function runOpsInTty(
   return result
 }
 
-/** Parses the single JSON document a --json run must print on stdout. */
 /** An error or warning as one line: oclif wraps long ones and starts every continuation line with "›". */
 export const flat = (text: string): string => text.replace(/\s*\n\s*›\s*/g, ' ')
 
+/** Parses the single JSON document a --json run must print on stdout. */
 export function parseJsonOutput<T = Record<string, unknown>>(result: RunResult): T {
   try {
     return JSON.parse(result.stdout) as T

@@ -97,6 +97,11 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
 
   constructor(private readonly options: ClearOptions) {}
 
+  /** The plan's count reads the whole table (it has no index but the primary key), or waits while a migration locks it. */
+  get planning(): string {
+    return `Counting the matching rows of ${this.connection?.table.displayName ?? 'the TaskManager table'}`
+  }
+
   async connect(): Promise<void> {
     this.connection = await openTaskManager(this.options.url, this.options.table, APPLICATION_NAME)
     await new PrimaryHealth(this.connection.client).assertCanWatch({

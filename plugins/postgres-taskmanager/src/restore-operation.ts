@@ -70,6 +70,13 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
     this.target = await RestoreTarget.open(this.connection.client, this.connection.table.table)
   }
 
+  /** The plan reads the whole archive (file or table) and looks up which of its rows are already back. */
+  get planning(): string {
+    return this.options.fromTable !== undefined
+      ? `Counting the restorable rows of ${this.options.fromTable}`
+      : `Reading ${this.options.fromFile} and looking up which of its rows are already in the table`
+  }
+
   private get db(): TaskManagerConnection {
     if (!this.connection || !this.target) throw new Error('not connected')
     return this.connection

@@ -20,7 +20,6 @@ import {generateTasks, insertTasks, rowTexts, taskRow, watch} from './helpers/dj
 import {terminateBackends, withAppRole, withDjangoDatabase} from './helpers/django-database.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-/** oclif wraps error messages to the terminal width with " ›   " prefixes; undo that for matching. */
 
 describe('ops taskmanager:* (end to end)', function () {
   const django = withDjangoDatabase('ops_tm_cli')

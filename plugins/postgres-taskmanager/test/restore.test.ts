@@ -22,7 +22,6 @@ import {generateTasks} from './helpers/django-fixture.js'
 import {terminateBackends, withDjangoDatabase} from './helpers/django-database.js'
 
 const ARCHIVE = 'tm_archive'
-/** oclif wraps error messages to the terminal width with " ›   " prefixes; undo that for matching. */
 
 describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to end)', function () {
   const django = withDjangoDatabase('ops_tm_restore')

@@ -1,15 +1,14 @@
 /**
  * The taskmanager commands as a person meets them in a terminal: a stuck-task report
- * that fits one screen, status values in any case, a mistyped flag answered in two
- * lines, and a login without a user name explained.
+ * that fits one screen, a plan that says what it waits for, status values in any case,
+ * a mistyped flag answered in two lines, and a login without a user name explained.
  */
 import {expect} from 'chai'
+import pg from 'pg'
 
 import {flat, mistypedFlagLines, parseJsonOutput, runOps, Screen} from '../../../test/helpers/cli.js'
 import {insertTasks, taskRow} from './helpers/django-fixture.js'
 import {withDjangoDatabase} from './helpers/django-database.js'
-
-/** oclif wraps error messages to the terminal width with " ›   " prefixes; undo that for matching. */
 
 const LONG_NAME = 'async_learnpack_webhook_and_notify_the_student_and_the_teacher'
 
@@ -113,6 +112,25 @@ describe("taskmanager:* on a person's screen", function () {
     // The filter is all there, whatever the line breaks.
     const joined = lines.map((l) => l.trim()).join(' ')
     for (const part of ['breathecode.assignments.tasks', LONG_NAME]) expect(joined, text).to.contain(part)
+  })
+
+  it('taskmanager:clear says what it waits for while a migration locks the table, then shows the plan in its place', async () => {
+    const migration = new pg.Client({connectionString: django.url})
+    await migration.connect()
+    try {
+      await migration.query('BEGIN')
+      await migration.query('LOCK TABLE task_manager_taskmanager IN ACCESS EXCLUSIVE MODE')
+      const screen = await Screen.start(['taskmanager:clear', '--database-url', django.url, '--status', 'DONE', '--dry-run'])
+      const waiting = await screen.waitFor(/^❯ Counting the matching rows of public\.task_manager_taskmanager · [1-9]s$/m)
+      expect(waiting).not.to.contain('Found')
+      await migration.query('COMMIT')
+      const {code, screen: text} = await screen.exit()
+      expect(code, text).to.equal(0)
+      expect(text.split('\n')[0]).to.equal('Found 1 TaskManager records to delete')
+      expect(text).not.to.contain('Counting')
+    } finally {
+      await migration.end()
+    }
   })
 
   it('accepts a status in any case and shows it upper-case', async () => {
