@@ -64,6 +64,12 @@ export interface DestructiveOperation<P extends Plan = Plan> {
    * plan that prints nothing itself (the line is redrawn in place). Without it, nothing is shown.
    */
   planning?: string
+  /**
+   * Asked on SIGINT/SIGTERM while plan() runs: stop its work on the server (e.g. cancel the count in flight) so that
+   * plan() ends soon; the run then ends as interrupted (exit 130), nothing changed. Without it, a signal during the
+   * plan ends the process at once.
+   */
+  cancelPlan?(): Promise<void>
   /** The batched work, run only after confirmation. */
   steps(plan: P): Step[]
   /**
@@ -155,13 +161,14 @@ export abstract class DestructiveCommand extends OpsCommand {
         throw guessed
       }
       await operation.connect()
-      // The count can read a whole table or wait on a lock: a terminal says so, with the seconds it takes.
-      const planned = operation.planning ? waitingLine(operation.planning, renderModeFor({json: this.jsonEnabled()})) : () => {}
-      try {
-        plan = await operation.plan()
-      } finally {
-        planned()
+      const planning = await this.planInterruptibly(operation)
+      if ('interrupted' in planning) {
+        result = {...this.newResult(undefined), outcome: 'interrupted'}
+        this.logToStderr(`Interrupted (${planning.interrupted}) while planning: nothing was changed.`)
+        process.exitCode = ExitCode.Interrupted
+        return result
       }
+      plan = planning.plan
       result = this.newResult(plan)
       const outcome = await this.guardAndExecute(operation, plan, result, flags, () => Date.now() - started - this.promptMs)
       result.outcome = outcome
@@ -186,6 +193,36 @@ export abstract class DestructiveCommand extends OpsCommand {
         this.lastResult = result
         await this.afterRun(plan, result, flags)
       }
+    }
+  }
+
+  /**
+   * plan(), with a terminal saying what it waits for (the count can read a whole table or wait on a lock), and
+   * SIGINT/SIGTERM handed to the operation's cancelPlan(): a plan that ends after a signal, by its error or not, is
+   * an interruption. A second signal exits at once.
+   */
+  private async planInterruptibly<P extends Plan>(operation: DestructiveOperation<P>): Promise<{plan: P} | {interrupted: NodeJS.Signals}> {
+    const planned = operation.planning ? waitingLine(operation.planning, renderModeFor({json: this.jsonEnabled()})) : () => {}
+    let interrupted: NodeJS.Signals | undefined
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (interrupted) process.exit(ExitCode.Interrupted)
+      interrupted = signal
+      void operation.cancelPlan?.().catch(() => {})
+    }
+    if (operation.cancelPlan) {
+      process.on('SIGINT', onSignal)
+      process.on('SIGTERM', onSignal)
+    }
+    try {
+      const plan = await operation.plan()
+      return interrupted ? {interrupted} : {plan}
+    } catch (error) {
+      if (interrupted) return {interrupted}
+      throw error
+    } finally {
+      planned()
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
     }
   }
 

@@ -5,7 +5,7 @@ import {count, DestructiveOperation, duration, Plan, plural, Progress, Step, Sum
 import {Archive} from './archive.js'
 import {ArchiveTable} from './archive-table.js'
 import {BatchDeleter, BatchStats, deleteInBatches, newStats, splitIdRange} from './batches.js'
-import {openTaskManager, TaskManagerConnection} from './connection.js'
+import {cancelAndClose, openTaskManager, TaskManagerConnection} from './connection.js'
 import {describeFilter, filterRecord, TaskFilter} from './filter.js'
 import {PrimaryHealth, ReplicaProbe} from './server-health.js'
 import {summaryLines} from './summary-format.js'
@@ -117,6 +117,11 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
     this.replicas = probes.flatMap((probe) => (probe.status === 'fulfilled' ? [probe.value] : []))
     const failed = probes.find((probe) => probe.status === 'rejected')
     if (failed) throw failed.reason
+  }
+
+  /** Ctrl-C during the plan: the count in flight is cancelled on the server, and nothing else starts. */
+  async cancelPlan(): Promise<void> {
+    await cancelAndClose(this.connection, `${APPLICATION_NAME} (cancel)`)
   }
 
   private get db(): TaskManagerConnection {

@@ -64,6 +64,23 @@ export async function openTaskManager(url: string, tableText: string, applicatio
   }
 }
 
+/**
+ * Stops what `connection` is doing on the server, then closes it (for Ctrl-C during a plan). A closed socket alone
+ * would not stop a statement in flight (the backend notices only when it next writes to it): a count of a big
+ * table, or one queued behind a migration's lock, would run on. So a second connection of the same role cancels it
+ * (pg_cancel_backend) first, and the closed connection starts no statement after it.
+ */
+export async function cancelAndClose(connection: TaskManagerConnection | undefined, applicationName: string): Promise<void> {
+  if (!connection) return
+  const pid = (connection.client as unknown as {processID?: number}).processID
+  if (pid) {
+    const canceller = await connectPostgres(connection.url, applicationName, (error) => error as Error).catch(() => undefined)
+    await canceller?.query('SELECT pg_cancel_backend($1)', [pid]).catch(() => {})
+    await canceller?.end().catch(() => {})
+  }
+  await connection.client.end().catch(() => {})
+}
+
 /** The user pg logs in as (the URL's, else PGUSER, else USER: node-postgres' defaults), as a sentence. */
 function userTried(url: string): string {
   let fromUrl = ''

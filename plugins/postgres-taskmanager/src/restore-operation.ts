@@ -2,7 +2,7 @@ import {count, DestructiveOperation, OpsError, Plan, Progress, Step, Summary} fr
 
 import {ArchiveFile} from './archive-reader.js'
 import {ArchivedWindow, ArchiveTable} from './archive-table.js'
-import {openTaskManager, TaskManagerConnection} from './connection.js'
+import {cancelAndClose, openTaskManager, TaskManagerConnection} from './connection.js'
 import {describeFilter, filterRecord, TaskFilter} from './filter.js'
 import {RestoreTarget} from './restore-target.js'
 import {summaryLines} from './summary-format.js'
@@ -75,6 +75,11 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
     return this.options.fromTable !== undefined
       ? `Counting the restorable rows of ${this.options.fromTable}`
       : `Reading ${this.options.fromFile} and looking up which of its rows are already in the table`
+  }
+
+  /** Ctrl-C during the plan: the count in flight is cancelled on the server, and nothing else starts. */
+  async cancelPlan(): Promise<void> {
+    await cancelAndClose(this.connection, `${APPLICATION_NAME} (cancel)`)
   }
 
   private get db(): TaskManagerConnection {

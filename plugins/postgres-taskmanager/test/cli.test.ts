@@ -4,6 +4,7 @@
  * (SIGINT, SIGKILL, a dropped connection) followed by a re-run, and clear errors.
  */
 import {expect} from 'chai'
+import pg from 'pg'
 
 import {
   collect,
@@ -15,6 +16,7 @@ import {
   scratchFile,
   spawnOps,
   waitForOutput,
+  waitUntil,
 } from '../../../test/helpers/cli.js'
 import {generateTasks, insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
 import {terminateBackends, withAppRole, withDjangoDatabase} from './helpers/django-database.js'
@@ -193,6 +195,44 @@ breathecode.assignments.tasks: 6 records
       expect(reported).to.be.greaterThan(0).and.lessThan(total)
       expect(await count(matching)).to.equal(total - reported)
       await finishAndCheck()
+    })
+
+    it("SIGINT while the plan waits on a migration's lock: its query is cancelled on the server, exit 130, nothing changed", async () => {
+      const before = await rowTexts(django.db)
+      const migration = new pg.Client({connectionString: django.url})
+      await migration.connect()
+      const opsBackends = async (waiting = false) =>
+        (
+          await django.db.query(
+            `SELECT count(*)::int AS n FROM pg_stat_activity
+              WHERE application_name = 'ops taskmanager:clear' AND datname = current_database()
+                AND (wait_event_type = 'Lock' OR NOT $1)`,
+            [waiting],
+          )
+        ).rows[0].n as number
+      try {
+        await migration.query('BEGIN')
+        await migration.query('LOCK TABLE task_manager_taskmanager IN ACCESS EXCLUSIVE MODE')
+        for (const json of [false, true]) {
+          const child = spawnOps(clear('--status', 'DONE', '--force', ...(json ? ['--json'] : [])))
+          child.stdin?.end()
+          const done = collect(child)
+          await waitUntil(async () => (await opsBackends(true)) === 1, 'ops waiting on the lock', done)
+          child.kill('SIGINT')
+          const result = await done
+          expect(result.code, result.stderr).to.equal(130)
+          if (json) expect(parseJsonOutput<{outcome: string}>(result).outcome).to.equal('interrupted')
+          else expect(result.stderr).to.contain('Interrupted (SIGINT) while planning: nothing was changed.')
+          // Cancelled while the lock is still held: no backend of ops waits for it, to count after it, once ops has exited.
+          const deadline = Date.now() + 5000
+          while ((await opsBackends()) > 0 && Date.now() < deadline) await sleep(50)
+          expect(await opsBackends()).to.equal(0)
+        }
+      } finally {
+        await migration.query('COMMIT')
+        await migration.end()
+      }
+      expect(await rowTexts(django.db)).to.deep.equal(before)
     })
 
     it('SIGKILL mid-run: the open batch rolls back, and a re-run finishes', async () => {
