@@ -34,9 +34,14 @@ export interface TaskManagerConnection {
   endpoint: string
 }
 
-/** A connected client (15 s to connect); a failed connect is closed and thrown as `failure(error)`. */
-export async function connectPostgres(url: string, applicationName: string, failure: (error: unknown) => Error): Promise<pg.Client> {
-  const client = new pg.Client({connectionString: url, application_name: applicationName, connectionTimeoutMillis: 15_000})
+/** A connected client (15 s to connect, unless `options` say otherwise); a failed connect is closed and thrown as `failure(error)`. */
+export async function connectPostgres(
+  url: string,
+  applicationName: string,
+  failure: (error: unknown) => Error,
+  options: Partial<pg.ClientConfig> = {},
+): Promise<pg.Client> {
+  const client = new pg.Client({connectionString: url, application_name: applicationName, connectionTimeoutMillis: 15_000, ...options})
   // A terminated backend also emits 'error'; the query in flight rejects with it, which is what we report.
   client.on('error', () => {})
   try {

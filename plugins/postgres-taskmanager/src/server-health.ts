@@ -14,6 +14,8 @@ export interface ReplicaLag {
   lagMs: number | null
   /** The replayed position, to tell a stalled replica from one that is catching up. */
   replayLsn: string | null
+  /** Why the replica cannot be measured now (lost connection, timeout, promoted): the run waits for it. */
+  unmeasurable?: string
 }
 
 /** The SQL that watches the primary's replicas and vacuum on the table (read-only, catalog views only). */
@@ -75,35 +77,65 @@ export class PrimaryHealth {
   }
 }
 
-/** A --replica-url: lag measured on the standby itself, from what it received and what it replayed. */
+/** How long a replica may take to connect or answer before it counts as unreachable (a hung or partitioned host). */
+const REPLICA_TIMEOUT_MS = 5000
+
+/**
+ * A --replica-url: lag measured on the standby itself, from what it received and what it replayed. A replica lost
+ * during the run (restarted, partitioned, promoted) is not an error: its lag() says it cannot be measured, which
+ * pauses the run, and the next lag() connects again.
+ */
 export class ReplicaProbe {
   private constructor(
-    private readonly client: pg.Client,
+    private readonly url: string,
+    private readonly applicationName: string,
+    private client: pg.Client | undefined,
     readonly name: string,
   ) {}
 
+  /** The first connection, before the plan: a replica that cannot be reached or is no standby fails the run there. */
   static async connect(url: string, applicationName: string): Promise<ReplicaProbe> {
-    const client = await connectPostgres(url, applicationName, (error) => connectionError('PostgreSQL replica', url, 5432, error))
+    return new ReplicaProbe(url, applicationName, await ReplicaProbe.open(url, applicationName), maskUrl(url))
+  }
+
+  private static async open(url: string, applicationName: string): Promise<pg.Client> {
+    const client = await connectPostgres(url, applicationName, (error) => connectionError('PostgreSQL replica', url, 5432, error), {
+      connectionTimeoutMillis: REPLICA_TIMEOUT_MS,
+      query_timeout: REPLICA_TIMEOUT_MS,
+    })
     const {rows} = await client.query('SELECT pg_is_in_recovery() AS standby')
     if (!rows[0].standby) {
       await client.end().catch(() => {})
       throw new OpsError(`--replica-url ${maskUrl(url)} is not a standby (pg_is_in_recovery() is false).`, {exit: 2})
     }
-    return new ReplicaProbe(client, maskUrl(url))
+    return client
   }
 
   /** Caught up when everything received is replayed; otherwise the age of the last replayed commit. */
   async lag(): Promise<ReplicaLag> {
-    const {rows} = await this.client.query(
-      `SELECT coalesce(pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn(), false) AS behind,
-              extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000 AS lag_ms,
-              pg_last_wal_replay_lsn()::text AS replay_lsn`,
-    )
-    const r = rows[0]
-    return {name: this.name, behind: r.behind, lagMs: r.behind && r.lag_ms !== null ? Number(r.lag_ms) : null, replayLsn: r.replay_lsn}
+    try {
+      this.client ??= await ReplicaProbe.open(this.url, this.applicationName)
+      const {rows} = await this.client.query(
+        `SELECT coalesce(pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn(), false) AS behind,
+                extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000 AS lag_ms,
+                pg_last_wal_replay_lsn()::text AS replay_lsn`,
+      )
+      const r = rows[0]
+      return {name: this.name, behind: r.behind, lagMs: r.behind && r.lag_ms !== null ? Number(r.lag_ms) : null, replayLsn: r.replay_lsn}
+    } catch (error) {
+      // Dropped, timed out or no longer a standby: measured again, on a new connection, at the next look.
+      const lost = this.client
+      this.client = undefined
+      await lost?.end().catch(() => {})
+      // The name says which replica: of a failed connect, the driver's own words ("connect ECONNREFUSED ...") are enough.
+      const cause = (error as {cause?: unknown}).cause ?? error
+      const message = cause instanceof Error ? cause.message : String(cause)
+      const reason = /is not a standby/.test(message) ? 'no longer a standby: promoted?' : message.split('\n')[0]
+      return {name: this.name, behind: true, lagMs: null, replayLsn: null, unmeasurable: reason}
+    }
   }
 
   async close(): Promise<void> {
-    await this.client.end().catch(() => {})
+    await this.client?.end().catch(() => {})
   }
 }

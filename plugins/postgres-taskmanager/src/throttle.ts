@@ -87,6 +87,8 @@ export class Throttle {
     const {maxReplicaLagMs, pauseOnAutovacuum, primary, replicas, table} = this.options
     if (maxReplicaLagMs !== undefined) {
       const lags = [...(await primary.replicaLags()), ...(await Promise.all(replicas.map((r) => r.lag())))]
+      const lost = lags.find((l) => l.unmeasurable !== undefined)
+      if (lost) return `replica ${lost.name} cannot be measured (${lost.unmeasurable}): waiting for it`
       const worst = lags.map((l) => ({name: l.name, ms: this.effectiveLag(l)})).sort((a, b) => b.ms - a.ms)[0]
       if (worst && worst.ms > maxReplicaLagMs) return `replica lag ${lagText(worst.ms)} > ${lagText(maxReplicaLagMs)} (${worst.name})`
     }

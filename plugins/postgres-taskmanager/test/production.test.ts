@@ -5,6 +5,7 @@
  * --concurrency workers stopped by one Ctrl-C.
  */
 import {expect} from 'chai'
+import {readFileSync} from 'node:fs'
 import pg from 'pg'
 
 import {collect, flat, parseJsonOutput, runOps, spawnOps, waitForOutput} from '../../../test/helpers/cli.js'
@@ -103,6 +104,37 @@ describe('taskmanager:clear in production conditions', function () {
         await expectOnlyPendingLeft(before)
       })
     }
+
+    it('waits while a --replica-url stops answering (a hung host), and goes on by itself once it answers again', async () => {
+      await fill()
+      const before = await rowTexts(django.db)
+      await standby!.caughtUp(django.url)
+      if (!(replica as unknown as {_connected?: boolean})._connected) await replica.connect()
+      const child = spawnOps(
+        slowClear('--max-replica-lag', '5s', '--sleep-ms', '100', '--replica-url', standby!.url(new URL(django.url).pathname.slice(1))),
+      )
+      child.stdin?.end()
+      const done = collect(child, 120_000)
+      await waitForOutput(child, /[\d,]+ \/ [\d,]+/)
+      // The standby's backend serving ops' probe, and its postmaster: stopped, they neither answer nor accept.
+      const {rows} = await replica.query(`SELECT pid FROM pg_stat_activity WHERE application_name = 'ops taskmanager:clear (replica lag)'`)
+      const probe = rows[0].pid as number
+      const postmaster = Number(readFileSync(`/proc/${probe}/stat`, 'utf8').split(') ')[1].split(' ')[1])
+      const hung = [probe, postmaster]
+      hung.forEach((pid) => process.kill(pid, 'SIGSTOP'))
+      try {
+        await waitForOutput(child, /paused: replica postgres:\/\/\S+ cannot be measured \([^)]*timeout[^)]*\): waiting for it/, 30_000)
+        const paused = await doneLeft()
+        await sleep(3000)
+        expect(await doneLeft()).to.equal(paused)
+        expect(paused).to.be.greaterThan(0)
+      } finally {
+        hung.forEach((pid) => process.kill(pid, 'SIGCONT'))
+      }
+      const result = await done
+      expect(result.code, result.stderr).to.equal(0)
+      await expectOnlyPendingLeft(before)
+    })
 
     it('refuses --max-replica-lag for a role to which the standby is a row of NULLs, rather than pause on it forever', async () => {
       await fill()
