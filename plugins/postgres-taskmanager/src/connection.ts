@@ -53,7 +53,13 @@ export async function connectPostgres(
   return client
 }
 
-/** Connects (failing with host and port named, password masked) and resolves the table. */
+/**
+ * Connects (failing with host and port named, password masked) and resolves the table. The session runs without a
+ * statement_timeout: its counts and reports read the whole table (it has no index but the primary key), which on a
+ * big one outlasts a role's usual limit (`ALTER ROLE app SET statement_timeout = '30s'`), and a clear must not fail
+ * its plan, or its final count after every batch is done, on that. Every batch sets its own (--statement-timeout);
+ * Ctrl-C during the plan cancels its count on the server.
+ */
 export async function openTaskManager(url: string, tableText: string, applicationName: string): Promise<TaskManagerConnection> {
   const tableName = parseTableName(tableText)
   const client = await connectPostgres(url, applicationName, (error) =>
@@ -61,6 +67,7 @@ export async function openTaskManager(url: string, tableText: string, applicatio
   )
   const endpoint = endpointOf(url, 5432)
   try {
+    await client.query('SET statement_timeout = 0')
     const table = await TaskManagerTable.open(client, tableName, endpoint)
     return {client, table, url, maskedUrl: maskUrl(url), endpoint}
   } catch (error) {

@@ -27,10 +27,14 @@ export class RestoreTarget {
     return qualified(this.table)
   }
 
-  /** BEGIN, `work`, COMMIT; ROLLBACK when it throws. */
+  /**
+   * BEGIN, `work`, COMMIT; ROLLBACK when it throws. A batch is bounded as clear's are by default (30 s): the session
+   * itself runs without a statement timeout, for the plan's reads of whole tables (openTaskManager).
+   */
   async inTransaction<T>(work: () => Promise<T>): Promise<T> {
     await this.client.query('BEGIN')
     try {
+      await this.client.query(`SET LOCAL statement_timeout = '30s'`)
       const result = await work()
       await this.client.query('COMMIT')
       return result

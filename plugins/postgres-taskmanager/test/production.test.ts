@@ -10,7 +10,7 @@ import pg from 'pg'
 
 import {collect, flat, parseJsonOutput, runOps, spawnOps, waitForOutput} from '../../../test/helpers/cli.js'
 import {Standby, startStandby} from '../../../test/helpers/standby.js'
-import {insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
+import {generateTasks, insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
 import {withAppRole, withDjangoDatabase} from './helpers/django-database.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -204,6 +204,36 @@ describe('taskmanager:clear in production conditions', function () {
     await withAppRole(django.db, django.url, async (asRole, role) => {
       await django.db.query(`GRANT pg_monitor TO ${role}`)
       await pausesOnVacuum(asRole)
+    })
+  })
+
+  it('a role whose statement_timeout is shorter than a read of the whole table still plans, clears and reports', async () => {
+    await django.reset()
+    await generateTasks(django.db, 200_000)
+    const done = await doneLeft()
+    await withAppRole(django.db, django.url, async (asRole, role) => {
+      // As production roles often have; 5 ms is far less than counting 200,000 rows takes.
+      await django.db.query(`ALTER ROLE ${role} SET statement_timeout = '5ms'`)
+      const app = new pg.Client({connectionString: asRole})
+      await app.connect()
+      try {
+        const cancelled = await app.query(`SELECT count(*) FROM task_manager_taskmanager WHERE status = 'DONE'`).catch((e: Error) => e)
+        expect(String(cancelled)).to.contain('canceling statement due to statement timeout')
+      } finally {
+        await app.end()
+      }
+      const ops = (...args: string[]) => runOps([...args, '--database-url', asRole])
+      for (const report of [ops('taskmanager:summary'), ops('taskmanager:stuck', '--hours', '1')]) {
+        const result = await report
+        expect(result.code, result.stderr).to.equal(0)
+      }
+      const dry = await ops('taskmanager:clear', '--status', 'DONE', '--dry-run')
+      expect(dry.code, dry.stderr).to.equal(0)
+      expect(dry.stdout).to.contain(`Found ${done.toLocaleString('en-US')} TaskManager records to delete`)
+      const clear = await ops('taskmanager:clear', '--status', 'DONE', '--force', '--json')
+      expect(clear.code, clear.stderr).to.equal(0)
+      expect(parseJsonOutput<{done: number; data: {execution: Execution}}>(clear).data.execution.stillMatching).to.equal(0)
+      expect(await doneLeft()).to.equal(0)
     })
   })
 
