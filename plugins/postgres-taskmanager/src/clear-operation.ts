@@ -5,7 +5,7 @@ import {count, DestructiveOperation, duration, Plan, plural, Progress, Step, Sum
 import {Archive} from './archive.js'
 import {ArchiveTable} from './archive-table.js'
 import {BatchDeleter, BatchStats, deleteInBatches, newStats, splitIdRange} from './batches.js'
-import {cancelAndClose, openTaskManager, TaskManagerConnection} from './connection.js'
+import {cancelAndClose, openTaskManager, refuseReadOnly, TaskManagerConnection} from './connection.js'
 import {describeFilter, filterRecord, TaskFilter} from './filter.js'
 import {PrimaryHealth, ReplicaProbe} from './server-health.js'
 import {summaryLines} from './summary-format.js'
@@ -24,6 +24,8 @@ export type Method = 'raw-sql' | 'typeorm'
 
 export interface ClearOptions {
   url: string
+  /** --dry-run: the plan may then be made on a read-only server (a standby). */
+  dryRun?: boolean
   table: string
   filter: TaskFilter
   useCursor: boolean
@@ -89,6 +91,8 @@ function describeForeignKey(fk: ReferencingForeignKey, table: TableName): string
 /** taskmanager:clear as an operation of the base protocol: plan here, render and guard in the base. */
 export class ClearOperation implements DestructiveOperation<ClearPlan> {
   private connection?: TaskManagerConnection
+  /** The plan's line about a read-only server, for a dry run there. */
+  private readOnly?: string
   /** Everything opened for the run beyond the main connection: worker connections, ORM sources, replica probes. */
   private readonly closers: (() => Promise<void>)[] = []
   private archiveTable?: ArchiveTable
@@ -104,6 +108,7 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
 
   async connect(): Promise<void> {
     this.connection = await openTaskManager(this.options.url, this.options.table, APPLICATION_NAME)
+    this.readOnly = await refuseReadOnly(this.connection, this.options.dryRun ?? false, 'taskmanager:clear')
     await new PrimaryHealth(this.connection.client).assertCanWatch({
       replicaLag: this.options.maxReplicaLagMs !== undefined,
       vacuum: this.options.pauseOnAutovacuum ?? false,
@@ -153,6 +158,7 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
         'walking the primary key, one short transaction per batch' +
         (workers > 1 ? `, ${workers} workers over disjoint id ranges` : ''),
       ...this.throttleLines(),
+      ...(this.readOnly ? [this.readOnly] : []),
     ]
     const links = foreignKeys.filter((fk) => fk.isWatcherLink)
     if (links.length)

@@ -77,6 +77,29 @@ export async function openTaskManager(url: string, tableText: string, applicatio
 }
 
 /**
+ * Refuses a server ops cannot write to, before the plan: a standby (pg_is_in_recovery()) or a read-only session
+ * (default_transaction_read_only, e.g. a pooler in front of a replica). A dry run may plan there (say, to spare the
+ * primary the counts): it gets the line to show among the plan's details.
+ */
+export async function refuseReadOnly(connection: TaskManagerConnection, dryRun: boolean, command: string): Promise<string | undefined> {
+  const {rows} = await connection.client.query(
+    `SELECT pg_is_in_recovery() AS standby, current_setting('transaction_read_only') = 'on' AS read_only`,
+  )
+  const what = rows[0].standby
+    ? 'a standby (pg_is_in_recovery() is true)'
+    : rows[0].read_only
+      ? 'read-only (default_transaction_read_only is on)'
+      : undefined
+  if (what === undefined) return undefined
+  if (!dryRun)
+    throw new OpsError(`${connection.maskedUrl} is ${what}: ${command} can only plan there (--dry-run); nothing was changed.`, {
+      exit: 2,
+      suggestions: ['Point --database-url (or DATABASE_URL) at the primary'],
+    })
+  return `Read-only server: ${connection.maskedUrl} is ${what}; these counts are its own, and the real run must go to the primary`
+}
+
+/**
  * Stops what `connection` is doing on the server, then closes it (for Ctrl-C during a plan). A closed socket alone
  * would not stop a statement in flight (the backend notices only when it next writes to it): a count of a big
  * table, or one queued behind a migration's lock, would run on. So a second connection of the same role cancels it

@@ -2,7 +2,7 @@ import {count, DestructiveOperation, OpsError, Plan, Progress, Step, Summary} fr
 
 import {ArchiveFile} from './archive-reader.js'
 import {ArchivedWindow, ArchiveTable} from './archive-table.js'
-import {cancelAndClose, openTaskManager, TaskManagerConnection} from './connection.js'
+import {cancelAndClose, openTaskManager, refuseReadOnly, TaskManagerConnection} from './connection.js'
 import {describeFilter, filterRecord, TaskFilter} from './filter.js'
 import {RestoreTarget} from './restore-target.js'
 import {summaryLines} from './summary-format.js'
@@ -13,6 +13,8 @@ const PLAN_CHUNK = 5000
 
 export interface RestoreOptions {
   url: string
+  /** --dry-run: the plan may then be made on a read-only server (a standby). */
+  dryRun?: boolean
   table: string
   /** Exactly one of the two sources. */
   fromTable?: string
@@ -53,6 +55,8 @@ export interface RestorePlan extends Plan {
 /** taskmanager:restore as an operation of the base protocol: puts back what a clear archived. */
 export class RestoreOperation implements DestructiveOperation<RestorePlan> {
   private connection?: TaskManagerConnection
+  /** The plan's line about a read-only server, for a dry run there. */
+  private readOnly?: string
   private target?: RestoreTarget
   private archive?: ArchiveTable
   private file?: ArchiveFile
@@ -67,6 +71,7 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
 
   async connect(): Promise<void> {
     this.connection = await openTaskManager(this.options.url, this.options.table, APPLICATION_NAME)
+    this.readOnly = await refuseReadOnly(this.connection, this.options.dryRun ?? false, 'taskmanager:restore')
     this.target = await RestoreTarget.open(this.connection.client, this.connection.table.table)
   }
 
@@ -95,7 +100,7 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
       this.filter.createdBefore = await target.cutoff(this.options.olderThanMs)
     }
     const {window} = this.options
-    const details = [...describeFilter(this.filter)]
+    const details = [...describeFilter(this.filter), ...(this.readOnly ? [this.readOnly] : [])]
     if (window.after) details.push(`Archived after: ${window.after.toISOString()}`)
     if (window.before) details.push(`Archived before: ${window.before.toISOString()}`)
     const warnings: string[] = []

@@ -331,6 +331,24 @@ breathecode.assignments.tasks: 6 records
       })
     })
 
+    it('refuses to clear or restore through a read-only session (default_transaction_read_only) before the plan (exit 2)', async () => {
+      await seedExample()
+      const before = await rowTexts(django.db)
+      await withAppRole(django.db, django.url, async (asRole, role) => {
+        await django.db.query(`ALTER ROLE ${role} SET default_transaction_read_only = on`)
+        const restore = ['taskmanager:restore', '--from-archive-table', 'task_manager_archive']
+        for (const command of [['taskmanager:clear', '--status', 'SCHEDULED'], restore]) {
+          const result = await runOps([...command, '--database-url', asRole, '--force'])
+          expect(result.code, result.stdout + result.stderr).to.equal(2)
+          expect(flat(result.stderr)).to.contain(`is read-only (default_transaction_read_only is on): ${command[0]} can only plan there`)
+        }
+        const dry = await runOps(['taskmanager:clear', '--status', 'SCHEDULED', '--database-url', asRole, '--dry-run'])
+        expect(dry.code, dry.stderr).to.equal(0)
+        expect(dry.stdout).to.contain('Found 6 TaskManager records to delete')
+      })
+      expect(await rowTexts(django.db)).to.deep.equal(before)
+    })
+
     it('names an unreachable --replica-url, masks its password and deletes nothing (exit 1)', async () => {
       await seedExample()
       const before = await rowTexts(django.db)

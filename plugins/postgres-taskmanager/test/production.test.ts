@@ -136,6 +136,25 @@ describe('taskmanager:clear in production conditions', function () {
       await expectOnlyPendingLeft(before)
     })
 
+    it('refuses to clear on the standby itself (exit 2, nothing planned); a dry run plans there and says it is one', async () => {
+      await fill()
+      await standby!.caughtUp(django.url)
+      const onStandby = standby!.url(new URL(django.url).pathname.slice(1))
+      const args = ['taskmanager:clear', '--database-url', onStandby, '--status', 'DONE']
+      const refused = await runOps([...args, '--force'])
+      expect(refused.code, refused.stdout + refused.stderr).to.equal(2)
+      expect(flat(refused.stderr)).to.contain(
+        'is a standby (pg_is_in_recovery() is true): taskmanager:clear can only plan there (--dry-run); nothing was changed.',
+      )
+      expect(refused.stdout).not.to.contain('Found')
+      const dry = await runOps([...args, '--dry-run'])
+      expect(dry.code, dry.stderr).to.equal(0)
+      const done = statuses.filter((st) => st === 'DONE').length
+      expect(dry.stdout).to.contain(`Found ${done.toLocaleString('en-US')} TaskManager records to delete`)
+      expect(dry.stdout.replace(/\s+/g, ' ')).to.contain('Read-only server: postgres://postgres@127.0.0.1:')
+      expect(await doneLeft()).to.equal(done)
+    })
+
     it('refuses --max-replica-lag for a role to which the standby is a row of NULLs, rather than pause on it forever', async () => {
       await fill()
       const before = await rowTexts(django.db)

@@ -112,6 +112,7 @@ export default class Clear extends DestructiveCommand {
     for (const replica of flags['replica-url'] ?? []) this.registerSecretsOf(replica)
     const operation = new ClearOperation({
       url,
+      dryRun: flags['dry-run'],
       table: flags.table,
       filter: {
         status: flags.status as (typeof STATUS_CHOICES)[number] | undefined,

@@ -71,6 +71,7 @@ export default class Restore extends DestructiveCommand {
     this.registerSecretsOf(url)
     const operation = new RestoreOperation({
       url,
+      dryRun: flags['dry-run'],
       table: flags.table,
       fromTable: flags['from-archive-table'],
       fromFile: flags['from-file'],
