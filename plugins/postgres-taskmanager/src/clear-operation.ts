@@ -145,6 +145,14 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
     const {min: minId, max: upToId} = await table.idRange()
     const {matching, links: watcherLinks} = await table.countMatchingWithLinks(filter)
     const foreignKeys = await table.referencingForeignKeys()
+    const others = (await table.otherOpsRuns()).map(
+      (run) =>
+        `${run.command} is also running on this database (backend ${run.pid}` +
+        `${run.since ? `, since ${run.since.toISOString()}` : ''}${run.client ? `, from ${run.client}` : ''}): ` +
+        (run.command === APPLICATION_NAME
+          ? 'where both match the same rows, each reports the rows the other deleted as skipped.'
+          : 'a row it puts back that matches this filter may be deleted again.'),
+    )
     const {method, reason} = chooseMethod(matching, this.options.useCursor, this.options.useOrm)
     const sizing =
       this.options.targetBatchMs > 0
@@ -183,7 +191,7 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
         archive: this.options.archive ? resolve(this.options.archive) : null,
       },
       details,
-      warnings: foreignKeys.filter((fk) => !fk.isWatcherLink).map((fk) => describeForeignKey(fk, table.table)),
+      warnings: [...foreignKeys.filter((fk) => !fk.isWatcherLink).map((fk) => describeForeignKey(fk, table.table)), ...others],
       method,
       minId,
       upToId,

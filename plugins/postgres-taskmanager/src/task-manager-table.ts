@@ -164,6 +164,20 @@ export class TaskManagerTable {
     return {min: rows[0].min as string, max: rows[0].max as string}
   }
 
+  /**
+   * Other runs of ops' writing commands connected to this database now (their main connections, by application_name,
+   * which pg_stat_activity shows every role): two clears on the same rows report each other's deletions as skipped.
+   */
+  async otherOpsRuns(): Promise<{command: string; pid: number; since: Date | null; client: string | null}[]> {
+    const {rows} = await this.client.query(
+      `SELECT application_name AS command, pid, backend_start AS since, host(client_addr) AS client FROM pg_stat_activity
+        WHERE datname = current_database() AND pid <> pg_backend_pid()
+          AND application_name IN ('ops taskmanager:clear', 'ops taskmanager:restore')
+        ORDER BY backend_start`,
+    )
+    return rows
+  }
+
   async referencingForeignKeys(): Promise<ReferencingForeignKey[]> {
     const {rows} = await this.client.query(
       `SELECT con.conname AS constraint, n.nspname AS schema, c.relname AS name, con.confdeltype AS action,

@@ -235,6 +235,21 @@ breathecode.assignments.tasks: 6 records
       expect(await rowTexts(django.db)).to.deep.equal(before)
     })
 
+    it('a second clear while one runs warns that the two compete for the same rows, and both end with them gone', async () => {
+      const first = spawnOps(slow())
+      first.stdin?.end()
+      const running = collect(first)
+      await waitForOutput(first, /[\d,]+ \/ [\d,]+/)
+      const second = await runOps(clear('--status', 'DONE', '--force'))
+      expect(second.code, second.stderr).to.equal(0)
+      expect(flat(second.stderr)).to.match(
+        /Warning: ops taskmanager:clear is also running on this database \(backend \d+, since [\d-]+T[\d:.]+Z.*\): where both match the same rows, each reports the rows the other deleted as skipped\./,
+      )
+      const result = await running
+      expect(result.code, result.stderr).to.equal(0)
+      await finishAndCheck()
+    })
+
     it('SIGKILL mid-run: the open batch rolls back, and a re-run finishes', async () => {
       await runOpsKilledWhen(slow(), async () => (await count(matching)) <= total - 1000)
       const left = await count(matching)
