@@ -8,7 +8,7 @@ import {readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import pg from 'pg'
 
-import {collect, OPS_HOME, parseJsonOutput, ROOT, runOps, runOpsInTty, Screen, spawnOps, waitForOutput} from './helpers/cli.js'
+import {collect, flat, OPS_HOME, parseJsonOutput, ROOT, runOps, runOpsInTty, Screen, spawnOps, waitForOutput} from './helpers/cli.js'
 import {createWidgets} from '../examples/plugin-template/test/widgets-table.js'
 import {RateMeter} from '../src/base/progress.js'
 import {count, wrap} from '../src/base/format.js'
@@ -64,6 +64,24 @@ describe('the destructive-command protocol', function () {
     const json = await runOps(clear('--dry-run', '--plan-delay-ms', '1200', '--json'), fixture)
     expect(parseJsonOutput<{outcome: string}>(json).outcome).to.equal('dry-run')
     expect(json.stderr).not.to.contain('Counting')
+  })
+
+  it('a failing batch: says exactly what was done before it (nothing, or the committed batches), exit 1', async () => {
+    const before = await snapshot()
+    const first = await runOps(clear('--force', '--fail-at-batch', '1'), fixture)
+    expect(first.code, first.stderr).to.equal(1)
+    expect(flat(first.stderr)).to.contain(
+      'batch 1 failed Nothing was deleted before the failure (a batch in flight was rolled back whole). ' +
+        'Run the same command again once its cause is fixed.',
+    )
+    expect(await snapshot()).to.deep.equal(before)
+    const third = await runOps(clear('--force', '--fail-at-batch', '3'), fixture)
+    expect(third.code, third.stderr).to.equal(1)
+    expect(flat(third.stderr)).to.contain(
+      'batch 3 failed 200 of 1,500 widgets were deleted before the failure; the batch in flight was rolled back whole. ' +
+        'Run the same command again to finish.',
+    )
+    expect((await snapshot()).length).to.equal(before.length - 200)
   })
 
   it('refuses without a TTY and without --force, exits 2, never hangs, deletes nothing', async () => {

@@ -284,7 +284,7 @@ export abstract class DestructiveCommand extends OpsCommand {
       return 'cancelled'
     }
 
-    result.steps = await this.execute(operation.steps(plan), result)
+    result.steps = await this.execute(operation.steps(plan), result, verb.past)
     result.done = result.steps.reduce((sum, s) => sum + s.done, 0)
     if (this.interrupted) {
       this.logToStderr(`Interrupted: ${verb.past} ${count(result.done)} of ${count(plan.count)} ${plan.noun} in ${duration(workMs())}.`)
@@ -411,7 +411,7 @@ export abstract class DestructiveCommand extends OpsCommand {
    * finishes (or rolls back), then the steps stop. A second signal exits at once;
    * the server rolls back the open transaction when the connection drops.
    */
-  private async execute(steps: Step[], result: DestructiveResult): Promise<StepResult[]> {
+  private async execute(steps: Step[], result: DestructiveResult, past: string): Promise<StepResult[]> {
     const controller = new AbortController()
     const onSignal = (signal: NodeJS.Signals) => {
       if (this.interrupted) {
@@ -430,11 +430,14 @@ export abstract class DestructiveCommand extends OpsCommand {
       const partial = (error as {results?: StepResult[]}).results ?? []
       const done = partial.reduce((sum, s) => sum + s.done, 0)
       const message = error instanceof Error ? error.message : String(error)
-      throw new OpsError(
-        `${message}\n${count(done)} of ${count(result.planned)} ${result.noun} were done before the failure; ` +
-          'the batch that failed was rolled back. Run the same command again to finish.',
-        {cause: error},
-      )
+      // Every committed batch is final and a batch in flight rolls back whole: what was done is exactly what committed.
+      const what =
+        done === 0
+          ? `Nothing was ${past} before the failure (a batch in flight was rolled back whole). ` +
+            'Run the same command again once its cause is fixed.'
+          : `${count(done)} of ${count(result.planned)} ${result.noun} were ${past} before the failure; ` +
+            'the batch in flight was rolled back whole. Run the same command again to finish.'
+      throw new OpsError(`${message}\n${what}`, {cause: error})
     } finally {
       process.off('SIGINT', onSignal)
       process.off('SIGTERM', onSignal)
