@@ -1,8 +1,10 @@
 /**
  * taskmanager:clear against a replicated primary, as in production: a real
  * streaming standby whose replay a test pauses (ops waits, then finishes once
- * replay resumes), a VACUUM on the table, a cron window (--max-runtime), and
- * --concurrency workers stopped by one Ctrl-C.
+ * replay resumes) or which stops answering, the standby given as the target, a
+ * VACUUM on the table, a cron window (--max-runtime), --concurrency workers
+ * stopped by one Ctrl-C, and an application's role (no pg_monitor, a short
+ * statement_timeout) rather than a superuser.
  */
 import {expect} from 'chai'
 import {readFileSync} from 'node:fs'
