@@ -1,4 +1,4 @@
-import {count, OpsError, Progress} from 'ops-cli/base'
+import {count, OpsError, plural, Progress} from 'ops-cli/base'
 
 import type {Archive} from './archive.js'
 import type {TaskFilter} from './filter.js'
@@ -113,10 +113,11 @@ export async function* deleteInBatches(work: BatchWork, plan: BatchPlan, signal:
     if (stats.stillMatching === 0 || stats.passes >= MAX_PASSES) break
     yield {
       done: stats.deleted,
-      note:
-        stats.stillMatching === 1
-          ? '1 row changed or was locked when its batch came and still matches: walking again'
-          : `${count(stats.stillMatching)} rows changed or were locked when their batch came and still match: walking again`,
+      note: `${plural(
+        stats.stillMatching,
+        'row changed or was locked when its batch came and still matches',
+        'rows changed or were locked when their batch came and still match',
+      )}: walking again`,
     }
     await sleep(100)
   }

@@ -1,4 +1,4 @@
-import {connectionError, maskUrl, OpsError} from 'ops-cli/base'
+import {connectionError, maskUrl, OpsError, plural} from 'ops-cli/base'
 import pg from 'pg'
 
 import {connectPostgres} from './connection.js'
@@ -41,7 +41,7 @@ export class PrimaryHealth {
     if (watch.replicaLag)
       hidden.push(
         `--max-replica-lag reads the replicas' replay positions from pg_stat_replication, which role ${role} is not allowed to see ` +
-          `(it sees ${standbys === 1 ? '1 standby' : `${standbys} standbys`} there, with every position hidden)`,
+          `(it sees ${plural(standbys, 'standby')} there, with every position hidden)`,
       )
     if (watch.vacuum)
       hidden.push(
