@@ -5,7 +5,7 @@ import {count, DestructiveOperation, duration, Plan, plural, Progress, Step, Sum
 import {Archive} from './archive.js'
 import {ArchiveTable} from './archive-table.js'
 import {BatchDeleter, BatchStats, deleteInBatches, newStats, splitIdRange} from './batches.js'
-import {cancelAndClose, openTaskManager, refuseReadOnly, TaskManagerConnection} from './connection.js'
+import {APPLICATION_NAMES, cancelAndClose, openTaskManager, refuseReadOnly, TaskManagerConnection} from './connection.js'
 import {describeFilter, filterRecord, TaskFilter} from './filter.js'
 import {PrimaryHealth, ReplicaProbe} from './server-health.js'
 import {summaryLines} from './summary-format.js'
@@ -18,7 +18,7 @@ export const ORM_THRESHOLD = 50_000
 export const MAX_BATCH_SIZE = 50_000
 /** TypeORM materialises each batch's ids as objects: a lower ceiling keeps its memory well bounded. */
 export const MAX_ORM_BATCH_SIZE = 20_000
-const APPLICATION_NAME = 'ops taskmanager:clear'
+const APPLICATION_NAME = APPLICATION_NAMES.clear
 
 export type Method = 'raw-sql' | 'typeorm'
 
@@ -145,7 +145,7 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
     const {min: minId, max: upToId} = await table.idRange()
     const {matching, links: watcherLinks} = await table.countMatchingWithLinks(filter)
     const foreignKeys = await table.referencingForeignKeys()
-    const others = (await table.otherOpsRuns()).map(
+    const others = (await table.otherSessionsOf(Object.values(APPLICATION_NAMES))).map(
       (run) =>
         `${run.command} is also running on this database (backend ${run.pid}` +
         `${run.since ? `, since ${run.since.toISOString()}` : ''}${run.client ? `, from ${run.client}` : ''}): ` +

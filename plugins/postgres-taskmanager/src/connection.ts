@@ -7,6 +7,9 @@ import {TaskManagerTable} from './task-manager-table.js'
 
 export const DEFAULT_DATABASE_URL = 'postgres://localhost:5432/postgres'
 
+/** The application_name of each writing command's main connection: what pg_stat_activity shows of a run. */
+export const APPLICATION_NAMES = {clear: 'ops taskmanager:clear', restore: 'ops taskmanager:restore'} as const
+
 /** Flags every taskmanager command shares. */
 export const databaseFlags = {
   'database-url': Flags.string({

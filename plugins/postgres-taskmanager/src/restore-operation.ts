@@ -2,12 +2,12 @@ import {count, DestructiveOperation, OpsError, Plan, Progress, Step, Summary} fr
 
 import {ArchiveFile} from './archive-reader.js'
 import {ArchivedWindow, ArchiveTable} from './archive-table.js'
-import {cancelAndClose, openTaskManager, refuseReadOnly, TaskManagerConnection} from './connection.js'
+import {APPLICATION_NAMES, cancelAndClose, openTaskManager, refuseReadOnly, TaskManagerConnection} from './connection.js'
 import {describeFilter, filterRecord, TaskFilter} from './filter.js'
 import {RestoreTarget} from './restore-target.js'
 import {summaryLines} from './summary-format.js'
 
-const APPLICATION_NAME = 'ops taskmanager:restore'
+const APPLICATION_NAME = APPLICATION_NAMES.restore
 /** Rows sent to the server per classification query while planning a file restore. */
 const PLAN_CHUNK = 5000
 

@@ -165,15 +165,16 @@ export class TaskManagerTable {
   }
 
   /**
-   * Other runs of ops' writing commands connected to this database now (their main connections, by application_name,
-   * which pg_stat_activity shows every role): two clears on the same rows report each other's deletions as skipped.
+   * Other sessions connected to this database now under one of `applicationNames` (pg_stat_activity shows every role
+   * that column): other runs of ops' writing commands, as two clears on the same rows report each other's deletions
+   * as skipped.
    */
-  async otherOpsRuns(): Promise<{command: string; pid: number; since: Date | null; client: string | null}[]> {
+  async otherSessionsOf(applicationNames: string[]): Promise<{command: string; pid: number; since: Date | null; client: string | null}[]> {
     const {rows} = await this.client.query(
       `SELECT application_name AS command, pid, backend_start AS since, host(client_addr) AS client FROM pg_stat_activity
-        WHERE datname = current_database() AND pid <> pg_backend_pid()
-          AND application_name IN ('ops taskmanager:clear', 'ops taskmanager:restore')
+        WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = ANY($1)
         ORDER BY backend_start`,
+      [applicationNames],
     )
     return rows
   }
