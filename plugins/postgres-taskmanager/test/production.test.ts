@@ -66,12 +66,16 @@ describe('taskmanager:clear in production conditions', function () {
 
   describe('with a streaming standby', () => {
     let standby: Standby | undefined
+    /** The test database on the standby, and the test's own connection to it. */
+    let standbyUrl: string
     let replica: pg.Client
 
     before(async function () {
       standby = await startStandby()
       if (!standby) this.skip() // the primary is not one the harness started from local binaries
-      replica = new pg.Client({connectionString: standby!.url(new URL(django.url).pathname.slice(1))})
+      standbyUrl = standby!.url(new URL(django.url).pathname.slice(1))
+      replica = new pg.Client({connectionString: standbyUrl})
+      await replica.connect()
     })
     after(async () => {
       await replica?.end().catch(() => {})
@@ -83,9 +87,8 @@ describe('taskmanager:clear in production conditions', function () {
         await fill()
         const before = await rowTexts(django.db)
         await standby!.caughtUp(django.url)
-        if (!(replica as unknown as {_connected?: boolean})._connected) await replica.connect()
         await replica.query('SELECT pg_wal_replay_pause()')
-        const extra = where.includes('replica-url') ? ['--replica-url', standby!.url(new URL(django.url).pathname.slice(1))] : []
+        const extra = where.includes('replica-url') ? ['--replica-url', standbyUrl] : []
         const child = spawnOps(slowClear('--max-replica-lag', '1s', '--sleep-ms', '100', ...extra))
         child.stdin?.end()
         try {
@@ -111,10 +114,7 @@ describe('taskmanager:clear in production conditions', function () {
       await fill()
       const before = await rowTexts(django.db)
       await standby!.caughtUp(django.url)
-      if (!(replica as unknown as {_connected?: boolean})._connected) await replica.connect()
-      const child = spawnOps(
-        slowClear('--max-replica-lag', '5s', '--sleep-ms', '100', '--replica-url', standby!.url(new URL(django.url).pathname.slice(1))),
-      )
+      const child = spawnOps(slowClear('--max-replica-lag', '5s', '--sleep-ms', '100', '--replica-url', standbyUrl))
       child.stdin?.end()
       const done = collect(child, 120_000)
       await waitForOutput(child, /[\d,]+ \/ [\d,]+/)
@@ -141,8 +141,7 @@ describe('taskmanager:clear in production conditions', function () {
     it('refuses to clear on the standby itself (exit 2, nothing planned); a dry run plans there and says it is one', async () => {
       await fill()
       await standby!.caughtUp(django.url)
-      const onStandby = standby!.url(new URL(django.url).pathname.slice(1))
-      const args = ['taskmanager:clear', '--database-url', onStandby, '--status', 'DONE']
+      const args = ['taskmanager:clear', '--database-url', standbyUrl, '--status', 'DONE']
       const refused = await runOps([...args, '--force'])
       expect(refused.code, refused.stdout + refused.stderr).to.equal(2)
       expect(flat(refused.stderr)).to.contain(
