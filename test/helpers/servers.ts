@@ -229,11 +229,13 @@ async function startPostgresFromBinaries(initdb: string): Promise<PostgresServer
   const dir = serverDirectory('ops-test-pg-')
   const data = join(dir, 'data')
   runAsServerUser(initdb, ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync'])
+  // wal_level logical: production.test.ts connects a logical replication consumer (pg_recvlogical).
   const server = await startPostmaster(dir, data, {
     fsync: 'off',
     synchronous_commit: 'off',
     full_page_writes: 'off',
     max_connections: '200',
+    wal_level: 'logical',
   })
   return {adminUrl: server.url('postgres'), how: 'binaries'}
 }

@@ -6,11 +6,24 @@
  * stopAll() before the primary. Passes on servers.ts's postmaster helpers to
  * the bench (its durable server).
  */
+import {ChildProcess, spawn} from 'node:child_process'
 import {join} from 'node:path'
 
 import pg from 'pg'
 
-import {type LocalPostgres, postgresServerOnce, runAsServerUser, serverDirectory, startPostmaster, waitFor, which} from './servers.js'
+import {
+  type LocalPostgres,
+  onStopAll,
+  postgresServerOnce,
+  postgresUser,
+  registerExitKill,
+  runAsServerUser,
+  serverDirectory,
+  startPostmaster,
+  stopProcess,
+  waitFor,
+  which,
+} from './servers.js'
 
 export type {LocalPostgres}
 export {runAsServerUser, serverDirectory, startPostmaster}
@@ -73,4 +86,22 @@ export async function startStandby(): Promise<Standby | undefined> {
       })
     },
   }
+}
+
+/**
+ * A replication client of PostgreSQL's own that is no standby (pg_receivewal, as Barman's streaming archiver runs it, or
+ * pg_recvlogical, a logical replication consumer), run as the server's user; stopped by stopAll() if the test does not.
+ */
+export function startReplicationClient(
+  binary: 'pg_receivewal' | 'pg_recvlogical',
+  args: string[],
+): {child: ChildProcess; stop(): Promise<void>} {
+  const path = which(binary)
+  if (!path) throw new Error(`${binary} is not on PATH`)
+  const user = postgresUser()
+  const child = spawn(path, args, {...(user ? {uid: user.uid, gid: user.gid} : {}), stdio: 'ignore'})
+  registerExitKill(child)
+  const stop = () => stopProcess(child, 'SIGINT')
+  onStopAll(stop)
+  return {child, stop}
 }

@@ -7,7 +7,7 @@ import {ArchiveTable} from './archive-table.js'
 import {BatchDeleter, BatchStats, deleteInBatches, newStats, splitIdRange} from './batches.js'
 import {APPLICATION_NAMES, cancelAndClose, openTaskManager, refuseReadOnly, TaskManagerConnection} from './connection.js'
 import {describeFilter, filterRecord, TaskFilter} from './filter.js'
-import {PrimaryHealth, ReplicaProbe} from './server-health.js'
+import {PrimaryHealth, ReplicaProbe, UNWATCHED} from './server-health.js'
 import {summaryLines} from './summary-format.js'
 import {qualified, TableName} from './table-name.js'
 import type {BatchLimits, ReferencingForeignKey} from './task-manager-table.js'
@@ -165,7 +165,7 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
       `Using ${how} in batches of ${count(this.options.batchSize)} (${reason}; ${sizing}), ` +
         'walking the primary key, one short transaction per batch' +
         (workers > 1 ? `, ${workers} workers over disjoint id ranges` : ''),
-      ...this.throttleLines(),
+      ...(await this.throttleLines()),
       ...(this.readOnly ? [this.readOnly] : []),
     ]
     const links = foreignKeys.filter((fk) => fk.isWatcherLink)
@@ -215,7 +215,8 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
     return Math.max(1, this.options.concurrency ?? 1)
   }
 
-  private throttleLines(): string[] {
+  /** What the run pauses for; with --max-replica-lag, which of the primary's WAL receivers now count as replicas. */
+  private async throttleLines(): Promise<string[]> {
     const {maxReplicaLagMs, replicaUrls = [], pauseOnAutovacuum, maxRuntimeMs} = this.options
     const lines: string[] = []
     if (maxReplicaLagMs !== undefined) {
@@ -223,6 +224,13 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
         ' and ',
       )
       lines.push(`Pausing between batches while a replica lags more than ${lagText(maxReplicaLagMs)} (measured from ${where})`)
+      const receivers = await new PrimaryHealth(this.db.client).replicaLags()
+      const standbys = receivers.filter((r) => r.kind === 'standby').map((r) => r.name)
+      lines.push(
+        standbys.length ? `Standbys streaming from the primary now: ${standbys.join(', ')}` : 'No standby streams from the primary now',
+      )
+      const others = receivers.flatMap((r) => (r.kind === 'standby' ? [] : [`${r.name} (${UNWATCHED[r.kind]})`]))
+      if (others.length) lines.push(`Not waited for: ${others.join('; ')}`)
     }
     if (pauseOnAutovacuum) lines.push('Pausing between batches while autovacuum (or VACUUM) works on the table')
     if (maxRuntimeMs !== undefined)

@@ -4,10 +4,26 @@ import pg from 'pg'
 import {connectPostgres} from './connection.js'
 import {qualified, quoteIdent, TableName} from './table-name.js'
 
+/**
+ * What a walsender on the primary feeds (pg_stat_replication lists them all): a standby that replays the WAL, a logical
+ * replication consumer (Debezium, a subscription: its position is what it has acknowledged, which a consumer with
+ * nothing to do for its tables may leave behind for ever), or a client that receives WAL and replays none
+ * (pg_receivewal, such as Barman's streaming archiver, and pg_basebackup: no replay position at all).
+ */
+export type WalReceiverKind = 'standby' | 'logical' | 'wal-only'
+
+/** Why --max-replica-lag does not wait for a kind of receiver, as the plan says it. */
+export const UNWATCHED: Record<Exclude<WalReceiverKind, 'standby'>, string> = {
+  logical: 'a logical replication consumer: its position is what it acknowledged',
+  'wal-only': 'receives WAL and replays none, as pg_receivewal and pg_basebackup do',
+}
+
 /** How far one replica is behind, as measured on the primary or on the replica itself. */
 export interface ReplicaLag {
   /** application_name or client address on the primary; the masked URL for a --replica-url. */
   name: string
+  /** On the primary, what the walsender feeds (a --replica-url is always a standby). */
+  kind: WalReceiverKind
   /** The replica has not replayed everything the primary sent it. */
   behind: boolean
   /** Milliseconds of lag as PostgreSQL reports it; null when it reports none. */
@@ -54,15 +70,29 @@ export class PrimaryHealth {
     })
   }
 
-  /** pg_stat_replication: one row per connected standby; replay_lag is the last delay the standby reported. */
+  /**
+   * pg_stat_replication: one row per walsender; replay_lag is the last delay the client reported. A logical one holds a
+   * logical slot; one that receives WAL without replaying it reports a written position and no replayed one (a base
+   * backup's own walsender, in state "backup", reports none).
+   */
   async replicaLags(): Promise<ReplicaLag[]> {
     const {rows} = await this.client.query(
-      `SELECT coalesce(nullif(application_name, ''), client_addr::text, pid::text) AS name,
-              replay_lsn IS NULL OR replay_lsn < pg_current_wal_lsn() AS behind,
-              extract(epoch FROM replay_lag) * 1000 AS lag_ms, replay_lsn::text AS replay_lsn
-         FROM pg_stat_replication`,
+      `SELECT coalesce(nullif(r.application_name, ''), r.client_addr::text, r.pid::text) AS name,
+              CASE WHEN EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.active_pid = r.pid AND s.slot_type = 'logical')
+                     THEN 'logical'
+                   WHEN r.state = 'backup' OR (r.replay_lsn IS NULL AND r.write_lsn IS NOT NULL) THEN 'wal-only'
+                   ELSE 'standby' END AS kind,
+              r.replay_lsn IS NULL OR r.replay_lsn < pg_current_wal_lsn() AS behind,
+              extract(epoch FROM r.replay_lag) * 1000 AS lag_ms, r.replay_lsn::text AS replay_lsn
+         FROM pg_stat_replication r ORDER BY r.pid`,
     )
-    return rows.map((r) => ({name: r.name, behind: r.behind, lagMs: r.lag_ms === null ? null : Number(r.lag_ms), replayLsn: r.replay_lsn}))
+    return rows.map((r) => ({
+      name: r.name,
+      kind: r.kind,
+      behind: r.behind,
+      lagMs: r.lag_ms === null ? null : Number(r.lag_ms),
+      replayLsn: r.replay_lsn,
+    }))
   }
 
   /** A VACUUM or autovacuum working on the table now (pg_stat_progress_vacuum), e.g. "autovacuum worker". */
@@ -121,7 +151,8 @@ export class ReplicaProbe {
                 pg_last_wal_replay_lsn()::text AS replay_lsn`,
       )
       const r = rows[0]
-      return {name: this.name, behind: r.behind, lagMs: r.behind && r.lag_ms !== null ? Number(r.lag_ms) : null, replayLsn: r.replay_lsn}
+      const lagMs = r.behind && r.lag_ms !== null ? Number(r.lag_ms) : null
+      return {name: this.name, kind: 'standby', behind: r.behind, lagMs, replayLsn: r.replay_lsn}
     } catch (error) {
       // Dropped, timed out or no longer a standby: measured again, on a new connection, at the next look.
       const lost = this.client
@@ -131,7 +162,7 @@ export class ReplicaProbe {
       const cause = (error as {cause?: unknown}).cause ?? error
       const message = cause instanceof Error ? cause.message : String(cause)
       const reason = /is not a standby/.test(message) ? 'no longer a standby: promoted?' : message.split('\n')[0]
-      return {name: this.name, behind: true, lagMs: null, replayLsn: null, unmeasurable: reason}
+      return {name: this.name, kind: 'standby', behind: true, lagMs: null, replayLsn: null, unmeasurable: reason}
     }
   }
 

@@ -86,7 +86,9 @@ export class Throttle {
   private async measure(): Promise<string | undefined> {
     const {maxReplicaLagMs, pauseOnAutovacuum, primary, replicas, table} = this.options
     if (maxReplicaLagMs !== undefined) {
-      const lags = [...(await primary.replicaLags()), ...(await Promise.all(replicas.map((r) => r.lag())))]
+      // Only standbys: a logical consumer or a WAL archiver is no replica whose reads go stale (UNWATCHED says why).
+      const onPrimary = (await primary.replicaLags()).filter((l) => l.kind === 'standby')
+      const lags = [...onPrimary, ...(await Promise.all(replicas.map((r) => r.lag())))]
       const lost = lags.find((l) => l.unmeasurable !== undefined)
       if (lost) return `replica ${lost.name} cannot be measured (${lost.unmeasurable}): waiting for it`
       const worst = lags.map((l) => ({name: l.name, ms: this.effectiveLag(l)})).sort((a, b) => b.ms - a.ms)[0]

@@ -11,7 +11,8 @@ import {readFileSync} from 'node:fs'
 import pg from 'pg'
 
 import {collect, flat, parseJsonOutput, runOps, spawnOps, waitForOutput} from '../../../test/helpers/cli.js'
-import {Standby, startStandby} from '../../../test/helpers/standby.js'
+import {serverDirectory, Standby, startReplicationClient, startStandby} from '../../../test/helpers/standby.js'
+import {waitFor} from '../../../test/helpers/servers.js'
 import {generateTasks, insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
 import {withAppRole, withDjangoDatabase} from './helpers/django-database.js'
 
@@ -136,6 +137,51 @@ describe('taskmanager:clear in production conditions', function () {
       const result = await done
       expect(result.code, result.stderr).to.equal(0)
       await expectOnlyPendingLeft(before)
+    })
+
+    it('waits for standbys only: a WAL archiver and a stopped logical consumer are named in the plan, not waited for', async () => {
+      await fill()
+      const before = await rowTexts(django.db)
+      await standby!.caughtUp(django.url)
+      // Barman's streaming archiver is a pg_receivewal: it writes WAL and replays none (no replay position, ever).
+      const archiver = startReplicationClient('pg_receivewal', ['-d', django.url, '-D', serverDirectory('ops-test-wal-')])
+      await django.db.query(`SELECT pg_create_logical_replication_slot('ops_test_cdc', 'test_decoding')`)
+      const consumer = startReplicationClient('pg_recvlogical', [
+        '-d',
+        django.url,
+        '-S',
+        'ops_test_cdc',
+        '--start',
+        '-f',
+        '/dev/null',
+        '-s',
+        '1',
+      ])
+      try {
+        await waitFor('both clients streaming', async () => {
+          const {rows} = await django.db.query(
+            `SELECT count(*)::int AS n FROM pg_stat_replication
+              WHERE application_name IN ('pg_receivewal', 'pg_recvlogical') AND write_lsn IS NOT NULL`,
+          )
+          if (rows[0].n !== 2) throw new Error(`${rows[0].n} of 2`)
+        })
+        // A consumer that stopped acknowledging (a CDC pipeline down): its position stays behind for good.
+        consumer.child.kill('SIGSTOP')
+        // 23 batches, 100 ms apart: long enough that a receiver counted as a replica that never replays would pause the run.
+        const result = await runOps(slowClear('--max-replica-lag', '1s', '--sleep-ms', '100', '--max-runtime', '30s'))
+        expect(result.code, result.stdout + result.stderr).to.equal(0)
+        const out = result.stdout.replace(/\s+/g, ' ')
+        expect(out).to.contain('Standbys streaming from the primary now: walreceiver')
+        expect(out).to.match(/Not waited for: .*pg_receivewal \(receives WAL and replays none, as pg_receivewal and pg_basebackup do\)/)
+        expect(out).to.match(/Not waited for: .*pg_recvlogical \(a logical replication consumer: its position is what it acknowledged\)/)
+        expect(out).not.to.contain('paused')
+        await expectOnlyPendingLeft(before)
+      } finally {
+        consumer.child.kill('SIGCONT')
+        await consumer.stop()
+        await archiver.stop()
+        await django.db.query(`SELECT pg_drop_replication_slot('ops_test_cdc')`)
+      }
     })
 
     it('refuses to clear on the standby itself (exit 2, nothing planned); a dry run plans there and says it is one', async () => {
