@@ -199,6 +199,8 @@ export function mistypedFlagLines(typed: string, nearest: string, command: strin
 export class Screen {
   /** Terminals not closed yet: a test that timed out must not leave its tmux server behind. */
   private static readonly open = new Set<Screen>()
+  /** One exit listener for every screen of the process (one per screen would pass Node's limit of ten). */
+  private static exitHooked = false
   private readonly socket: string
   private readonly session = 'ops'
 
@@ -209,7 +211,8 @@ export class Screen {
   static async start(args: string[], options: RunOptions & {width?: number; height?: number} = {}): Promise<Screen> {
     needPackage('tmux')
     const screen = new Screen(mkdtempSync(join(tmpdir(), 'ops-screen-')))
-    if (Screen.open.size === 0) process.once('exit', () => Screen.open.forEach((s) => s.closeNow()))
+    if (!Screen.exitHooked) process.once('exit', () => Screen.open.forEach((s) => s.closeNow()))
+    Screen.exitHooked = true
     Screen.open.add(screen)
     const config = join(screen.dir, 'tmux.conf')
     // The pane stays after ops exits so its last screen can be read; no status bar takes a line.
