@@ -39,6 +39,11 @@ export const REQUIREMENTS: Requirement[] = [
   {package: 'tmux', for: 'the tests that read a terminal screen', present: () => Boolean(which('tmux'))},
   {package: 'bsdutils', for: "util-linux script, the prompt tests' pseudo-terminal", present: () => Boolean(which('script'))},
   {package: 'openssl', for: 'the Redis TLS tests (pending without it)', present: () => Boolean(which('openssl'))},
+  {
+    package: 'pgbouncer',
+    for: 'the tests of taskmanager commands behind a pooler in transaction mode',
+    present: () => Boolean(which('pgbouncer')) || existsSync('/usr/sbin/pgbouncer'),
+  },
 ]
 
 export const BASH_COMPLETION = '/usr/share/bash-completion/bash_completion'

@@ -6,6 +6,7 @@ import {Archive} from './archive.js'
 import {ArchiveTable} from './archive-table.js'
 import {BatchDeleter, BatchStats, deleteInBatches, newStats, splitIdRange} from './batches.js'
 import {APPLICATION_NAMES, cancelAndClose, openTaskManager, refuseReadOnly, TaskManagerConnection} from './connection.js'
+import {readWithoutTimeout} from './long-read.js'
 import {describeFilter, filterRecord, TaskFilter} from './filter.js'
 import {PrimaryHealth, ReplicaProbe, UNWATCHED} from './server-health.js'
 import {summaryLines} from './summary-format.js'
@@ -126,7 +127,7 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
 
   /** Ctrl-C during the plan: the count in flight is cancelled on the server, and nothing else starts. */
   async cancelPlan(): Promise<void> {
-    await cancelAndClose(this.connection, `${APPLICATION_NAME} (cancel)`)
+    await cancelAndClose(this.connection)
   }
 
   private get db(): TaskManagerConnection {
@@ -134,7 +135,12 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
     return this.connection
   }
 
+  /** Every read of the plan in one read-only transaction, without the role's statement_timeout. */
   async plan(): Promise<ClearPlan> {
+    return readWithoutTimeout(this.db.client, () => this.readPlan())
+  }
+
+  private async readPlan(): Promise<ClearPlan> {
     const {table} = this.db
     const filter = {...this.options.filter}
     if (filter.olderThanMs !== undefined) filter.createdBefore = await table.cutoff(filter.olderThanMs)
@@ -249,7 +255,11 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
       const stats = plan.data.execution
       try {
         yield* deleteInBatches(
-          {deleters, countStillMatching: () => this.db.table.countMatching(this.options.filter, plan.upToId)},
+          {
+            deleters,
+            countStillMatching: () =>
+              readWithoutTimeout(this.db.client, () => this.db.table.countMatching(this.options.filter, plan.upToId)),
+          },
           {
             filter: this.options.filter,
             ranges: splitIdRange(plan.minId, plan.upToId, this.workers),
@@ -318,8 +328,7 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
   }
 
   async summary(): Promise<Summary> {
-    const statuses = await this.db.table.statusSummary()
-    const modules = await this.db.table.moduleSummary()
+    const {statuses, modules} = await this.db.table.summaries()
     return {lines: summaryLines(statuses, modules), data: {statuses, modules}}
   }
 

@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 import {connectionError, endpointOf, maskUrl, OpsError, resolveUrl, ResolvedUrl} from 'ops-cli/base'
 import pg from 'pg'
 
+import {readWithoutTimeout} from './long-read.js'
 import {DEFAULT_TABLE, parseTableName} from './table-name.js'
 import {TaskManagerTable} from './task-manager-table.js'
 
@@ -57,11 +58,8 @@ export async function connectPostgres(
 }
 
 /**
- * Connects (failing with host and port named, password masked) and resolves the table. The session runs without a
- * statement_timeout: its counts and reports read the whole table (it has no index but the primary key), which on a
- * big one outlasts a role's usual limit (`ALTER ROLE app SET statement_timeout = '30s'`), and a clear must not fail
- * its plan, or its final count after every batch is done, on that. Every batch sets its own (--statement-timeout);
- * Ctrl-C during the plan cancels its count on the server.
+ * Connects (failing with host and port named, password masked) and resolves the table. It changes no setting of the
+ * session: long reads go through readWithoutTimeout(), every batch sets its own limits with SET LOCAL.
  */
 export async function openTaskManager(url: string, tableText: string, applicationName: string): Promise<TaskManagerConnection> {
   const tableName = parseTableName(tableText)
@@ -70,8 +68,7 @@ export async function openTaskManager(url: string, tableText: string, applicatio
   )
   const endpoint = endpointOf(url, 5432)
   try {
-    await client.query('SET statement_timeout = 0')
-    const table = await TaskManagerTable.open(client, tableName, endpoint)
+    const table = await readWithoutTimeout(client, () => TaskManagerTable.open(client, tableName, endpoint))
     return {client, table, url, maskedUrl: maskUrl(url), endpoint}
   } catch (error) {
     await client.end().catch(() => {})
@@ -102,19 +99,50 @@ export async function refuseReadOnly(connection: TaskManagerConnection, dryRun: 
   return `Read-only server: ${connection.maskedUrl} is ${what}; these counts are its own, and the real run must go to the primary`
 }
 
+/** What node-postgres keeps of a connection's cancel key (BackendKeyData) and where it connected. */
+interface CancelKey {
+  processID?: number
+  secretKey?: number
+  host?: string
+  port?: number
+}
+
+/** The part of pg's protocol Connection a CancelRequest needs (what pg.Client#cancel uses; @types/pg omits it). */
+interface CancelConnection {
+  readonly stream: {destroy(): void}
+  connect(port: number | string, host?: string): void
+  cancel(processID: number, secretKey: number): void
+  on(event: 'connect' | 'end' | 'error', listener: () => void): void
+}
+
 /**
  * Stops what `connection` is doing on the server, then closes it (for Ctrl-C during a plan). A closed socket alone
  * would not stop a statement in flight (the backend notices only when it next writes to it): a count of a big
- * table, or one queued behind a migration's lock, would run on. So a second connection of the same role cancels it
- * (pg_cancel_backend) first, and the closed connection starts no statement after it.
+ * table, or one queued behind a migration's lock, would run on. So it is cancelled first with the protocol's
+ * CancelRequest and the connection's own key, as psql's Ctrl-C does: that needs no privilege, and through a pooler
+ * (PgBouncer) it reaches the server connection the statement runs on, where the process id the pooler gave the
+ * client is not a backend's and pg_cancel_backend() of it could hit another. Waits at most 2 s for the server.
  */
-export async function cancelAndClose(connection: TaskManagerConnection | undefined, applicationName: string): Promise<void> {
+export async function cancelAndClose(connection: TaskManagerConnection | undefined): Promise<void> {
   if (!connection) return
-  const pid = (connection.client as unknown as {processID?: number}).processID
-  if (pid) {
-    const canceller = await connectPostgres(connection.url, applicationName, (error) => error as Error).catch(() => undefined)
-    await canceller?.query('SELECT pg_cancel_backend($1)', [pid]).catch(() => {})
-    await canceller?.end().catch(() => {})
+  const {processID, secretKey, host, port} = connection.client as unknown as CancelKey
+  if (processID !== undefined && secretKey !== undefined && host && port) {
+    const request = new pg.Connection() as unknown as CancelConnection
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, 2000)
+      function done() {
+        clearTimeout(timer)
+        request.stream.destroy()
+        resolve()
+      }
+      // The server reads the request, acts on it and closes the socket without a reply.
+      request.on('connect', () => request.cancel(processID, secretKey))
+      request.on('end', done)
+      request.on('error', done)
+      // A host that is a directory is a Unix socket's, as pg itself connects to it.
+      if (host.startsWith('/')) request.connect(`${host}/.s.PGSQL.${port}`)
+      else request.connect(port, host)
+    })
   }
   await connection.client.end().catch(() => {})
 }

@@ -3,6 +3,7 @@ import {count, DestructiveOperation, OpsError, Plan, Progress, Step, Summary} fr
 import {ArchiveFile} from './archive-reader.js'
 import {ArchivedWindow, ArchiveTable} from './archive-table.js'
 import {APPLICATION_NAMES, cancelAndClose, openTaskManager, refuseReadOnly, TaskManagerConnection} from './connection.js'
+import {readWithoutTimeout} from './long-read.js'
 import {describeFilter, filterRecord, TaskFilter} from './filter.js'
 import {RestoreTarget} from './restore-target.js'
 import {summaryLines} from './summary-format.js'
@@ -84,7 +85,7 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
 
   /** Ctrl-C during the plan: the count in flight is cancelled on the server, and nothing else starts. */
   async cancelPlan(): Promise<void> {
-    await cancelAndClose(this.connection, `${APPLICATION_NAME} (cancel)`)
+    await cancelAndClose(this.connection)
   }
 
   private get db(): TaskManagerConnection {
@@ -92,7 +93,12 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
     return this.connection
   }
 
+  /** Every read of the plan in one read-only transaction, without the role's statement_timeout. */
   async plan(): Promise<RestorePlan> {
+    return readWithoutTimeout(this.db.client, () => this.readPlan())
+  }
+
+  private async readPlan(): Promise<RestorePlan> {
     const {table} = this.db
     const target = this.target!
     if (this.options.olderThanMs !== undefined) {
@@ -235,8 +241,7 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
   }
 
   async summary(): Promise<Summary> {
-    const statuses = await this.db.table.statusSummary()
-    const modules = await this.db.table.moduleSummary()
+    const {statuses, modules} = await this.db.table.summaries()
     return {lines: summaryLines(statuses, modules), data: {statuses, modules}}
   }
 

@@ -28,8 +28,8 @@ export class RestoreTarget {
   }
 
   /**
-   * BEGIN, `work`, COMMIT; ROLLBACK when it throws. A batch is bounded as clear's are by default (30 s): the session
-   * itself runs without a statement timeout, for the plan's reads of whole tables (openTaskManager).
+   * BEGIN, `work`, COMMIT; ROLLBACK when it throws. A batch is bounded as clear's are by default (30 s), whatever the
+   * role's own statement_timeout, which the plan's reads of whole tables run without (readWithoutTimeout).
    */
   async inTransaction<T>(work: () => Promise<T>): Promise<T> {
     await this.client.query('BEGIN')

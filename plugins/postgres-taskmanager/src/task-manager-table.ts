@@ -3,6 +3,7 @@ import type pg from 'pg'
 
 import type {ArchiveTable} from './archive-table.js'
 import {TaskFilter, whereClause} from './filter.js'
+import {readWithoutTimeout} from './long-read.js'
 import {qualified, quoteIdent, TableName} from './table-name.js'
 
 /** A foreign key of another table that points at the TaskManager table, read from pg_constraint. */
@@ -278,20 +279,29 @@ export class TaskManagerTable {
     }
   }
 
-  async statusSummary(): Promise<StatusCount[]> {
+  /** The seed's two summaries, by status and by module: reads of the whole table, so in readWithoutTimeout() of their own. */
+  async summaries(): Promise<{statuses: StatusCount[]; modules: ModuleCount[]}> {
+    return readWithoutTimeout(this.client, async () => ({statuses: await this.statusSummary(), modules: await this.moduleSummary()}))
+  }
+
+  private async statusSummary(): Promise<StatusCount[]> {
     const {rows} = await this.client.query(`SELECT status, count(*)::bigint AS n FROM ${this.sql} GROUP BY status ORDER BY status`)
     return rows.map((r) => ({status: r.status, count: Number(r.n)}))
   }
 
-  async moduleSummary(): Promise<ModuleCount[]> {
+  private async moduleSummary(): Promise<ModuleCount[]> {
     const {rows} = await this.client.query(
       `SELECT task_module, count(*)::bigint AS n FROM ${this.sql} GROUP BY task_module ORDER BY count(*) DESC, task_module`,
     )
     return rows.map((r) => ({taskModule: r.task_module, count: Number(r.n)}))
   }
 
-  /** SCHEDULED or PENDING rows whose last_run is older than `hours`, grouped by module and name. */
+  /** SCHEDULED or PENDING rows whose last_run is older than `hours`, grouped by module and name (in readWithoutTimeout()). */
   async stuckTasks(hours: number, samples: number): Promise<{cutoff: string; groups: StuckGroup[]}> {
+    return readWithoutTimeout(this.client, () => this.readStuckTasks(hours, samples))
+  }
+
+  private async readStuckTasks(hours: number, samples: number): Promise<{cutoff: string; groups: StuckGroup[]}> {
     const {rows: cut} = await this.client.query(`SELECT now() - make_interval(hours => $1) AS cutoff`, [hours])
     const cutoff = cut[0].cutoff as Date
     const {rows} = await this.client.query(

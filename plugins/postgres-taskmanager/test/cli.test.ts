@@ -4,7 +4,6 @@
  * (SIGINT, SIGKILL, a dropped connection) followed by a re-run, and clear errors.
  */
 import {expect} from 'chai'
-import pg from 'pg'
 
 import {
   collect,
@@ -19,7 +18,7 @@ import {
   waitUntil,
 } from '../../../test/helpers/cli.js'
 import {generateTasks, insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
-import {terminateBackends, withAppRole, withDjangoDatabase} from './helpers/django-database.js'
+import {duringMigrationLock, terminateBackends, withAppRole, withDjangoDatabase} from './helpers/django-database.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -199,8 +198,6 @@ breathecode.assignments.tasks: 6 records
 
     it("SIGINT while the plan waits on a migration's lock: its query is cancelled on the server, exit 130, nothing changed", async () => {
       const before = await rowTexts(django.db)
-      const migration = new pg.Client({connectionString: django.url})
-      await migration.connect()
       const opsBackends = async (waiting = false) =>
         (
           await django.db.query(
@@ -210,9 +207,7 @@ breathecode.assignments.tasks: 6 records
             [waiting],
           )
         ).rows[0].n as number
-      try {
-        await migration.query('BEGIN')
-        await migration.query('LOCK TABLE task_manager_taskmanager IN ACCESS EXCLUSIVE MODE')
+      await duringMigrationLock(django.url, async (untilGone) => {
         for (const json of [false, true]) {
           const child = spawnOps(clear('--status', 'DONE', '--force', ...(json ? ['--json'] : [])))
           child.stdin?.end()
@@ -224,14 +219,9 @@ breathecode.assignments.tasks: 6 records
           if (json) expect(parseJsonOutput<{outcome: string}>(result).outcome).to.equal('interrupted')
           else expect(result.stderr).to.contain('Interrupted (SIGINT) while planning: nothing was changed.')
           // Cancelled while the lock is still held: no backend of ops waits for it, to count after it, once ops has exited.
-          const deadline = Date.now() + 5000
-          while ((await opsBackends()) > 0 && Date.now() < deadline) await sleep(50)
-          expect(await opsBackends()).to.equal(0)
+          expect(await untilGone(opsBackends)).to.equal(0)
         }
-      } finally {
-        await migration.query('COMMIT')
-        await migration.end()
-      }
+      })
       expect(await rowTexts(django.db)).to.deep.equal(before)
     })
 

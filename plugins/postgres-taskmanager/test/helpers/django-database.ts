@@ -57,3 +57,32 @@ export async function withAppRole<T>(db: pg.Client, url: string, work: (asRole: 
     await db.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`)
   }
 }
+
+/**
+ * Runs `work` while another session holds an ACCESS EXCLUSIVE lock on the TaskManager table, as a migration does, and
+ * releases it afterwards; `untilGone` then polls (up to 5 s) until `count()` reads 0, and returns its last reading.
+ */
+export async function duringMigrationLock<T>(
+  url: string,
+  work: (untilGone: (count: () => Promise<number>) => Promise<number>) => Promise<T>,
+): Promise<T> {
+  const migration = new pg.Client({connectionString: url})
+  await migration.connect()
+  const untilGone = async (count: () => Promise<number>) => {
+    const deadline = Date.now() + 5000
+    let left = await count()
+    while (left > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50))
+      left = await count()
+    }
+    return left
+  }
+  try {
+    await migration.query('BEGIN')
+    await migration.query('LOCK TABLE task_manager_taskmanager IN ACCESS EXCLUSIVE MODE')
+    return await work(untilGone)
+  } finally {
+    await migration.query('COMMIT')
+    await migration.end()
+  }
+}

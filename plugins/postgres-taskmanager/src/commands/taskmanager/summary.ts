@@ -17,8 +17,7 @@ export default class Summary extends OpsCommand {
     this.registerSecretsOf(url)
     const db = await openTaskManager(url, flags.table, 'ops taskmanager:summary')
     try {
-      const statuses = await db.table.statusSummary()
-      const modules = await db.table.moduleSummary()
+      const {statuses, modules} = await db.table.summaries()
       this.logLines(summaryLines(statuses, modules))
       return {table: db.table.displayName, total: statuses.reduce((sum, s) => sum + s.count, 0), statuses, modules}
     } finally {
