@@ -168,14 +168,20 @@ export class TaskManagerTable {
   /**
    * Other sessions connected to this database now under one of `applicationNames` (pg_stat_activity shows every role
    * that column): other runs of ops' writing commands, as two clears on the same rows report each other's deletions
-   * as skipped.
+   * as skipped. Not one idle for longer than `idleMs`: behind a pooler in transaction mode, a server connection keeps
+   * the application_name of the last client it served, so an earlier run's would read as a run of its own; a run
+   * that is working, or paused by its throttle (which looks every second), is never idle that long.
    */
-  async otherSessionsOf(applicationNames: string[]): Promise<{command: string; pid: number; since: Date | null; client: string | null}[]> {
+  async otherSessionsOf(
+    applicationNames: string[],
+    idleMs = 60_000,
+  ): Promise<{command: string; pid: number; since: Date | null; client: string | null}[]> {
     const {rows} = await this.client.query(
       `SELECT application_name AS command, pid, backend_start AS since, host(client_addr) AS client FROM pg_stat_activity
         WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = ANY($1)
+          AND (state IS DISTINCT FROM 'idle' OR state_change > now() - make_interval(secs => $2))
         ORDER BY backend_start`,
-      [applicationNames],
+      [applicationNames, idleMs / 1000],
     )
     return rows
   }

@@ -8,6 +8,7 @@ import pg from 'pg'
 
 import {collect, runOps, spawnOps, waitUntil} from '../../../test/helpers/cli.js'
 import {PgBouncer, startPgBouncer} from '../../../test/helpers/pgbouncer.js'
+import {APPLICATION_NAMES, openTaskManager} from '../src/connection.js'
 import {insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
 import {duringMigrationLock, withDjangoDatabase} from './helpers/django-database.js'
 
@@ -104,5 +105,40 @@ describe('taskmanager commands behind PgBouncer in transaction mode', function (
       expect(await untilGone(waitingOps)).to.equal(0)
     })
     expect(await rowTexts(django.db)).to.deep.equal(before)
+  })
+
+  it('does not warn of another run for a pooled server connection an earlier run left idle, only for one that works', async () => {
+    await fill()
+    bouncer = await startPgBouncer({poolSize: 2})
+    const clear = APPLICATION_NAMES.clear
+    // An earlier run whose transactions went to both server connections: each keeps its application_name, idle.
+    const earlier = await Promise.all(
+      [0, 1].map(async () => {
+        const client = new pg.Client({connectionString: pooledUrl(), application_name: clear})
+        await client.connect()
+        await client.query('BEGIN')
+        return client
+      }),
+    )
+    for (const client of earlier) await client.query('SELECT 1; COMMIT')
+    await Promise.all(earlier.map((client) => client.end()))
+    const db = await openTaskManager(pooledUrl(), 'task_manager_taskmanager', clear)
+    const working = new pg.Client({connectionString: django.url, application_name: clear})
+    try {
+      await new Promise((r) => setTimeout(r, 700))
+      // Without the idle limit, the server connection this run did not get reads as a run of its own.
+      expect(await db.table.otherSessionsOf([clear], 3_600_000)).to.have.length(1)
+      expect(await db.table.otherSessionsOf([clear], 500)).to.deep.equal([])
+      // A run that is working: listed.
+      await working.connect()
+      const sleeping = working.query('SELECT pg_sleep(2)')
+      await new Promise((r) => setTimeout(r, 200))
+      const others = await db.table.otherSessionsOf([clear], 500)
+      expect(others.map((o) => o.pid)).to.deep.equal([(working as unknown as {processID: number}).processID])
+      await sleeping
+    } finally {
+      await working.end()
+      await db.client.end()
+    }
   })
 })
