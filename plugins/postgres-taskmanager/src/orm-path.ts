@@ -137,7 +137,8 @@ export class TaskManagerOrm implements BatchDeleter {
       predicatesOf(request.filter).forEach((p, i) => query.andWhere(`t.${p.column} ${p.op} :p${i}`, {[`p${i}`]: p.value}))
       return query
     }
-    await runner.startTransaction()
+    // READ COMMITTED whatever the default, as the raw-SQL batch (TaskManagerTable.deleteBatch) says why.
+    await runner.startTransaction('READ COMMITTED')
     try {
       await runner.query(`SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)`, [
         String(request.limits.statementTimeoutMs),

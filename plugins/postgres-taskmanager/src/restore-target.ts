@@ -28,11 +28,12 @@ export class RestoreTarget {
   }
 
   /**
-   * BEGIN, `work`, COMMIT; ROLLBACK when it throws. A batch is bounded as clear's are by default (30 s), whatever the
-   * role's own statement_timeout, which the plan's reads of whole tables run without (readWithoutTimeout).
+   * BEGIN, `work`, COMMIT; ROLLBACK when it throws. READ COMMITTED, as clear's batches, whatever the default; bounded as
+   * they are by default (30 s), whatever the role's own statement_timeout, which the plan's reads of whole tables run
+   * without (readWithoutTimeout).
    */
   async inTransaction<T>(work: () => Promise<T>): Promise<T> {
-    await this.client.query('BEGIN')
+    await this.client.query('BEGIN ISOLATION LEVEL READ COMMITTED')
     try {
       await this.client.query(`SET LOCAL statement_timeout = '30s'`)
       const result = await work()

@@ -260,7 +260,9 @@ export class TaskManagerTable {
       SELECT (SELECT candidates FROM bound) AS candidates, (SELECT upto FROM bound)::text AS scanned_to,${settle} AS behind,
              (SELECT count(*) FROM gone)::int AS deleted, (${linkCount})::int AS links,
              ${request.withRows ? 'ARRAY(SELECT row FROM gone ORDER BY id)' : 'ARRAY[]::text[]'} AS rows`
-    await this.client.query('BEGIN')
+    // READ COMMITTED whatever the role's or database's default_transaction_isolation: the re-check of a row updated
+    // meanwhile is this level's; under REPEATABLE READ or SERIALIZABLE that row fails the batch (40001) instead.
+    await this.client.query('BEGIN ISOLATION LEVEL READ COMMITTED')
     try {
       await this.client.query(
         // Walk the primary key: the range's upper bound is only known at run time, and a sequential scan would read the whole table.
