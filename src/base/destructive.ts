@@ -70,6 +70,12 @@ export interface DestructiveOperation<P extends Plan = Plan> {
    * plan ends the process at once.
    */
   cancelPlan?(): Promise<void>
+  /**
+   * Asked once the run is confirmed (or forced), before the steps: the connections the plan used may have sat idle at
+   * the prompt for minutes, and a server's idle_session_timeout, a DBA or a load balancer may have closed them
+   * meanwhile. Check them and open again what was closed; the plan stays as it is.
+   */
+  resume?(): Promise<void>
   /** The batched work, run only after confirmation. */
   steps(plan: P): Step[]
   /**
@@ -284,6 +290,7 @@ export abstract class DestructiveCommand extends OpsCommand {
       return 'cancelled'
     }
 
+    await operation.resume?.()
     result.steps = await this.execute(operation.steps(plan), result, verb.past)
     result.done = result.steps.reduce((sum, s) => sum + s.done, 0)
     if (this.interrupted) {

@@ -153,12 +153,13 @@ const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
 
 /**
  * Runs ops on a real pseudo-terminal (util-linux `script`), answers the first
- * prompt (by default the "(yes/no)" one) with `answer`, and returns the transcript.
+ * prompt (by default the "(yes/no)" one) with `answer` (once `beforeAnswer`, if given,
+ * is done: what happens while a person reads the prompt), and returns the transcript.
  */
 export async function runOpsInTty(
   args: string[],
   answer: string,
-  options: RunOptions & {prompt?: string | RegExp} = {},
+  options: RunOptions & {prompt?: string | RegExp; beforeAnswer?: () => Promise<void>} = {},
 ): Promise<RunResult> {
   needPackage('bsdutils')
   const command = [NODE, ...nodeArgs(options.entry), ...args].map(shellQuote).join(' ')
@@ -169,6 +170,7 @@ export async function runOpsInTty(
   })
   const done = collect(child, options.timeoutMs)
   await waitForOutput(child, options.prompt ?? '(yes/no)')
+  await options.beforeAnswer?.()
   child.stdin?.write(`${answer}\r`)
   const result = await done
   child.stdin?.end()

@@ -5,7 +5,7 @@ import {count, DestructiveOperation, duration, Plan, plural, Progress, Step, Sum
 import {Archive} from './archive.js'
 import {ArchiveTable} from './archive-table.js'
 import {BatchDeleter, BatchStats, deleteInBatches, newStats, splitIdRange} from './batches.js'
-import {APPLICATION_NAMES, cancelAndClose, openTaskManager, refuseReadOnly, TaskManagerConnection} from './connection.js'
+import {APPLICATION_NAMES, cancelAndClose, openTaskManager, refuseReadOnly, reopenIfClosed, TaskManagerConnection} from './connection.js'
 import {readWithoutTimeout} from './long-read.js'
 import {describeFilter, filterRecord, TaskFilter} from './filter.js'
 import {PrimaryHealth, ReplicaProbe, UNWATCHED} from './server-health.js'
@@ -128,6 +128,14 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
   /** Ctrl-C during the plan: the count in flight is cancelled on the server, and nothing else starts. */
   async cancelPlan(): Promise<void> {
     await cancelAndClose(this.connection)
+  }
+
+  /** Confirmed: the main connection is checked, and opened again if it was closed while the prompt waited. */
+  async resume(): Promise<void> {
+    const before = this.db
+    this.connection = await reopenIfClosed(before, APPLICATION_NAME)
+    if (this.connection !== before && this.options.archiveTable)
+      this.archiveTable = await ArchiveTable.inspect(this.db.client, this.options.archiveTable, this.db.table.table)
   }
 
   private get db(): TaskManagerConnection {

@@ -77,6 +77,21 @@ export async function openTaskManager(url: string, tableText: string, applicatio
 }
 
 /**
+ * `connection` if it still answers (a SELECT 1 within 5 s), else a new one to the same table, the old one closed: for
+ * a run confirmed after a wait at the prompt, during which a server's idle_session_timeout, a DBA's
+ * pg_terminate_backend or a load balancer's idle limit may have closed it (a silently dropped one would hang).
+ */
+export async function reopenIfClosed(connection: TaskManagerConnection, applicationName: string): Promise<TaskManagerConnection> {
+  try {
+    await connection.client.query({text: 'SELECT 1', query_timeout: 5000} as pg.QueryConfig)
+    return connection
+  } catch {
+    await connection.client.end().catch(() => {})
+    return openTaskManager(connection.url, connection.table.sql, applicationName)
+  }
+}
+
+/**
  * Refuses a server ops cannot write to, before the plan: a standby (pg_is_in_recovery()) or a read-only session
  * (default_transaction_read_only, e.g. a pooler in front of a replica). A dry run may plan there (say, to spare the
  * primary the counts): it gets the line to show among the plan's details.

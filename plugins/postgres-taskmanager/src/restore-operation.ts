@@ -2,7 +2,7 @@ import {count, DestructiveOperation, OpsError, Plan, Progress, Step, Summary} fr
 
 import {ArchiveFile} from './archive-reader.js'
 import {ArchivedWindow, ArchiveTable} from './archive-table.js'
-import {APPLICATION_NAMES, cancelAndClose, openTaskManager, refuseReadOnly, TaskManagerConnection} from './connection.js'
+import {APPLICATION_NAMES, cancelAndClose, openTaskManager, refuseReadOnly, reopenIfClosed, TaskManagerConnection} from './connection.js'
 import {readWithoutTimeout} from './long-read.js'
 import {describeFilter, filterRecord, TaskFilter} from './filter.js'
 import {RestoreTarget} from './restore-target.js'
@@ -86,6 +86,16 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
   /** Ctrl-C during the plan: the count in flight is cancelled on the server, and nothing else starts. */
   async cancelPlan(): Promise<void> {
     await cancelAndClose(this.connection)
+  }
+
+  /** Confirmed: the connection is checked, and opened again (with what holds it) if it was closed while the prompt waited. */
+  async resume(): Promise<void> {
+    const before = this.db
+    this.connection = await reopenIfClosed(before, APPLICATION_NAME)
+    if (this.connection === before) return
+    this.target = await RestoreTarget.open(this.connection.client, this.connection.table.table)
+    if (this.archive)
+      this.archive = await ArchiveTable.inspect(this.connection.client, this.options.fromTable!, this.connection.table.table)
   }
 
   private get db(): TaskManagerConnection {

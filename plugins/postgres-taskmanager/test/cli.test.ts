@@ -225,6 +225,47 @@ breathecode.assignments.tasks: 6 records
       expect(await rowTexts(django.db)).to.deep.equal(before)
     })
 
+    it('a connection closed while the prompt waited (idle_session_timeout) is opened again once confirmed: clear and restore', async () => {
+      // What a server's idle_session_timeout or a DBA does to a session idle at the prompt: ends it.
+      const closeWhileAsking = (application: string) => async () => {
+        await terminateBackends(django.db, application)
+        await waitUntilGone(application)
+      }
+      const waitUntilGone = async (application: string) => {
+        for (let i = 0; i < 100; i++) {
+          const {rows} = await django.db.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1', [application])
+          if (rows[0].n === 0) return
+          await sleep(50)
+        }
+        throw new Error(`${application} is still connected`)
+      }
+      for (const path of [['--use-cursor'], []]) {
+        await seedExample()
+        const ids = await insertTasks(
+          django.db,
+          Array.from({length: 30}, () => taskRow({status: 'DONE'})),
+        )
+        await watch(django.db, ids.slice(0, 3))
+        const before = await rowTexts(django.db)
+        const done = await count(`status = 'DONE'`)
+        const archived = ['--archive-table', 'cleared_tasks']
+        const result = await runOpsInTty(clear('--status', 'DONE', ...path, ...archived), 'yes', {
+          beforeAnswer: closeWhileAsking('ops taskmanager:clear'),
+        })
+        expect(result.code, result.stdout).to.equal(0)
+        expect(result.stdout).to.contain(`Successfully deleted ${done} TaskManager records`)
+        expect(await count(`status = 'DONE'`)).to.equal(0)
+        const restored = await runOpsInTty(
+          ['taskmanager:restore', '--database-url', django.url, '--from-archive-table', 'cleared_tasks'],
+          'yes',
+          {beforeAnswer: closeWhileAsking('ops taskmanager:restore')},
+        )
+        expect(restored.code, restored.stdout).to.equal(0)
+        expect(await rowTexts(django.db)).to.deep.equal(before)
+        await django.db.query('DROP TABLE cleared_tasks')
+      }
+    })
+
     it('a second clear while one runs warns that the two compete for the same rows, and both end with them gone', async () => {
       const first = spawnOps(slow())
       first.stdin?.end()
