@@ -82,6 +82,12 @@ describe('the destructive-command protocol', function () {
         'Run the same command again to finish.',
     )
     expect((await snapshot()).length).to.equal(before.length - 200)
+    // Batch 14 finds nothing left: every planned widget was deleted before it failed.
+    const last = await runOps(clear('--force', '--fail-at-batch', '14'), fixture)
+    expect(last.code, last.stderr).to.equal(1)
+    expect(flat(last.stderr)).to.contain(
+      'batch 14 failed All 1,300 widgets planned were deleted before the failure. Run the same command again to make sure none is left.',
+    )
   })
 
   it('refuses without a TTY and without --force, exits 2, never hangs, deletes nothing', async () => {

@@ -438,12 +438,16 @@ export abstract class DestructiveCommand extends OpsCommand {
       const done = partial.reduce((sum, s) => sum + s.done, 0)
       const message = error instanceof Error ? error.message : String(error)
       // Every committed batch is final and a batch in flight rolls back whole: what was done is exactly what committed.
+      // A failure once every planned one is done (say, in a final check) rolled nothing of them back.
       const what =
         done === 0
           ? `Nothing was ${past} before the failure (a batch in flight was rolled back whole). ` +
             'Run the same command again once its cause is fixed.'
-          : `${count(done)} of ${count(result.planned)} ${result.noun} were ${past} before the failure; ` +
-            'the batch in flight was rolled back whole. Run the same command again to finish.'
+          : done >= result.planned
+            ? `All ${count(done)} ${result.noun} planned were ${past} before the failure. ` +
+              'Run the same command again to make sure none is left.'
+            : `${count(done)} of ${count(result.planned)} ${result.noun} were ${past} before the failure; ` +
+              'the batch in flight was rolled back whole. Run the same command again to finish.'
       throw new OpsError(`${message}\n${what}`, {cause: error})
     } finally {
       process.off('SIGINT', onSignal)
