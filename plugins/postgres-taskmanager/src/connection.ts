@@ -45,7 +45,16 @@ export async function connectPostgres(
   failure: (error: unknown) => Error,
   options: Partial<pg.ClientConfig> = {},
 ): Promise<pg.Client> {
-  const client = new pg.Client({connectionString: url, application_name: applicationName, connectionTimeoutMillis: 15_000, ...options})
+  // TCP keepalives, as libpq sends by default, every 30 s of silence: a load balancer or NAT that drops connections idle
+  // for some minutes (350 s on some clouds) keeps this one through a long look at the prompt or a paused run.
+  const client = new pg.Client({
+    connectionString: url,
+    application_name: applicationName,
+    connectionTimeoutMillis: 15_000,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 30_000,
+    ...options,
+  })
   // A terminated backend also emits 'error'; the query in flight rejects with it, which is what we report.
   client.on('error', () => {})
   try {

@@ -117,7 +117,8 @@ export class TaskManagerOrm implements BatchDeleter {
       entities: [task, ...links],
       synchronize: false,
       logging: false,
-      extra: {max: 1, connectionTimeoutMillis: 15_000},
+      // The pg pool's options: one connection, with the keepalives of every other ops connection (connectPostgres).
+      extra: {max: 1, connectionTimeoutMillis: 15_000, keepAlive: true, keepAliveInitialDelayMillis: 30_000},
     })
     await source.initialize()
     const runner = source.createQueryRunner()
