@@ -95,7 +95,8 @@ export async function reopenIfClosed(connection: TaskManagerConnection, applicat
     await connection.client.query({text: 'SELECT 1', query_timeout: 5000} as pg.QueryConfig)
     return connection
   } catch {
-    await connection.client.end().catch(() => {})
+    // Not end(): on a silently dropped connection its goodbye would wait for the peer, and keep ops from exiting.
+    connection.client.connection.stream.destroy()
     return openTaskManager(connection.url, connection.table.sql, applicationName)
   }
 }
