@@ -9,6 +9,8 @@ import type {Throttle} from './throttle.js'
 /** Anything that deletes one keyset batch in its own transaction: the raw-SQL table or the TypeORM path. */
 export interface BatchDeleter {
   deleteBatch(request: BatchRequest): Promise<BatchOutcome>
+  /** One round trip on the deleter's connection, so that it does not count as idle while the worker waits (keepAwake()). */
+  ping(): Promise<void>
 }
 
 /** Ids in (after, upTo]: one worker's share of the primary key. */

@@ -5,7 +5,15 @@ import {count, DestructiveOperation, duration, Plan, plural, Progress, Step, Sum
 import {Archive} from './archive.js'
 import {ArchiveTable} from './archive-table.js'
 import {BatchDeleter, BatchStats, deleteInBatches, newStats, splitIdRange} from './batches.js'
-import {APPLICATION_NAMES, cancelAndClose, openTaskManager, refuseReadOnly, reopenIfClosed, TaskManagerConnection} from './connection.js'
+import {
+  APPLICATION_NAMES,
+  cancelAndClose,
+  keepAwake,
+  openTaskManager,
+  refuseReadOnly,
+  reopenIfClosed,
+  TaskManagerConnection,
+} from './connection.js'
 import {readWithoutTimeout} from './long-read.js'
 import {describeFilter, filterRecord, TaskFilter} from './filter.js'
 import {PrimaryHealth, ReplicaProbe, UNWATCHED} from './server-health.js'
@@ -261,6 +269,11 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
       const throttle = this.throttle()
       const archive = this.options.archive ? await Archive.open(this.options.archive) : undefined
       const stats = plan.data.execution
+      const {table} = this.db
+      const stopPings = keepAwake(
+        [() => table.ping(), ...deleters.filter((deleter) => deleter !== table).map((deleter) => () => deleter.ping())],
+        table.idleSessionTimeoutMs,
+      )
       try {
         yield* deleteInBatches(
           {
@@ -284,6 +297,7 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
           stats,
         )
       } finally {
+        stopPings()
         await archive?.close()
       }
       plan.messages.success = outcomeLine(stats, plan, this.options.maxRuntimeMs)

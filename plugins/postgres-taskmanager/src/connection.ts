@@ -102,6 +102,21 @@ export async function reopenIfClosed(connection: TaskManagerConnection, applicat
 }
 
 /**
+ * While a run works, sends `pings` (a SELECT 1 on each of its connections) every half of the server's
+ * idle_session_timeout, when it has one: a connection that waits (the main one while workers delete, a worker while
+ * its run is paused for a replica or a vacuum, or sleeps between batches) is not closed under it. node-postgres queues
+ * a ping sent during a batch behind the batch's statement, inside its transaction, where it does no harm. Returns
+ * the function that stops them.
+ */
+export function keepAwake(pings: (() => Promise<void>)[], idleSessionTimeoutMs: number): () => void {
+  if (idleSessionTimeoutMs <= 0) return () => {}
+  const timer = setInterval(() => {
+    for (const ping of pings) ping().catch(() => {})
+  }, idleSessionTimeoutMs / 2)
+  return () => clearInterval(timer)
+}
+
+/**
  * Refuses a server ops cannot write to, before the plan: a standby (pg_is_in_recovery()) or a read-only session
  * (default_transaction_read_only, e.g. a pooler in front of a replica). A dry run may plan there (say, to spare the
  * primary the counts): it gets the line to show among the plan's details.

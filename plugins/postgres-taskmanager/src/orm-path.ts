@@ -192,6 +192,11 @@ export class TaskManagerOrm implements BatchDeleter {
     }
   }
 
+  /** One round trip on the runner's connection (the pool's only one), for keepAwake(). */
+  async ping(): Promise<void> {
+    await this.runner.query('SELECT 1')
+  }
+
   async close(): Promise<void> {
     await this.runner.release().catch(() => {})
     if (this.source.isInitialized) await this.source.destroy().catch(() => {})

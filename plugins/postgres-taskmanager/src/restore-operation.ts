@@ -2,7 +2,15 @@ import {count, DestructiveOperation, OpsError, Plan, Progress, Step, Summary} fr
 
 import {ArchiveFile} from './archive-reader.js'
 import {ArchivedWindow, ArchiveTable} from './archive-table.js'
-import {APPLICATION_NAMES, cancelAndClose, openTaskManager, refuseReadOnly, reopenIfClosed, TaskManagerConnection} from './connection.js'
+import {
+  APPLICATION_NAMES,
+  cancelAndClose,
+  keepAwake,
+  openTaskManager,
+  refuseReadOnly,
+  reopenIfClosed,
+  TaskManagerConnection,
+} from './connection.js'
 import {readWithoutTimeout} from './long-read.js'
 import {describeFilter, filterRecord, TaskFilter} from './filter.js'
 import {RestoreTarget} from './restore-target.js'
@@ -209,6 +217,17 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
 
   /** One committed transaction per batch; stops between batches when `signal` aborts, so a re-run finds what is left. */
   private async *restore(signal: AbortSignal, stats: RestoreStats): AsyncGenerator<Progress> {
+    // Its one connection sleeps between batches with --sleep-ms: under the server's idle_session_timeout, kept awake.
+    const {table} = this.db
+    const stopPings = keepAwake([() => table.ping()], table.idleSessionTimeoutMs)
+    try {
+      yield* this.restoreBatches(signal, stats)
+    } finally {
+      stopPings()
+    }
+  }
+
+  private async *restoreBatches(signal: AbortSignal, stats: RestoreStats): AsyncGenerator<Progress> {
     const target = this.target!
     let afterId = '0'
     let next = 0

@@ -85,6 +85,8 @@ const isWatcherLink = (table: string, columns: string[]) =>
  */
 export class TaskManagerTable {
   private watcherLinks: ReferencingForeignKey[] = []
+  /** The server's idle_session_timeout for this session (0: none), which closes a connection idle that long. */
+  idleSessionTimeoutMs = 0
   /** --archive-table, set by the clear: each batch's DELETE then feeds its INSERT into this table. */
   archive?: ArchiveTable
 
@@ -97,7 +99,8 @@ export class TaskManagerTable {
   static async open(client: pg.Client, table: {schema?: string; name: string}, where: string): Promise<TaskManagerTable> {
     const regclass = table.schema ? `${quoteIdent(table.schema)}.${quoteIdent(table.name)}` : quoteIdent(table.name)
     const {rows} = await client.query(
-      `SELECT n.nspname AS schema, c.relname AS name, current_database() AS db
+      `SELECT n.nspname AS schema, c.relname AS name, current_database() AS db,
+              (SELECT setting::int FROM pg_settings WHERE name = 'idle_session_timeout') AS idle_ms
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p')`,
       [regclass],
@@ -114,7 +117,13 @@ export class TaskManagerTable {
     }
     const found = new TaskManagerTable(client, {schema: rows[0].schema, name: rows[0].name})
     found.watcherLinks = (await found.referencingForeignKeys()).filter((fk) => fk.isWatcherLink)
+    found.idleSessionTimeoutMs = rows[0].idle_ms ?? 0
     return found
+  }
+
+  /** One round trip that keeps the session from counting as idle (keepAwake()). */
+  async ping(): Promise<void> {
+    await this.client.query('SELECT 1')
   }
 
   get sql(): string {

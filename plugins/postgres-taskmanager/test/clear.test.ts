@@ -68,6 +68,7 @@ async function walkRecorded(
         walked[i].push({request, outcome})
         return outcome
       },
+      ping: () => table.ping(),
     }))
     const stats = newStats(5, workers)
     const batches = deleteInBatches(

@@ -303,6 +303,33 @@ describe('taskmanager:clear in production conditions', function () {
     })
   })
 
+  it("a role with a 1 s idle_session_timeout: the connections that wait (the main one, the workers', TypeORM's) stay open", async () => {
+    for (const path of [['--use-cursor', '--concurrency', '2'], []]) {
+      await fill()
+      const before = await rowTexts(django.db)
+      await withAppRole(django.db, django.url, async (asRole, role) => {
+        await django.db.query(`ALTER ROLE ${role} SET idle_session_timeout = '1s'`)
+        // 1.5 s between batches; the main connection waits all along while the workers (or TypeORM's connection) delete.
+        const result = await runOps(
+          [
+            'taskmanager:clear',
+            '--database-url',
+            asRole,
+            '--status',
+            'DONE',
+            ...path,
+            '--batch-size',
+            '800',
+            '--target-batch-ms',
+            '0',
+          ].concat(['--sleep-ms', '1500', '--force']),
+        )
+        expect(result.code, `${path.join(' ')}: ${result.stdout}${result.stderr}`).to.equal(0)
+      })
+      await expectOnlyPendingLeft(before)
+    }
+  })
+
   it('--max-runtime stops cleanly between batches, says what is left, exits 0; the next window finishes', async () => {
     await fill(6000)
     const before = await rowTexts(django.db)
