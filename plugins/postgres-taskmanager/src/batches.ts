@@ -31,6 +31,8 @@ export interface BatchPlan {
   /** Pause between batches (as pt-archiver's --sleep), to leave room for other traffic. */
   sleepMs: number
   archive?: Archive
+  /** With `archive`: the bytes of a deleted row's JSON line, as sampled by the plan; batches are kept under ARCHIVE_BATCH_BYTES. */
+  archiveRowBytes?: number
   /** Checked before every batch: replica lag, autovacuum. */
   throttle?: Throttle
   /** Epoch ms after which no batch starts (--max-runtime). */
@@ -84,6 +86,11 @@ export interface BatchWork {
 }
 
 const MIN_BATCH = 10
+/**
+ * --archive: the JSON lines of a batch come back in one result and are written at once, so a batch holds at most this
+ * much of them (rows of 300 KB at the starting size of 5,000 made one string past V8's limit of 512 MB: a crash).
+ */
+export const ARCHIVE_BATCH_BYTES = 32 * 1024 * 1024
 const MAX_RETRIES = 5
 /** A row still matching after this many walks keeps being changed or locked: report it and let the user re-run. */
 export const MAX_PASSES = 3
@@ -203,7 +210,15 @@ async function walkRange(
   // --concurrency 2 on 1,000,000 rows: that count took 0.51 s with the batch before).
   const settleLag = plan.ranges.length > 1 ? 2 : 1
   const recent: (IdRange | undefined)[] = []
-  let size = startSize
+  // The largest average size of an archived row seen so far (the plan's sample first): it caps the batch size.
+  let rowBytes = plan.archive ? (plan.archiveRowBytes ?? 0) : 0
+  const withinArchiveBudget = (n: number) =>
+    rowBytes > 0 ? Math.min(n, Math.max(MIN_BATCH, Math.floor(ARCHIVE_BATCH_BYTES / rowBytes))) : n
+  const archiveRows = async (rows: string[]) => {
+    if (rows.length) rowBytes = Math.max(rowBytes, rows.reduce((sum, row) => sum + Buffer.byteLength(row), 0) / rows.length)
+    await plan.archive!.append(rows)
+  }
+  let size = withinArchiveBudget(startSize)
   let retries = 0
   // Set after a lock_timeout: the retry passes over the locked rows instead of waiting for them again.
   let skipLocked = false
@@ -228,7 +243,7 @@ async function walkRange(
         withRows: plan.archive !== undefined,
         skipLocked,
         settle: recent.length === settleLag ? recent[0] : undefined,
-        beforeCommit: plan.archive ? (rows) => plan.archive!.append(rows) : undefined,
+        beforeCommit: plan.archive ? archiveRows : undefined,
       })
     } catch (error) {
       if (plan.archive && mark !== undefined) await plan.archive.truncate(mark).catch(() => {})
@@ -265,6 +280,7 @@ async function walkRange(
       note: `last id ${share.after}${skipped}${behind}`,
     })
     if (plan.targetMs > 0) size = nextSize(size, elapsed, plan.targetMs, plan.maxBatchSize)
+    size = withinArchiveBudget(size)
     stats.batchSize = size
     if (plan.sleepMs > 0 && !signal.aborted) await sleep(plan.sleepMs)
   }

@@ -4,7 +4,7 @@ import {count, DestructiveOperation, duration, Plan, plural, Progress, Step, Sum
 
 import {Archive} from './archive.js'
 import {ArchiveTable} from './archive-table.js'
-import {BatchDeleter, BatchStats, deleteInBatches, newStats, splitIdRange} from './batches.js'
+import {ARCHIVE_BATCH_BYTES, BatchDeleter, BatchStats, deleteInBatches, newStats, splitIdRange} from './batches.js'
 import {
   APPLICATION_NAMES,
   cancelAndClose,
@@ -87,6 +87,9 @@ export function chooseMethod(matching: number, useCursor: boolean, useOrm = fals
   return {method: 'typeorm', reason: `fewer than ${count(ORM_THRESHOLD)} matching rows`}
 }
 
+/** 370 KB, 32,768 KB: whole kilobytes, grouped. */
+const kilobytes = (bytes: number) => `${count(Math.ceil(bytes / 1024))} KB`
+
 function describeForeignKey(fk: ReferencingForeignKey, table: TableName): string {
   const what =
     `${fk.table.schema}.${fk.table.name}(${fk.columns.join(', ')}) references ${table.schema}.${table.name} ` +
@@ -105,6 +108,8 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
   /** Everything opened for the run beyond the main connection: worker connections, ORM sources, replica probes. */
   private readonly closers: (() => Promise<void>)[] = []
   private archiveTable?: ArchiveTable
+  /** --archive: the largest JSON line of the plan's sample of matching rows, which sizes the first batch. */
+  private archiveRowBytes?: number
   /** One probe per --replica-url, connected with the main connection. */
   private replicas: ReplicaProbe[] = []
 
@@ -198,8 +203,17 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
       )
     if (this.archiveTable)
       details.push(...this.archiveTable.describe(matching, matching > 0 ? await this.archiveTable.countArchivedAlready(filter) : 0))
-    if (this.options.archive)
-      details.push(`Archive: each deleted row is appended as a JSON line to ${this.options.archive} before its batch commits`)
+    if (this.options.archive) {
+      this.archiveRowBytes = matching > 0 ? await table.largestRowBytes(filter) : 0
+      const rows = Math.floor(ARCHIVE_BATCH_BYTES / Math.max(1, this.archiveRowBytes))
+      const cap =
+        `; rows of up to ${kilobytes(this.archiveRowBytes)} (a sample), ` +
+        `so at most ${count(rows)} to a batch (${kilobytes(ARCHIVE_BATCH_BYTES)} of JSON)`
+      details.push(
+        `Archive: each deleted row is appended as a JSON line to ${this.options.archive} before its batch commits` +
+          (rows < this.options.batchSize ? cap : ''),
+      )
+    }
     return {
       store: 'PostgreSQL',
       target: this.db.maskedUrl,
@@ -290,6 +304,7 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
             limits: this.options.limits,
             sleepMs: this.options.sleepMs,
             archive,
+            archiveRowBytes: this.archiveRowBytes,
             throttle: throttle.active ? throttle : undefined,
             deadline: this.options.maxRuntimeMs === undefined ? undefined : started + this.options.maxRuntimeMs,
           },

@@ -235,6 +235,34 @@ describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to 
     expect(await count(ARCHIVE)).to.equal(archived)
   })
 
+  it('--archive of rows of 400 KB (tracebacks): batches stay under 32 MB of JSON; a restore from the file brings them back', async () => {
+    // 100 ERROR rows, each with a status message of about 400 KB (TOAST keeps the table small; the JSON lines are not).
+    await django.db.query(`UPDATE task_manager_taskmanager SET status = 'ABORTED' WHERE status = 'ERROR'
+                              AND id > (SELECT id FROM task_manager_taskmanager WHERE status = 'ERROR' ORDER BY id OFFSET 99 LIMIT 1)`)
+    await django.db.query(`UPDATE task_manager_taskmanager SET status_message = repeat('Traceback (most recent call last) ', 12000) || id
+                            WHERE status = 'ERROR'`)
+    const before = await tableText()
+    const errors = await count('task_manager_taskmanager', `status = 'ERROR'`)
+    const file = scratchFile('tracebacks.jsonl')
+    const clear = ops('clear', '--status', 'ERROR', '--archive', file, '--use-cursor')
+    // 32 MB / 400 KB: about 80 rows a batch, where the starting size is 5,000.
+    const planned = await runOps([...clear, '--dry-run'])
+    expect(planned.stdout.replace(/\s+/g, ' ')).to.match(
+      /rows of up to 40\d KB \(a sample\), so at most 8\d to a batch \(32,768 KB of JSON\)/,
+    )
+    const cleared = await runOps([...clear, '--force', '--json'])
+    expect(cleared.code, cleared.stderr).to.equal(0)
+    const doc = parseJsonOutput<{done: number; data: {execution: {batches: number}}}>(cleared)
+    expect(doc.done).to.equal(errors)
+    expect(doc.data.execution.batches).to.be.at.least(Math.ceil(errors / 90))
+    const lines = readFileSync(file, 'utf8').trimEnd().split('\n')
+    expect(lines).to.have.length(errors)
+    expect(Math.max(...lines.map((line) => Buffer.byteLength(line)))).to.be.greaterThan(400_000)
+    const restored = await runOps(ops('restore', '--from-file', file, '--force'))
+    expect(restored.code, restored.stderr).to.equal(0)
+    expect(await tableText()).to.deep.equal(before)
+  })
+
   it('the audit line names where a clear put the rows and where a restore took them from', async () => {
     const file = scratchFile('error.jsonl')
     expect((await runOps(ops('clear', '--status', 'ERROR', '--archive', file, '--force'))).code).to.equal(0)
