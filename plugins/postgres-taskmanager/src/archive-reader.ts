@@ -65,6 +65,21 @@ export class ArchiveFile {
     return this.spans.size
   }
 
+  /**
+   * How many of `ids`, from `from` on, make one batch: at most `rows`, and no more than `bytes` of lines (one at least):
+   * a batch's lines go to the server as one JSON text, which must stay far below V8's limit on a string.
+   */
+  fitting(ids: string[], from: number, rows: number, bytes: number): number {
+    let n = 0
+    let size = 0
+    while (from + n < ids.length && n < rows) {
+      size += this.spans.get(ids[from + n])?.length ?? 0
+      if (n > 0 && size > bytes) break
+      n++
+    }
+    return n
+  }
+
   /** The last line of each of these ids, as JSON text. */
   async read(ids: string[]): Promise<string[]> {
     const lines: string[] = []

@@ -2,6 +2,7 @@ import {count, DestructiveOperation, OpsError, Plan, Progress, Step, Summary} fr
 
 import {ArchiveFile} from './archive-reader.js'
 import {ArchivedWindow, ArchiveTable} from './archive-table.js'
+import {ARCHIVE_BATCH_BYTES} from './batches.js'
 import {
   APPLICATION_NAMES,
   cancelAndClose,
@@ -149,8 +150,9 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
       warnings.push(...this.file.warnings)
       existing = 0
       const ids = this.file.ids()
-      for (let i = 0; i < ids.length; i += PLAN_CHUNK) {
-        for (const row of await target.classifyJson(await this.file.read(ids.slice(i, i + PLAN_CHUNK)), this.filter)) {
+      for (let i = 0, n = 0; i < ids.length; i += n) {
+        n = this.file.fitting(ids, i, PLAN_CHUNK, ARCHIVE_BATCH_BYTES)
+        for (const row of await target.classifyJson(await this.file.read(ids.slice(i, i + n)), this.filter)) {
           if (row.existing) existing++
           this.fileIds.push(row.id)
         }
@@ -243,7 +245,7 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
         })
         outcome = {...moved, full: moved.seen === this.options.batchSize}
       } else {
-        const ids = this.fileIds.slice(next, next + this.options.batchSize)
+        const ids = this.fileIds.slice(next, next + this.file!.fitting(this.fileIds, next, this.options.batchSize, ARCHIVE_BATCH_BYTES))
         if (ids.length === 0) break
         next += ids.length
         const lines = await this.file!.read(ids)

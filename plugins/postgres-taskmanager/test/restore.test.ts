@@ -235,7 +235,7 @@ describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to 
     expect(await count(ARCHIVE)).to.equal(archived)
   })
 
-  it('--archive of rows of 400 KB (tracebacks): batches stay under 32 MB of JSON; a restore from the file brings them back', async () => {
+  it('--archive of rows of 400 KB (tracebacks): batches of clear and of restore from the file stay under 32 MB of JSON', async () => {
     // 100 ERROR rows, each with a status message of about 400 KB (TOAST keeps the table small; the JSON lines are not).
     await django.db.query(`UPDATE task_manager_taskmanager SET status = 'ABORTED' WHERE status = 'ERROR'
                               AND id > (SELECT id FROM task_manager_taskmanager WHERE status = 'ERROR' ORDER BY id OFFSET 99 LIMIT 1)`)
@@ -258,8 +258,10 @@ describe('ops taskmanager:clear --archive-table and taskmanager:restore (end to 
     const lines = readFileSync(file, 'utf8').trimEnd().split('\n')
     expect(lines).to.have.length(errors)
     expect(Math.max(...lines.map((line) => Buffer.byteLength(line)))).to.be.greaterThan(400_000)
-    const restored = await runOps(ops('restore', '--from-file', file, '--force'))
+    // Its batches too: 40 MB of lines go in at least two.
+    const restored = await runOps(ops('restore', '--from-file', file, '--force', '--json'))
     expect(restored.code, restored.stderr).to.equal(0)
+    expect(parseJsonOutput<{data: {execution: {batches: number}}}>(restored).data.execution.batches).to.be.at.least(2)
     expect(await tableText()).to.deep.equal(before)
   })
 
