@@ -128,8 +128,10 @@ describe('the destructive-command protocol', function () {
   it('prints exactly one JSON document on stdout with --json', async () => {
     const result = await runOps(clear('--force', '--json'), fixture)
     expect(result.code, result.stderr).to.equal(0)
-    const doc = parseJsonOutput<{outcome: string; planned: number; done: number; noun: string}>(result)
+    const doc = parseJsonOutput<{outcome: string; planned: number; done: number; noun: string; details: string[]}>(result)
     expect(doc).to.include({outcome: 'done', planned: 1500, done: 1500, noun: 'widgets'})
+    // The plan's detail lines, which plain output prints under "Found …".
+    expect(doc.details).to.deep.equal(['Kind: drop'])
     expect(result.stdout.trim().startsWith('{')).to.equal(true)
     expect(result.stdout).not.to.contain('Successfully')
   })

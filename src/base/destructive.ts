@@ -105,6 +105,8 @@ export interface DestructiveResult {
   /** The time the user took to answer the prompt (0 without one). */
   promptMs: number
   steps: StepResult[]
+  /** The plan's detail lines, as printed under "Found N …" (how it deletes, what it waits for). */
+  details: string[]
   warnings: string[]
   data?: unknown
   summary?: unknown
@@ -254,6 +256,7 @@ export abstract class DestructiveCommand extends OpsCommand {
       durationMs: 0,
       promptMs: 0,
       steps: [],
+      details: plan?.details ?? [],
       warnings: plan?.warnings ?? [],
       ...(plan?.data === undefined ? {} : {data: plan.data}),
     }
