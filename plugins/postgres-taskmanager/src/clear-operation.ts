@@ -1,24 +1,15 @@
 import {resolve} from 'node:path'
 
-import {count, DestructiveOperation, duration, Plan, plural, Progress, Step, Summary} from 'ops-cli/base'
+import {count, duration, Plan, plural, Progress, Step} from 'ops-cli/base'
 
 import {Archive} from './archive.js'
 import {ArchiveTable} from './archive-table.js'
 import {ARCHIVE_BATCH_BYTES, BatchDeleter, BatchStats, deleteInBatches, newStats, splitIdRange} from './batches.js'
-import {
-  APPLICATION_NAMES,
-  cancelAndClose,
-  keepAwake,
-  openTaskManager,
-  refuseReadOnly,
-  reopenIfClosed,
-  TaskManagerConnection,
-} from './connection.js'
-import {readWithoutTimeout} from './long-read.js'
+import {APPLICATION_NAMES, keepAwake, openTaskManager, TaskManagerConnection} from './connection.js'
 import {describeFilter, filterRecord, TaskFilter} from './filter.js'
 import {PrimaryHealth, ReplicaProbe, UNWATCHED} from './server-health.js'
-import {summaryLines} from './summary-format.js'
 import {qualified, TableName} from './table-name.js'
+import {TaskManagerOperation} from './taskmanager-operation.js'
 import type {BatchLimits, ReferencingForeignKey} from './task-manager-table.js'
 import {lagText, Throttle} from './throttle.js'
 
@@ -27,7 +18,6 @@ export const ORM_THRESHOLD = 50_000
 export const MAX_BATCH_SIZE = 50_000
 /** TypeORM materialises each batch's ids as objects: a lower ceiling keeps its memory well bounded. */
 export const MAX_ORM_BATCH_SIZE = 20_000
-const APPLICATION_NAME = APPLICATION_NAMES.clear
 
 export type Method = 'raw-sql' | 'typeorm'
 
@@ -101,10 +91,7 @@ function describeForeignKey(fk: ReferencingForeignKey, table: TableName): string
 }
 
 /** taskmanager:clear as an operation of the base protocol: plan here, render and guard in the base. */
-export class ClearOperation implements DestructiveOperation<ClearPlan> {
-  private connection?: TaskManagerConnection
-  /** The plan's line about a read-only server, for a dry run there. */
-  private readOnly?: string
+export class ClearOperation extends TaskManagerOperation<ClearPlan> {
   /** Everything opened for the run beyond the main connection: worker connections, ORM sources, replica probes. */
   private readonly closers: (() => Promise<void>)[] = []
   private archiveTable?: ArchiveTable
@@ -113,7 +100,9 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
   /** One probe per --replica-url, connected with the main connection. */
   private replicas: ReplicaProbe[] = []
 
-  constructor(private readonly options: ClearOptions) {}
+  constructor(private readonly options: ClearOptions) {
+    super(options, 'clear')
+  }
 
   /** The plan's count reads the whole table (it has no index but the primary key), or waits while a migration locks it. */
   get planning(): string {
@@ -121,16 +110,15 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
   }
 
   async connect(): Promise<void> {
-    this.connection = await openTaskManager(this.options.url, this.options.table, APPLICATION_NAME)
-    this.readOnly = await refuseReadOnly(this.connection, this.options.dryRun ?? false, 'taskmanager:clear')
-    await new PrimaryHealth(this.connection.client).assertCanWatch({
+    const connection = await this.openConnection()
+    await new PrimaryHealth(connection.client).assertCanWatch({
       replicaLag: this.options.maxReplicaLagMs !== undefined,
       vacuum: this.options.pauseOnAutovacuum ?? false,
     })
     // Every --replica-url is reached and checked to be a standby now, before the plan: a dry run proves them too, and
     // a wrong one fails here rather than after the confirmation.
     const probes = await Promise.allSettled(
-      (this.options.replicaUrls ?? []).map((url) => ReplicaProbe.connect(url, `${APPLICATION_NAME} (replica lag)`)),
+      (this.options.replicaUrls ?? []).map((url) => ReplicaProbe.connect(url, `${this.applicationName} (replica lag)`)),
     )
     for (const probe of probes) if (probe.status === 'fulfilled') this.closers.push(() => probe.value.close())
     this.replicas = probes.flatMap((probe) => (probe.status === 'fulfilled' ? [probe.value] : []))
@@ -138,30 +126,13 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
     if (failed) throw failed.reason
   }
 
-  /** Ctrl-C during the plan: the count in flight is cancelled on the server, and nothing else starts. */
-  async cancelPlan(): Promise<void> {
-    await cancelAndClose(this.connection)
+  /** A new main connection after the prompt: the --archive-table is inspected again on it. */
+  protected override async reopened(connection: TaskManagerConnection): Promise<void> {
+    if (this.options.archiveTable)
+      this.archiveTable = await ArchiveTable.inspect(connection.client, this.options.archiveTable, connection.table.table)
   }
 
-  /** Confirmed: the main connection is checked, and opened again if it was closed while the prompt waited. */
-  async resume(): Promise<void> {
-    const before = this.db
-    this.connection = await reopenIfClosed(before, APPLICATION_NAME)
-    if (this.connection !== before && this.options.archiveTable)
-      this.archiveTable = await ArchiveTable.inspect(this.db.client, this.options.archiveTable, this.db.table.table)
-  }
-
-  private get db(): TaskManagerConnection {
-    if (!this.connection) throw new Error('not connected')
-    return this.connection
-  }
-
-  /** Every read of the plan in one read-only transaction, without the role's statement_timeout. */
-  async plan(): Promise<ClearPlan> {
-    return readWithoutTimeout(this.db.client, () => this.readPlan())
-  }
-
-  private async readPlan(): Promise<ClearPlan> {
+  protected async readPlan(): Promise<ClearPlan> {
     const {table} = this.db
     const filter = {...this.options.filter}
     if (filter.olderThanMs !== undefined) filter.createdBefore = await table.cutoff(filter.olderThanMs)
@@ -176,7 +147,7 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
       (run) =>
         `${run.command} is also running on this database (backend ${run.pid}` +
         `${run.since ? `, since ${run.since.toISOString()}` : ''}${run.client ? `, from ${run.client}` : ''}): ` +
-        (run.command === APPLICATION_NAME
+        (run.command === this.applicationName
           ? 'where both match the same rows, each reports the rows the other deleted as skipped.'
           : 'a row it puts back that matches this filter may be deleted again.'),
     )
@@ -292,8 +263,7 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
         yield* deleteInBatches(
           {
             deleters,
-            countStillMatching: () =>
-              readWithoutTimeout(this.db.client, () => this.db.table.countMatching(this.options.filter, plan.upToId)),
+            countStillMatching: () => this.db.table.countMatching(this.options.filter, plan.upToId),
           },
           {
             filter: this.options.filter,
@@ -339,7 +309,7 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
     if (plan.method === 'raw-sql' && this.workers === 1) return [this.db.table]
     return Promise.all(
       Array.from({length: this.workers}, async (_, i) => {
-        const name = `${APPLICATION_NAME} (${plan.method === 'typeorm' ? 'typeorm ' : ''}worker ${i + 1})`
+        const name = `${this.applicationName} (${plan.method === 'typeorm' ? 'typeorm ' : ''}worker ${i + 1})`
         if (plan.method === 'typeorm') {
           // Loaded only here: importing TypeORM costs the raw-SQL path a noticeable part of its start-up.
           const {TaskManagerOrm} = await import('./orm-path.js')
@@ -362,11 +332,6 @@ export class ClearOperation implements DestructiveOperation<ClearPlan> {
       replicas: this.replicas,
       pauseOnAutovacuum: this.options.pauseOnAutovacuum ?? false,
     })
-  }
-
-  async summary(): Promise<Summary> {
-    const {statuses, modules} = await this.db.table.summaries()
-    return {lines: summaryLines(statuses, modules), data: {statuses, modules}}
   }
 
   /** Rows that matched the plan still match after every walk (they kept changing or stayed locked): the user must re-run. */

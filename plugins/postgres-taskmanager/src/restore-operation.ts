@@ -1,23 +1,13 @@
-import {count, DestructiveOperation, OpsError, Plan, Progress, Step, Summary} from 'ops-cli/base'
+import {count, OpsError, Plan, Progress, Step} from 'ops-cli/base'
 
 import {ArchiveFile} from './archive-reader.js'
 import {ArchivedWindow, ArchiveTable} from './archive-table.js'
 import {ARCHIVE_BATCH_BYTES} from './batches.js'
-import {
-  APPLICATION_NAMES,
-  cancelAndClose,
-  keepAwake,
-  openTaskManager,
-  refuseReadOnly,
-  reopenIfClosed,
-  TaskManagerConnection,
-} from './connection.js'
-import {readWithoutTimeout} from './long-read.js'
+import {keepAwake, TaskManagerConnection} from './connection.js'
 import {describeFilter, filterRecord, TaskFilter} from './filter.js'
 import {RestoreTarget} from './restore-target.js'
-import {summaryLines} from './summary-format.js'
+import {TaskManagerOperation} from './taskmanager-operation.js'
 
-const APPLICATION_NAME = APPLICATION_NAMES.restore
 /** Rows sent to the server per classification query while planning a file restore. */
 const PLAN_CHUNK = 5000
 
@@ -63,10 +53,7 @@ export interface RestorePlan extends Plan {
 }
 
 /** taskmanager:restore as an operation of the base protocol: puts back what a clear archived. */
-export class RestoreOperation implements DestructiveOperation<RestorePlan> {
-  private connection?: TaskManagerConnection
-  /** The plan's line about a read-only server, for a dry run there. */
-  private readOnly?: string
+export class RestoreOperation extends TaskManagerOperation<RestorePlan> {
   private target?: RestoreTarget
   private archive?: ArchiveTable
   private file?: ArchiveFile
@@ -76,13 +63,13 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
   private filter: TaskFilter
 
   constructor(private readonly options: RestoreOptions) {
+    super(options, 'restore')
     this.filter = {...options.filter}
   }
 
   async connect(): Promise<void> {
-    this.connection = await openTaskManager(this.options.url, this.options.table, APPLICATION_NAME)
-    this.readOnly = await refuseReadOnly(this.connection, this.options.dryRun ?? false, 'taskmanager:restore')
-    this.target = await RestoreTarget.open(this.connection.client, this.connection.table.table)
+    const connection = await this.openConnection()
+    this.target = await RestoreTarget.open(connection.client, connection.table.table)
   }
 
   /** The plan reads the whole archive (file or table) and looks up which of its rows are already back. */
@@ -92,32 +79,13 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
       : `Reading ${this.options.fromFile} and looking up which of its rows are already in the table`
   }
 
-  /** Ctrl-C during the plan: the count in flight is cancelled on the server, and nothing else starts. */
-  async cancelPlan(): Promise<void> {
-    await cancelAndClose(this.connection)
+  /** A new main connection after the prompt: the target, and the archive table read from, are opened again on it. */
+  protected override async reopened(connection: TaskManagerConnection): Promise<void> {
+    this.target = await RestoreTarget.open(connection.client, connection.table.table)
+    if (this.archive) this.archive = await ArchiveTable.inspect(connection.client, this.options.fromTable!, connection.table.table)
   }
 
-  /** Confirmed: the connection is checked, and opened again (with what holds it) if it was closed while the prompt waited. */
-  async resume(): Promise<void> {
-    const before = this.db
-    this.connection = await reopenIfClosed(before, APPLICATION_NAME)
-    if (this.connection === before) return
-    this.target = await RestoreTarget.open(this.connection.client, this.connection.table.table)
-    if (this.archive)
-      this.archive = await ArchiveTable.inspect(this.connection.client, this.options.fromTable!, this.connection.table.table)
-  }
-
-  private get db(): TaskManagerConnection {
-    if (!this.connection || !this.target) throw new Error('not connected')
-    return this.connection
-  }
-
-  /** Every read of the plan in one read-only transaction, without the role's statement_timeout. */
-  async plan(): Promise<RestorePlan> {
-    return readWithoutTimeout(this.db.client, () => this.readPlan())
-  }
-
-  private async readPlan(): Promise<RestorePlan> {
+  protected async readPlan(): Promise<RestorePlan> {
     const {table} = this.db
     const target = this.target!
     if (this.options.olderThanMs !== undefined) {
@@ -269,11 +237,6 @@ export class RestoreOperation implements DestructiveOperation<RestorePlan> {
       if (outcome.lastId === undefined || !outcome.full) break
       if (this.options.sleepMs && !signal.aborted) await new Promise((resolve) => setTimeout(resolve, this.options.sleepMs))
     }
-  }
-
-  async summary(): Promise<Summary> {
-    const {statuses, modules} = await this.db.table.summaries()
-    return {lines: summaryLines(statuses, modules), data: {statuses, modules}}
   }
 
   async disconnect(): Promise<void> {
