@@ -86,6 +86,14 @@ export async function openTaskManager(url: string, tableText: string, applicatio
 }
 
 /**
+ * Closes a connection that stopped answering without saying goodbye: end() would wait for a silently dropped or hung
+ * peer to acknowledge, and keep ops from going on (or from exiting).
+ */
+export function abandon(client: pg.Client): void {
+  client.connection.stream.destroy()
+}
+
+/**
  * `connection` if it still answers (a SELECT 1 within 5 s), else a new one to the same table, the old one closed: for
  * a run confirmed after a wait at the prompt, during which a server's idle_session_timeout, a DBA's
  * pg_terminate_backend or a load balancer's idle limit may have closed it (a silently dropped one would hang).
@@ -95,8 +103,7 @@ export async function reopenIfClosed(connection: TaskManagerConnection, applicat
     await connection.client.query({text: 'SELECT 1', query_timeout: 5000} as pg.QueryConfig)
     return connection
   } catch {
-    // Not end(): on a silently dropped connection its goodbye would wait for the peer, and keep ops from exiting.
-    connection.client.connection.stream.destroy()
+    abandon(connection.client)
     return openTaskManager(connection.url, connection.table.sql, applicationName)
   }
 }

@@ -1,7 +1,7 @@
 import {connectionError, maskUrl, OpsError, plural} from 'ops-cli/base'
 import pg from 'pg'
 
-import {connectPostgres} from './connection.js'
+import {abandon, connectPostgres} from './connection.js'
 import {qualified, quoteIdent, TableName} from './table-name.js'
 
 /**
@@ -155,9 +155,8 @@ export class ReplicaProbe {
       return {name: this.name, kind: 'standby', behind: r.behind, lagMs, replayLsn: r.replay_lsn}
     } catch (error) {
       // Dropped, timed out or no longer a standby: measured again, on a new connection, at the next look.
-      const lost = this.client
+      if (this.client) abandon(this.client)
       this.client = undefined
-      await lost?.end().catch(() => {})
       // The name says which replica: of a failed connect, the driver's own words ("connect ECONNREFUSED ...") are enough.
       const cause = (error as {cause?: unknown}).cause ?? error
       const message = cause instanceof Error ? cause.message : String(cause)
