@@ -300,7 +300,7 @@ describe('taskflow commands on a three-master Redis Cluster', function () {
       const doc = parseJsonOutput<{data: {exact: boolean; offBy: number; note: string; serverSettingsChanged: string[]}}>(result)
       expect(doc.data.serverSettingsChanged).to.deep.equal([])
       expect(doc.data.exact, doc.data.note).to.equal(true)
-      expect(doc.data.note).to.match(/instants 25 ms apart until 3 in a row gave every state the same drift/)
+      expect(doc.data.note).to.match(/instants 25 ms apart until 4 in a row gave every state the same drift/)
       expect(await readCounters(cluster)).to.deep.equal(await trueStateCounts(cluster))
     })
 
