@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {AuditLog} from './audit.js'
 import {assertCanPrompt, confirm, confirmByName} from './confirm.js'
-import {ExitCode, exitCodeOf, OpsError, UsageError} from './errors.js'
+import {ExitCode, exitCodeOf, InFlightOutcomeUnknown, OpsError, UsageError} from './errors.js'
 import {count, duration, wrap} from './format.js'
 import type {PlanHookOptions} from './hooks.js'
 import {OpsCommand} from './ops-command.js'
@@ -440,17 +440,23 @@ export abstract class DestructiveCommand extends OpsCommand {
       const partial = (error as {results?: StepResult[]}).results ?? []
       const done = partial.reduce((sum, s) => sum + s.done, 0)
       const message = error instanceof Error ? error.message : String(error)
-      // Every committed batch is final and a batch in flight rolls back whole: what was done is exactly what committed.
-      // A failure once every planned one is done (say, in a final check) rolled nothing of them back.
+      // Every committed batch is final and a batch in flight rolls back whole: what was done is exactly what committed,
+      // unless the batch's COMMIT got no answer (InFlightOutcomeUnknown). A failure once every planned one is done (say,
+      // in a final check) rolled nothing of them back.
+      const unknown = error instanceof InFlightOutcomeUnknown
+      const inFlight = unknown
+        ? 'the batch in flight may have been too (its COMMIT got no answer)'
+        : 'the batch in flight was rolled back whole'
       const what =
         done === 0
-          ? `Nothing was ${past} before the failure (a batch in flight was rolled back whole). ` +
+          ? `Nothing was ${past} before the failure ` +
+            `(${unknown ? 'but perhaps the batch in flight: its COMMIT got no answer' : 'a batch in flight was rolled back whole'}). ` +
             'Run the same command again once its cause is fixed.'
           : done >= result.planned
             ? `All ${count(done)} ${result.noun} planned were ${past} before the failure. ` +
               'Run the same command again to make sure none is left.'
             : `${count(done)} of ${count(result.planned)} ${result.noun} were ${past} before the failure; ` +
-              'the batch in flight was rolled back whole. Run the same command again to finish.'
+              `${inFlight}. Run the same command again to finish.`
       throw new OpsError(`${message}\n${what}`, {cause: error})
     } finally {
       process.off('SIGINT', onSignal)

@@ -21,6 +21,12 @@ export class OpsError extends Errors.CLIError {
   }
 }
 
+/**
+ * A runtime failure after which nobody can say whether the batch in flight was applied: its COMMIT was sent and
+ * no answer came (the connection broke). The protocol's report says so instead of "rolled back whole".
+ */
+export class InFlightOutcomeUnknown extends OpsError {}
+
 /** Bad input: exit 2. */
 export class UsageError extends OpsError {
   constructor(message: string, suggestions?: string[]) {

@@ -8,8 +8,9 @@ import {UsageError} from 'ops-cli/base'
  * --archive FILE: every deleted row as one JSON line (row_to_json, full
  * precision), appended and fsync'ed before its batch commits. A batch that
  * rolls back is cut off the file again; a process killed between fsync and
- * COMMIT leaves lines for rows still in the table, which a re-run archives
- * again (duplicates by id are possible, lost rows are not).
+ * COMMIT, or a COMMIT that got no answer (CommitOutcomeUnknown), leaves lines
+ * for rows that may still be in the table, which a re-run archives again
+ * (duplicates by id are possible, lost rows are not).
  */
 export class Archive {
   private size = 0

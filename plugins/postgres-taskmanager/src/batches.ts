@@ -1,6 +1,7 @@
-import {count, OpsError, plural, Progress} from 'ops-cli/base'
+import {count, InFlightOutcomeUnknown, OpsError, plural, Progress} from 'ops-cli/base'
 
 import type {Archive} from './archive.js'
+import {CommitOutcomeUnknown} from './commit-outcome.js'
 import type {TaskFilter} from './filter.js'
 import {KeyShare, KeyShares} from './key-shares.js'
 import type {BatchLimits, BatchOutcome, BatchRequest} from './task-manager-table.js'
@@ -246,6 +247,8 @@ async function walkRange(
         beforeCommit: plan.archive ? archiveRows : undefined,
       })
     } catch (error) {
+      // A batch that may have committed keeps its lines: a row archived twice is restored once, a row not archived is lost.
+      if (error instanceof CommitOutcomeUnknown) throw unknownCommit(error, plan.archive)
       if (plan.archive && mark !== undefined) await plan.archive.truncate(mark).catch(() => {})
       const code = (error as {code?: string}).code
       if (code && RETRYABLE.has(code) && retries < MAX_RETRIES && !signal.aborted) {
@@ -316,7 +319,21 @@ export function nextSize(size: number, elapsedMs: number, targetMs: number, max:
   return Math.min(max, Math.max(MIN_BATCH, Math.round(size * ratio)))
 }
 
+/** The run stops: whether the batch in flight committed, only the server knew. */
+function unknownCommit(error: CommitOutcomeUnknown, archive: Archive | undefined): InFlightOutcomeUnknown {
+  const kept = archive
+    ? ` Its rows stay in the archive ${archive.path} either way; those it did not delete are archived again by the next run ` +
+      '(restore skips an id already in the table).'
+    : ''
+  return new InFlightOutcomeUnknown(
+    `${error.message[0].toUpperCase()}${error.message.slice(1)}: the server may have committed that batch or rolled it back.` +
+      `${kept} Run the same command again: it deletes what is left.`,
+    {cause: error.cause},
+  )
+}
+
 function explain(error: unknown): unknown {
+  if (error instanceof OpsError) return error
   const e = error as {code?: string; message?: string; constraint?: string; table?: string}
   if (e.code === '23503') {
     return new OpsError(

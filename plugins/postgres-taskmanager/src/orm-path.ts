@@ -1,6 +1,7 @@
 import {DataSource, EntitySchema, QueryRunner, SelectQueryBuilder} from 'typeorm'
 
 import type {ArchiveTable} from './archive-table.js'
+import {commitOrUnknown} from './commit-outcome.js'
 import type {BatchDeleter} from './batches.js'
 import {predicatesOf} from './filter.js'
 import type {TableName} from './table-name.js'
@@ -184,7 +185,7 @@ export class TaskManagerOrm implements BatchDeleter {
         deleted = result.affected ?? ids.length
       }
       await request.beforeCommit?.(request.withRows ? locked.map((r) => r.row ?? '') : [])
-      await runner.commitTransaction()
+      await commitOrUnknown(() => runner.commitTransaction())
       return {candidates: candidates.length, deleted, skipped: candidates.length - deleted, links, scannedTo: candidates.at(-1)}
     } catch (error) {
       if (runner.isTransactionActive) await runner.rollbackTransaction().catch(() => {})

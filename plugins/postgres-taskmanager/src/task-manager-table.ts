@@ -2,6 +2,7 @@ import {OpsError} from 'ops-cli/base'
 import type pg from 'pg'
 
 import type {ArchiveTable} from './archive-table.js'
+import {commitOrUnknown} from './commit-outcome.js'
 import {TaskFilter, whereClause} from './filter.js'
 import {readWithoutTimeout} from './long-read.js'
 import {qualified, quoteIdent, TableName} from './table-name.js'
@@ -296,7 +297,7 @@ export class TaskManagerTable {
       // One text of JSON lines (row_to_json escapes every newline inside a value): a text[] of big rows took node-postgres'
       // array parser about 0.1 s a row of 370 KB.
       await request.beforeCommit?.(r.lines === null ? [] : (r.lines as string).split('\n'))
-      await this.client.query('COMMIT')
+      await commitOrUnknown(() => this.client.query('COMMIT'))
       return {
         candidates: r.candidates,
         deleted: r.deleted,
