@@ -288,8 +288,11 @@ export class TaskManagerTable {
     await this.client.query('BEGIN ISOLATION LEVEL READ COMMITTED')
     try {
       await this.client.query(
-        // Walk the primary key: the range's upper bound is only known at run time, and a sequential scan would read the whole table.
-        `SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), set_config('enable_seqscan', 'off', true)`,
+        // Walk the primary key: the range's upper bound is only known at run time, and a sequential scan would read the whole
+        // table. JIT off with it: a foreign-key check of a referencing table with no index on its column must scan it, and
+        // that scan's disabled cost (1e10) got every check JIT-compiled, 30-140 ms each (300 rows: 9 s instead of 20 ms).
+        `SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), set_config('enable_seqscan', 'off', true),
+                set_config('jit', 'off', true)`,
         [String(request.limits.statementTimeoutMs), String(request.limits.lockTimeoutMs)],
       )
       const {rows} = await this.client.query(statement, params)
