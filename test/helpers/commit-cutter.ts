@@ -3,7 +3,7 @@
  * a network cut, a crash or a failover does at the worst moment for a batch:
  * while its COMMIT is in flight. It reads the frontend protocol from the client
  * (a startup packet, then messages of a type byte and a length) and counts the
- * COMMITs of transactions that ran a DELETE. At the chosen one it either
+ * COMMITs of transactions that ran a DELETE (or what `after` matches). At the chosen one it either
  *   - 'after-commit': lets the COMMIT reach the server, waits for the server's
  *     answer (the batch is committed) and closes both sides instead of passing it on;
  *   - 'before-commit': closes both sides before the COMMIT reaches the server
@@ -25,8 +25,12 @@ export interface CommitCutter {
 /** Protocol codes of the untyped packets that may precede the startup packet (SSL and GSS encryption requests). */
 const ENCRYPTION_REQUESTS = new Set([80877103, 80877104])
 
-export async function startCommitCutter(url: string, options: {commitNumber: number; moment: CutMoment}): Promise<CommitCutter> {
+export async function startCommitCutter(
+  url: string,
+  options: {commitNumber: number; moment: CutMoment; after?: RegExp},
+): Promise<CommitCutter> {
   const target = new URL(url)
+  const after = options.after ?? /\bDELETE\s+FROM\b/i
   let deleteCommits = 0
   let cuts = 0
   const sockets = new Set<Socket>()
@@ -65,7 +69,7 @@ export async function startCommitCutter(url: string, options: {commitNumber: num
         pending = pending.subarray(length)
         const type = String.fromCharCode(message[0])
         const text = type === 'Q' || type === 'P' ? message.subarray(5).toString('utf8') : ''
-        if (/\bDELETE\s+FROM\b/i.test(text)) sawDelete = true
+        if (after.test(text)) sawDelete = true
         if (/^(?:[^\0]*\0)?\s*COMMIT\b/i.test(text.replace(/^\0/, ''))) {
           const isCut = sawDelete && ++deleteCommits === options.commitNumber
           sawDelete = false

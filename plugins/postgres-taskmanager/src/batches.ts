@@ -326,7 +326,7 @@ function unknownCommit(error: CommitOutcomeUnknown, archive: Archive | undefined
       '(restore skips an id already in the table).'
     : ''
   return new InFlightOutcomeUnknown(
-    `${error.message[0].toUpperCase()}${error.message.slice(1)}: the server may have committed that batch or rolled it back.` +
+    `${error.message}: the server may have committed that batch or rolled it back.` +
       `${kept} Run the same command again: it deletes what is left.`,
     {cause: error.cause},
   )

@@ -6,7 +6,7 @@
  */
 export class CommitOutcomeUnknown extends Error {
   constructor(cause: Error) {
-    super(`the connection was lost while a batch's COMMIT was in flight (${cause.message})`, {cause})
+    super(`The connection was lost while a batch's COMMIT was in flight (${cause.message})`, {cause})
     this.name = 'CommitOutcomeUnknown'
   }
 }

@@ -1,8 +1,9 @@
-import {count, OpsError, Plan, Progress, Step} from 'ops-cli/base'
+import {count, InFlightOutcomeUnknown, OpsError, Plan, Progress, Step} from 'ops-cli/base'
 
 import {ArchiveFile} from './archive-reader.js'
 import {ArchivedWindow, ArchiveTable} from './archive-table.js'
 import {ARCHIVE_BATCH_BYTES} from './batches.js'
+import {CommitOutcomeUnknown} from './commit-outcome.js'
 import {keepAwake, TaskManagerConnection} from './connection.js'
 import {describeFilter, filterRecord, TaskFilter} from './filter.js'
 import {RestoreTarget} from './restore-target.js'
@@ -197,6 +198,20 @@ export class RestoreOperation extends TaskManagerOperation<RestorePlan> {
     }
   }
 
+  /** One batch's transaction; one whose COMMIT got no answer may have restored its rows or not, and a re-run skips those back. */
+  private async inBatch<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await this.target!.inTransaction(work)
+    } catch (error) {
+      if (!(error instanceof CommitOutcomeUnknown)) throw error
+      throw new InFlightOutcomeUnknown(
+        `${error.message}: the server may have restored that batch or rolled it back. ` +
+          'Run the same command again: it skips the ids already back in the table.',
+        {cause: error.cause},
+      )
+    }
+  }
+
   private async *restoreBatches(signal: AbortSignal, stats: RestoreStats): AsyncGenerator<Progress> {
     const target = this.target!
     let afterId = '0'
@@ -206,7 +221,7 @@ export class RestoreOperation extends TaskManagerOperation<RestorePlan> {
       let outcome: {restored: number; skipped: number; lastId?: string; full: boolean}
       if (this.archive) {
         const archive = this.archive
-        const moved = await target.inTransaction(async () => {
+        const moved = await this.inBatch(async () => {
           const result = await archive.moveBack(this.filter, this.options.window, afterId, this.upToId, this.options.batchSize)
           await target.keepSequenceAhead(result.lastId)
           return result
@@ -217,7 +232,7 @@ export class RestoreOperation extends TaskManagerOperation<RestorePlan> {
         if (ids.length === 0) break
         next += ids.length
         const lines = await this.file!.read(ids)
-        const inserted = await target.inTransaction(async () => {
+        const inserted = await this.inBatch(async () => {
           const result = await target.insertJson(lines, this.filter)
           await target.keepSequenceAhead(ids.at(-1))
           return result

@@ -1,5 +1,6 @@
 import type pg from 'pg'
 
+import {commitOrUnknown} from './commit-outcome.js'
 import {TaskFilter, whereClause} from './filter.js'
 import {qualified, TableName} from './table-name.js'
 
@@ -37,7 +38,7 @@ export class RestoreTarget {
     try {
       await this.client.query(`SET LOCAL statement_timeout = '30s'`)
       const result = await work()
-      await this.client.query('COMMIT')
+      await commitOrUnknown(() => this.client.query('COMMIT'))
       return result
     } catch (error) {
       await this.client.query('ROLLBACK').catch(() => {})

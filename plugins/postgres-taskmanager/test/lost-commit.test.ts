@@ -71,6 +71,35 @@ describe('taskmanager:clear --archive FILE when the connection breaks during a C
     })
   }
 
+  it('restore --from-file, cut after the server committed a batch: the run says so, and a re-run skips the rows already back', async () => {
+    await django.reset()
+    await generateTasks(django.db, 3000)
+    const original = await tableText()
+    const file = scratchFile('restore-cut.jsonl')
+    const cleared = await runOps(['taskmanager:clear', '--database-url', django.url, '--status', 'DONE', '--archive', file, '--force'])
+    expect(cleared.code, cleared.stderr).to.equal(0)
+    const restore = (url: string) =>
+      runOps(['taskmanager:restore', '--database-url', url, '--from-file', file, '--batch-size', String(BATCH), '--force'])
+
+    const cutter = await startCommitCutter(django.url, {commitNumber: 2, moment: 'after-commit', after: /\bINSERT\s+INTO\b/i})
+    let cut
+    try {
+      cut = await restore(cutter.url)
+    } finally {
+      await cutter.close()
+    }
+    expect(cutter.cuts).to.equal(1)
+    expect(cut.code, cut.stdout + cut.stderr).to.equal(1)
+    expect(cut.stderr).to.contain('the server may have restored that batch or rolled it back')
+    expect(cut.stderr).to.contain(`${BATCH} of`)
+    expect(cut.stderr).not.to.contain('rolled back whole')
+    expect(await idsWhere(`status = 'DONE'`)).to.have.length(2 * BATCH)
+
+    const rerun = await restore(django.url)
+    expect(rerun.code, rerun.stderr).to.equal(0)
+    expect(await tableText()).to.deep.equal(original)
+  })
+
   const cases: [string, string, CutMoment][] = [
     ['raw SQL', '--use-cursor', 'after-commit'],
     ['raw SQL', '--use-cursor', 'before-commit'],
