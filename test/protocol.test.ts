@@ -90,6 +90,25 @@ describe('the destructive-command protocol', function () {
     )
   })
 
+  it('a batch whose COMMIT got no answer: says it may have been applied, never "rolled back whole", exit 1', async () => {
+    const before = await snapshot()
+    const first = await runOps(clear('--force', '--unanswered-at-batch', '1'), fixture)
+    expect(first.code, first.stderr).to.equal(1)
+    expect(flat(first.stderr)).to.contain(
+      'batch 1: no answer to COMMIT Nothing was deleted before the failure (but perhaps the batch in flight: its COMMIT got no answer). ' +
+        'Run the same command again once its cause is fixed.',
+    )
+    // The fixture's server did commit it: ops could not know.
+    expect((await snapshot()).length).to.equal(before.length - 100)
+    const third = await runOps(clear('--force', '--unanswered-at-batch', '3'), fixture)
+    expect(third.code, third.stderr).to.equal(1)
+    expect(flat(third.stderr)).to.contain(
+      'batch 3: no answer to COMMIT 200 of 1,400 widgets were deleted before the failure; ' +
+        'the batch in flight may have been too (its COMMIT got no answer). Run the same command again to finish.',
+    )
+    expect(first.stderr + third.stderr).not.to.contain('rolled back')
+  })
+
   it('refuses without a TTY and without --force, exits 2, never hangs, deletes nothing', async () => {
     const before = await snapshot()
     const result = await runOps(clear(), {...fixture, timeoutMs: 30_000})

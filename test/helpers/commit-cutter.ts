@@ -31,7 +31,7 @@ export async function startCommitCutter(
 ): Promise<CommitCutter> {
   const target = new URL(url)
   const after = options.after ?? /\bDELETE\s+FROM\b/i
-  let deleteCommits = 0
+  let workCommits = 0
   let cuts = 0
   const sockets = new Set<Socket>()
   const server = createServer((client) => {
@@ -39,7 +39,7 @@ export async function startCommitCutter(
     sockets.add(client).add(upstream)
     let pending = Buffer.alloc(0)
     let started = false
-    let sawDelete = false
+    let sawWork = false
     let armed = false
     const cut = () => {
       cuts++
@@ -69,10 +69,10 @@ export async function startCommitCutter(
         pending = pending.subarray(length)
         const type = String.fromCharCode(message[0])
         const text = type === 'Q' || type === 'P' ? message.subarray(5).toString('utf8') : ''
-        if (after.test(text)) sawDelete = true
+        if (after.test(text)) sawWork = true
         if (/^(?:[^\0]*\0)?\s*COMMIT\b/i.test(text.replace(/^\0/, ''))) {
-          const isCut = sawDelete && ++deleteCommits === options.commitNumber
-          sawDelete = false
+          const isCut = sawWork && ++workCommits === options.commitNumber
+          sawWork = false
           if (isCut) {
             armed = true
             if (options.moment === 'before-commit') {
