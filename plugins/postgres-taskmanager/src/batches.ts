@@ -242,6 +242,7 @@ async function walkRange(
         limit: size,
         limits: plan.limits,
         withRows: plan.archive !== undefined,
+        maxBytes: plan.archive ? ARCHIVE_BATCH_BYTES : undefined,
         skipLocked,
         settle: recent.length === settleLag ? recent[0] : undefined,
         beforeCommit: plan.archive ? archiveRows : undefined,

@@ -390,6 +390,47 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
     }
   })
 
+  it('--archive: a batch keeps its JSON lines under the byte budget when big rows follow small ones, with SKIP LOCKED too', async () => {
+    await django.reset()
+    // Long tracebacks after short messages: a cap learnt from the first rows would let a batch of big ones through.
+    const traceback = 'Traceback (most recent call last):\n'.repeat(3000)
+    const ids = await insertTasks(django.db, [
+      ...Array.from({length: 50}, () => taskRow({status: 'ERROR'})),
+      ...Array.from({length: 50}, () => taskRow({status: 'ERROR', status_message: traceback})),
+    ])
+    const budget = 1_000_000
+    const table = await TaskManagerTable.open(django.db, {name: 'task_manager_taskmanager'}, 'test')
+    const archived: string[] = []
+    let after = '0'
+    for (let n = 0; n < 100; n++) {
+      let lines: string[] = []
+      const outcome = await table.deleteBatch({
+        filter: {status: 'ERROR'},
+        afterId: after,
+        upToId: ids.at(-1)!,
+        limit: 1000,
+        limits: {statementTimeoutMs: 30_000, lockTimeoutMs: 2000},
+        withRows: true,
+        maxBytes: budget,
+        skipLocked: n % 2 === 1,
+        beforeCommit: async (rows) => void (lines = rows),
+      })
+      if (outcome.scannedTo === undefined) break
+      after = outcome.scannedTo
+      archived.push(...lines)
+      const bytes = lines.map((line) => Buffer.byteLength(line) + 1)
+      // Every line but the last fits the budget (a batch always takes its first row).
+      expect(
+        bytes.slice(0, -1).reduce((a, b) => a + b, 0),
+        `batch ${n + 1}`,
+      ).to.be.lessThan(budget)
+      expect(outcome.deleted).to.equal(lines.length)
+    }
+    expect(archived.map((line) => String(JSON.parse(line).id))).to.deep.equal(ids)
+    expect(Buffer.byteLength(archived.at(-1)!)).to.be.greaterThan(100_000)
+    expect((await django.db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager`)).rows[0].n).to.equal(0)
+  })
+
   it('a referencing table with no index on its column keeps batches short: its foreign-key checks are not JIT-compiled', async function () {
     if (!(await django.db.query('SELECT pg_jit_available() AS on')).rows[0].on) this.skip()
     await django.reset()
