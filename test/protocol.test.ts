@@ -107,6 +107,12 @@ describe('the destructive-command protocol', function () {
         'the batch in flight may have been too (its COMMIT got no answer). Run the same command again to finish.',
     )
     expect(first.stderr + third.stderr).not.to.contain('rolled back')
+    // For a script: the --json document's error code tells it from a batch rolled back.
+    const json = await runOps(clear('--force', '--unanswered-at-batch', '2', '--json'), fixture)
+    expect(json.code).to.equal(1)
+    expect(parseJsonOutput<{error: {code: string; message: string}}>(json).error).to.include({code: 'BATCH_IN_FLIGHT_OUTCOME_UNKNOWN'})
+    const failed = await runOps(clear('--force', '--fail-at-batch', '2', '--json'), fixture)
+    expect(parseJsonOutput<{error: {code?: string}}>(failed).error.code).to.equal(undefined)
   })
 
   it('refuses without a TTY and without --force, exits 2, never hangs, deletes nothing', async () => {

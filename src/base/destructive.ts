@@ -457,7 +457,7 @@ export abstract class DestructiveCommand extends OpsCommand {
               'Run the same command again to make sure none is left.'
             : `${count(done)} of ${count(result.planned)} ${result.noun} were ${past} before the failure; ` +
               `${inFlight}. Run the same command again to finish.`
-      throw new OpsError(`${message}\n${what}`, {cause: error})
+      throw new OpsError(`${message}\n${what}`, {cause: error, code: unknown ? InFlightOutcomeUnknown.CODE : undefined})
     } finally {
       process.off('SIGINT', onSignal)
       process.off('SIGTERM', onSignal)

@@ -14,8 +14,8 @@ export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode]
  * and the process exits with `exit`.
  */
 export class OpsError extends Errors.CLIError {
-  constructor(message: string, options: {exit?: ExitCode; suggestions?: string[]; cause?: unknown} = {}) {
-    super(message, {exit: options.exit ?? ExitCode.Failure, suggestions: options.suggestions})
+  constructor(message: string, options: {exit?: ExitCode; suggestions?: string[]; cause?: unknown; code?: string} = {}) {
+    super(message, {exit: options.exit ?? ExitCode.Failure, suggestions: options.suggestions, code: options.code})
     // Kept off `cause`: oclif would print a redundant "Caused by" block under the message.
     if (options.cause !== undefined) Object.defineProperty(this, 'origin', {value: options.cause, enumerable: false})
   }
@@ -25,7 +25,10 @@ export class OpsError extends Errors.CLIError {
  * A runtime failure after which nobody can say whether the batch in flight was applied: its COMMIT was sent and
  * no answer came (the connection broke). The protocol's report says so instead of "rolled back whole".
  */
-export class InFlightOutcomeUnknown extends OpsError {}
+export class InFlightOutcomeUnknown extends OpsError {
+  /** The `code` of its report in `--json` (`error.code`), for a script to tell it from a batch rolled back. */
+  static readonly CODE = 'BATCH_IN_FLIGHT_OUTCOME_UNKNOWN'
+}
 
 /** Bad input: exit 2. */
 export class UsageError extends OpsError {
