@@ -211,6 +211,17 @@ export class TaskManagerTable {
     return rows
   }
 
+  /** The sessions holding a lock on the table (a migration, a VACUUM FULL, a LOCK TABLE), for a plan that could not get its own. */
+  async lockHolders(): Promise<{pid: number; application: string; query: string}[]> {
+    const {rows} = await this.client.query(
+      `SELECT a.pid, coalesce(nullif(a.application_name, ''), a.usename::text) AS application, left(a.query, 80) AS query
+         FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+        WHERE l.relation = $1::regclass AND l.granted AND a.pid <> pg_backend_pid() ORDER BY a.pid`,
+      [this.sql],
+    )
+    return rows
+  }
+
   async referencingForeignKeys(): Promise<ReferencingForeignKey[]> {
     const {rows} = await this.client.query(
       `SELECT con.conname AS constraint, n.nspname AS schema, c.relname AS name, con.confdeltype AS action,

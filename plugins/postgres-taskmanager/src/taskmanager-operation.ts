@@ -1,8 +1,12 @@
+import {OpsError} from 'ops-cli/base'
 import type {DestructiveOperation, Plan, Step, Summary} from 'ops-cli/base'
 
 import {APPLICATION_NAMES, cancelAndClose, openTaskManager, refuseReadOnly, reopenIfClosed, TaskManagerConnection} from './connection.js'
 import {readWithoutTimeout} from './long-read.js'
 import {summaryLines} from './summary-format.js'
+
+/** lock_not_available: a lock waited for longer than lock_timeout. */
+const LOCK_NOT_AVAILABLE = '55P03'
 
 /** What a writing taskmanager command needs to open its main connection. */
 export interface TaskManagerTarget {
@@ -52,7 +56,19 @@ export abstract class TaskManagerOperation<P extends Plan> implements Destructiv
 
   /** Every read of the plan in one read-only transaction, without the role's statement_timeout. */
   async plan(): Promise<P> {
-    return readWithoutTimeout(this.db.client, () => this.readPlan())
+    try {
+      return await readWithoutTimeout(this.db.client, () => this.readPlan())
+    } catch (error) {
+      // The role's lock_timeout is a DBA's guard, kept: the plan says who holds the table instead of PostgreSQL's bare message.
+      if ((error as {code?: string}).code !== LOCK_NOT_AVAILABLE) throw error
+      const holders = await this.db.table.lockHolders().catch(() => [])
+      const who = holders.map((h) => `pid ${h.pid} (${h.application}: ${h.query})`).join('; ')
+      throw new OpsError(
+        `${this.db.table.displayName} is locked by another session${who ? `: ${who}` : ''}. The plan waited as long as ` +
+          `this role's lock_timeout allows (${(error as Error).message}). Nothing was changed. Run again once the lock is released.`,
+        {cause: error},
+      )
+    }
   }
 
   /** Ctrl-C during the plan: the read in flight is cancelled on the server, and nothing else starts. */

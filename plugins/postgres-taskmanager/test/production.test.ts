@@ -14,7 +14,7 @@ import {collect, flat, parseJsonOutput, runOps, spawnOps, waitForOutput} from '.
 import {serverDirectory, Standby, startReplicationClient, startStandby} from '../../../test/helpers/standby.js'
 import {waitFor} from '../../../test/helpers/servers.js'
 import {generateTasks, insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
-import {withAppRole, withDjangoDatabase} from './helpers/django-database.js'
+import {duringMigrationLock, withAppRole, withDjangoDatabase} from './helpers/django-database.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -271,6 +271,26 @@ describe('taskmanager:clear in production conditions', function () {
       await django.db.query(`GRANT pg_monitor TO ${role}`)
       await pausesOnVacuum(asRole)
     })
+  })
+
+  it("a role's lock_timeout behind a migration's lock: the plan names who holds the table, exit 1, nothing changed", async () => {
+    await django.reset()
+    await generateTasks(django.db, 1000)
+    const done = await doneLeft()
+    await withAppRole(django.db, django.url, async (asRole, role) => {
+      await django.db.query(`ALTER ROLE ${role} SET lock_timeout = '500ms'`)
+      const migration = Object.assign(new URL(django.url), {search: '?application_name=django%20migrate'}).toString()
+      await duringMigrationLock(migration, async () => {
+        for (const args of [['--dry-run'], ['--force']]) {
+          const run = await runOps(['taskmanager:clear', '--status', 'DONE', ...args, '--database-url', asRole])
+          expect(run.code, run.stderr).to.equal(1)
+          expect(flat(run.stderr)).to.match(/task_manager_taskmanager"? is locked by another session: pid \d+ \(django migrate: /)
+          expect(flat(run.stderr)).to.contain("The plan waited as long as this role's lock_timeout allows")
+          expect(run.stderr).to.contain('Nothing was changed')
+        }
+      })
+    })
+    expect(await doneLeft()).to.equal(done)
   })
 
   it('a role whose statement_timeout is shorter than a read of the whole table still plans, clears and reports', async () => {
