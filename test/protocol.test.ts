@@ -276,6 +276,23 @@ describe('the destructive-command protocol', function () {
     expect(audit.at(-1)).to.include({outcome: 'refused', planned: 1500, done: 0})
   })
 
+  it('a second SIGINT stops at once, exit 130: the server rolls back the batch in flight, and only whole batches are gone', async () => {
+    const child = spawnOps(clear('--force', '--batch-size', '100', '--delay-ms', '3000'), fixture)
+    child.stdin?.end()
+    const done = collect(child)
+    await waitForOutput(child, /\d+ \/ 1,500/) // the first batch has committed; the second sleeps inside its transaction
+    child.kill('SIGINT')
+    await waitForOutput(child, /SIGINT received/)
+    const started = Date.now()
+    child.kill('SIGINT')
+    const result = await done
+    expect(result.code, result.stderr).to.equal(130)
+    expect(Date.now() - started, 'it did not wait for the batch in flight').to.be.lessThan(2000)
+    expect(flat(result.stderr)).to.contain('Second SIGINT: stopping now; the server rolls back the batch in flight')
+    const left = (await db.query(`SELECT count(*)::int AS n FROM widgets WHERE kind = 'drop'`)).rows[0].n
+    expect(left).to.equal(1400)
+  })
+
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     it(`on ${signal} mid-run finishes the batch in flight, reports, exits 130, and a re-run finishes`, async () => {
       const kept = (await snapshot()).filter((r) => r.kind === 'keep')

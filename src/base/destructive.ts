@@ -425,7 +425,10 @@ export abstract class DestructiveCommand extends OpsCommand {
     const controller = new AbortController()
     const onSignal = (signal: NodeJS.Signals) => {
       if (this.interrupted) {
-        process.stderr.write(`\nSecond ${signal}: stopping now; the batch in flight is rolled back.\n`)
+        // Exiting closes the connection: the server rolls the open transaction back, unless its COMMIT had already gone out.
+        process.stderr.write(
+          `\nSecond ${signal}: stopping now; the server rolls back the batch in flight (one whose COMMIT was already sent may have committed).\n`,
+        )
         process.exit(ExitCode.Interrupted)
       }
       this.interrupted = true
