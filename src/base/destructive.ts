@@ -427,7 +427,8 @@ export abstract class DestructiveCommand extends OpsCommand {
       if (this.interrupted) {
         // Exiting closes the connection: the server rolls the open transaction back, unless its COMMIT had already gone out.
         process.stderr.write(
-          `\nSecond ${signal}: stopping now; the server rolls back the batch in flight (one whose COMMIT was already sent may have committed).\n`,
+          `\nSecond ${signal}: stopping now; the server rolls back the batch in flight ` +
+            '(one whose COMMIT was already sent may have committed).\n',
         )
         process.exit(ExitCode.Interrupted)
       }
