@@ -31,6 +31,24 @@ describe('taskmanager:clear --archive FILE when the connection breaks during a C
       .filter(Boolean)
       .map((line) => String(JSON.parse(line).id))
 
+  /** The DONE rows cleared into `file` in fixed batches of BATCH, on `path` (--use-cursor or --use-orm). */
+  const clearIntoArchive = (url: string, file: string, path: string) =>
+    runOps([
+      'taskmanager:clear',
+      '--database-url',
+      url,
+      '--status',
+      'DONE',
+      '--archive',
+      file,
+      '--batch-size',
+      String(BATCH),
+      '--target-batch-ms',
+      '0',
+      path,
+      '--force',
+    ])
+
   for (const [method, path] of [
     ['raw SQL', '--use-cursor'],
     ['TypeORM', '--use-orm'],
@@ -45,21 +63,7 @@ describe('taskmanager:clear --archive FILE when the connection breaks during a C
         // A row of the second batch: the server refuses that batch's COMMIT (23503), and says so.
         await django.db.query(`INSERT INTO task_audit (task_id) VALUES ($1)`, [done[BATCH + 10]])
         const file = scratchFile('refused-commit.jsonl')
-        const run = await runOps([
-          'taskmanager:clear',
-          '--database-url',
-          django.url,
-          '--status',
-          'DONE',
-          '--archive',
-          file,
-          '--batch-size',
-          String(BATCH),
-          '--target-batch-ms',
-          '0',
-          path,
-          '--force',
-        ])
+        const run = await clearIntoArchive(django.url, file, path)
         expect(run.code, run.stdout + run.stderr).to.equal(1)
         expect(run.stderr).to.contain('task_audit_task_id_fkey')
         expect(run.stderr).to.contain('the batch in flight was rolled back whole')
@@ -115,22 +119,7 @@ describe('taskmanager:clear --archive FILE when the connection breaks during a C
       const original = await tableText()
       const done = await idsWhere(`status = 'DONE'`)
       const file = scratchFile('lost-commit.jsonl')
-      const clear = (url: string) =>
-        runOps([
-          'taskmanager:clear',
-          '--database-url',
-          url,
-          '--status',
-          'DONE',
-          '--archive',
-          file,
-          '--batch-size',
-          String(BATCH),
-          '--target-batch-ms',
-          '0',
-          path,
-          '--force',
-        ])
+      const clear = (url: string) => clearIntoArchive(url, file, path)
 
       const cutter = await startCommitCutter(django.url, {commitNumber: 2, moment})
       let cut
