@@ -166,6 +166,11 @@ export interface LocalPostgres {
   port: number
   /** The URL of `database` on this server. */
   url(database: string): string
+  /**
+   * Stops it as a crash of the server would (SIGQUIT, an immediate shutdown: no WAL flushed, no checkpoint), then starts
+   * it again on the same data: its recovery replays only the WAL that had reached the disk.
+   */
+  crashAndRestart(): Promise<void>
   stop(): Promise<void>
 }
 
@@ -200,28 +205,37 @@ export async function startPostmaster(dir: string, data: string, settings: Recor
     'listen_addresses=127.0.0.1',
     ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
   ]
-  const child = spawn(postgres, args, {...(user ? {uid: user.uid, gid: user.gid} : {}), stdio: ['ignore', 'ignore', 'pipe']})
   let log = ''
-  child.stderr?.on('data', (chunk: Buffer) => (log = (log + chunk.toString()).slice(-4000)))
-  registerExitKill(child)
+  const start = async () => {
+    const started = spawn(postgres, args, {...(user ? {uid: user.uid, gid: user.gid} : {}), stdio: ['ignore', 'ignore', 'pipe']})
+    started.stderr?.on('data', (chunk: Buffer) => (log = (log + chunk.toString()).slice(-4000)))
+    registerExitKill(started)
+    await waitFor('local PostgreSQL', async () => {
+      if (started.exitCode !== null) throw new Error(`postgres exited: ${log}`)
+      const client = new pg.Client({connectionString: server.url('postgres')})
+      await client.connect()
+      await client.end()
+    })
+    return started
+  }
+  let child: ChildProcess | undefined
   let stopped = false
   const server: LocalPostgres = {
     port,
     url: (database) => `postgres://postgres@127.0.0.1:${port}/${database}`,
+    async crashAndRestart() {
+      await stopProcess(child!, 'SIGQUIT')
+      child = await start()
+    },
     async stop() {
       if (stopped) return
       stopped = true
-      await stopProcess(child, 'SIGINT') // fast shutdown
+      if (child) await stopProcess(child, 'SIGINT') // fast shutdown
       rmSync(dir, {recursive: true, force: true})
     },
   }
   onStopAll(() => server.stop())
-  await waitFor('local PostgreSQL', async () => {
-    if (child.exitCode !== null) throw new Error(`postgres exited: ${log}`)
-    const client = new pg.Client({connectionString: server.url('postgres')})
-    await client.connect()
-    await client.end()
-  })
+  child = await start()
   return server
 }
 

@@ -80,10 +80,12 @@ export const newStats = (batchSize: number, workers = 1): BatchStats => ({
   stoppedBy: null,
 })
 
-/** The deleters (one per range) and how to count what is left. */
+/** The deleters (one per range), how to count what is left, and how to make asynchronously committed batches durable. */
 export interface BatchWork {
   deleters: BatchDeleter[]
   countStillMatching(): Promise<number>
+  /** One synchronous commit after the walk: every batch committed before it is then on disk (BatchLimits.asynchronousCommit). */
+  makeDurable(): Promise<void>
 }
 
 const MIN_BATCH = 10
@@ -111,12 +113,34 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
  * every range is walked, the rows of the planned id range that still match are
  * counted (skipped while locked or being changed); while some remain, the ranges are walked again (up to
  * MAX_PASSES). Stops between batches when `signal` aborts or the deadline passes;
- * every committed batch is final, so a re-run simply finds what is left.
+ * every committed batch is final, so a re-run simply finds what is left. Batches
+ * that commit asynchronously are made durable by one synchronous commit after each
+ * walk, before anything is counted or reported, as the one statement is at its COMMIT.
  */
 export async function* deleteInBatches(work: BatchWork, plan: BatchPlan, signal: AbortSignal, stats: BatchStats): AsyncGenerator<Progress> {
+  const durable = async () => {
+    if (!plan.limits.asynchronousCommit) return
+    try {
+      await work.makeDurable()
+    } catch (error) {
+      throw new OpsError(
+        `Every batch was committed, but making them durable failed (${(error as Error).message}).${RECENT_BATCHES_MAY_BE_UNDONE} ` +
+          'Run the same command again: it deletes what is left.',
+        {cause: error},
+      )
+    }
+  }
   for (;;) {
     stats.passes++
-    yield* walkRanges(work.deleters, plan, signal, stats)
+    try {
+      yield* walkRanges(work.deleters, plan, signal, stats)
+    } catch (error) {
+      // A worker failed: the batches the others committed are still made durable (where the main connection answers).
+      await durable().catch(() => {})
+      throw error
+    }
+    // Before anything is reported: what the run says it deleted stays deleted, a crash of the server included.
+    await durable()
     if (signal.aborted) return
     stats.stillMatching = await work.countStillMatching()
     if (stats.stoppedBy === 'max-runtime') return
@@ -192,7 +216,7 @@ async function* walkRanges(deleters: BatchDeleter[], plan: BatchPlan, signal: Ab
     signal.removeEventListener('abort', onAbort)
     for (const event of events.splice(0)) event.taken()
   }
-  if (failure) throw explain(failure)
+  if (failure) throw explain(failure, plan.limits.asynchronousCommit ?? false)
 }
 
 async function walkRange(
@@ -249,7 +273,7 @@ async function walkRange(
       })
     } catch (error) {
       // A batch that may have committed keeps its lines: a row archived twice is restored once, a row not archived is lost.
-      if (error instanceof CommitOutcomeUnknown) throw unknownCommit(error, plan.archive)
+      if (error instanceof CommitOutcomeUnknown) throw unknownCommit(error, plan)
       if (plan.archive && mark !== undefined) await plan.archive.truncate(mark).catch(() => {})
       const code = (error as {code?: string}).code
       if (code && RETRYABLE.has(code) && retries < MAX_RETRIES && !signal.aborted) {
@@ -320,20 +344,28 @@ export function nextSize(size: number, elapsedMs: number, targetMs: number, max:
   return Math.min(max, Math.max(MIN_BATCH, Math.round(size * ratio)))
 }
 
+/**
+ * Said when the connection was lost with batches committed asynchronously: only a crash of the server itself undoes them,
+ * and only those whose commit had not reached its disk.
+ */
+const RECENT_BATCHES_MAY_BE_UNDONE =
+  ' If the server itself went down, its recovery may also undo the batches committed in its last moment ' +
+  '(they commit asynchronously and were to be made durable at the end; --synchronous-commit waits at each batch).'
+
 /** The run stops: whether the batch in flight committed, only the server knew. */
-function unknownCommit(error: CommitOutcomeUnknown, archive: Archive | undefined): InFlightOutcomeUnknown {
-  const kept = archive
-    ? ` Its rows stay in the archive ${archive.path} either way; those it did not delete are archived again by the next run ` +
+function unknownCommit(error: CommitOutcomeUnknown, plan: BatchPlan): InFlightOutcomeUnknown {
+  const kept = plan.archive
+    ? ` Its rows stay in the archive ${plan.archive.path} either way; those it did not delete are archived again by the next run ` +
       '(restore skips an id already in the table).'
     : ''
   return new InFlightOutcomeUnknown(
     `${error.message}: the server may have committed that batch or rolled it back.` +
-      `${kept} Run the same command again: it deletes what is left.`,
+      `${kept}${plan.limits.asynchronousCommit ? RECENT_BATCHES_MAY_BE_UNDONE : ''} Run the same command again: it deletes what is left.`,
     {cause: error.cause},
   )
 }
 
-function explain(error: unknown): unknown {
+function explain(error: unknown, asynchronousCommit: boolean): unknown {
   if (error instanceof OpsError) return error
   const e = error as {code?: string; message?: string; constraint?: string; table?: string}
   if (e.code === '23503') {
@@ -343,10 +375,18 @@ function explain(error: unknown): unknown {
       {cause: error},
     )
   }
-  if (e.code === '57P01' || e.code === '57P02' || e.code === '57P03' || /Connection terminated|ECONNRESET/i.test(e.message ?? '')) {
-    return new OpsError(`The database connection was lost (${e.message}). The batch in flight was rolled back by the server.`, {
-      cause: error,
-    })
+  // Lost mid-statement (terminated, reset) or while idle between batches (pg then refuses every query: "not queryable").
+  if (
+    e.code === '57P01' ||
+    e.code === '57P02' ||
+    e.code === '57P03' ||
+    /Connection terminated|ECONNRESET|not queryable/i.test(e.message ?? '')
+  ) {
+    return new OpsError(
+      `The database connection was lost (${e.message}). A batch in flight was rolled back by the server.` +
+        (asynchronousCommit ? `${RECENT_BATCHES_MAY_BE_UNDONE} Run the same command again: it deletes what is left.` : ''),
+      {cause: error},
+    )
   }
   return error
 }

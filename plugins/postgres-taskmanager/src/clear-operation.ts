@@ -4,6 +4,7 @@ import {count, duration, Plan, plural, Progress, Step} from 'ops-cli/base'
 
 import {Archive} from './archive.js'
 import {ArchiveTable} from './archive-table.js'
+import {BatchCommit, chooseBatchCommit, describeBatchCommit} from './batch-commit.js'
 import {ARCHIVE_BATCH_BYTES, BatchDeleter, BatchStats, deleteInBatches, newStats, splitIdRange} from './batches.js'
 import {APPLICATION_NAMES, keepAwake, openTaskManager, TaskManagerConnection} from './connection.js'
 import {describeFilter, filterRecord, TaskFilter} from './filter.js'
@@ -46,6 +47,8 @@ export interface ClearOptions {
   maxRuntimeMs?: number
   /** --archive-table [schema.]NAME: each batch's statement also inserts its deleted rows there. */
   archiveTable?: string
+  /** --synchronous-commit: every batch's COMMIT waits for the disk, instead of one commit at the end (batch-commit.ts). */
+  synchronousCommit?: boolean
 }
 
 export interface ClearPlan extends Plan {
@@ -64,6 +67,7 @@ export interface ClearPlan extends Plan {
     archive: string | null
     /** The --archive-table and whether it exists already (false: created before the first batch). */
     archiveTable: {name: string; exists: boolean} | null
+    batchCommit: BatchCommit
     /** Filled in batch by batch while the deletion runs. */
     execution: BatchStats
   }
@@ -152,6 +156,7 @@ export class ClearOperation extends TaskManagerOperation<ClearPlan> {
           : 'a row it puts back that matches this filter may be deleted again.'),
     )
     const {method, reason} = chooseMethod(matching, this.options.useCursor, this.options.useOrm)
+    const batchCommit = chooseBatchCommit(await table.commitSettings(), this.options.synchronousCommit ?? false)
     const sizing =
       this.options.targetBatchMs > 0
         ? `starting at ${count(this.options.batchSize)}, adapted toward ${this.options.targetBatchMs}ms per batch`
@@ -163,6 +168,7 @@ export class ClearOperation extends TaskManagerOperation<ClearPlan> {
       `Using ${how} in batches of ${count(this.options.batchSize)} (${reason}; ${sizing}), ` +
         'walking the primary key, one short transaction per batch' +
         (workers > 1 ? `, ${workers} workers over disjoint id ranges` : ''),
+      describeBatchCommit(batchCommit),
       ...(await this.throttleLines()),
       ...(this.readOnly ? [this.readOnly] : []),
     ]
@@ -213,6 +219,7 @@ export class ClearOperation extends TaskManagerOperation<ClearPlan> {
         foreignKeys,
         archive: this.options.archive ?? null,
         archiveTable: this.archiveTable ? {name: this.archiveTable.displayName, exists: this.archiveTable.exists} : null,
+        batchCommit,
         execution: newStats(this.options.batchSize, workers),
       },
     }
@@ -264,6 +271,7 @@ export class ClearOperation extends TaskManagerOperation<ClearPlan> {
           {
             deleters,
             countStillMatching: () => this.db.table.countMatching(this.options.filter, plan.upToId),
+            makeDurable: () => this.db.table.makeDurable(),
           },
           {
             filter: this.options.filter,
@@ -271,7 +279,7 @@ export class ClearOperation extends TaskManagerOperation<ClearPlan> {
             batchSize: this.options.batchSize,
             targetMs: this.options.targetBatchMs,
             maxBatchSize: plan.method === 'typeorm' ? Math.max(this.options.batchSize, MAX_ORM_BATCH_SIZE) : MAX_BATCH_SIZE,
-            limits: this.options.limits,
+            limits: {...this.options.limits, asynchronousCommit: plan.data.batchCommit.asynchronous},
             sleepMs: this.options.sleepMs,
             archive,
             archiveRowBytes: this.archiveRowBytes,

@@ -142,7 +142,8 @@ export class TaskManagerOrm implements BatchDeleter {
     // READ COMMITTED whatever the default, as the raw-SQL batch (TaskManagerTable.deleteBatch) says why.
     await runner.startTransaction('READ COMMITTED')
     try {
-      await runner.query(`SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)`, [
+      const asynchronous = request.limits.asynchronousCommit ? `, set_config('synchronous_commit', 'off', true)` : ''
+      await runner.query(`SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)${asynchronous}`, [
         String(request.limits.statementTimeoutMs),
         String(request.limits.lockTimeoutMs),
       ])

@@ -2,6 +2,7 @@ import {OpsError} from 'ops-cli/base'
 import type pg from 'pg'
 
 import type {ArchiveTable} from './archive-table.js'
+import type {CommitSettings} from './batch-commit.js'
 import {commitOrUnknown} from './commit-outcome.js'
 import {TaskFilter, whereClause} from './filter.js'
 import {readWithoutTimeout} from './long-read.js'
@@ -41,6 +42,8 @@ export interface StuckGroup {
 export interface BatchLimits {
   statementTimeoutMs: number
   lockTimeoutMs: number
+  /** synchronous_commit off: the COMMIT does not wait for the disk; the run's end makes every batch durable (makeDurable()). */
+  asynchronousCommit?: boolean
 }
 
 export interface BatchRequest {
@@ -135,6 +138,32 @@ export class TaskManagerTable {
 
   get displayName(): string {
     return `${this.table.schema}.${this.table.name}`
+  }
+
+  /** What a COMMIT of this session waits for (synchronous_commit, synchronous standbys), and whether makeDurable() may run. */
+  async commitSettings(): Promise<CommitSettings> {
+    const {rows} = await this.client.query(
+      `SELECT current_setting('synchronous_commit') AS level, current_setting('synchronous_standby_names') AS standbys,
+              has_database_privilege(current_database(), 'TEMPORARY') AS temporary`,
+    )
+    return {level: rows[0].level, synchronousStandbys: rows[0].standbys, mayCreateTemporaryTables: rows[0].temporary}
+  }
+
+  /**
+   * Makes every transaction committed before it durable, whichever session committed it: a COMMIT that wrote WAL waits
+   * (synchronous_commit on) until the WAL up to its record, every earlier asynchronous commit's included, is flushed.
+   * A transaction that writes nothing does not wait: a temporary table's catalog rows are the least a role may write
+   * without touching data (ON COMMIT DROP: nothing is left).
+   */
+  async makeDurable(): Promise<void> {
+    await this.client.query('BEGIN')
+    try {
+      await this.client.query('CREATE TEMPORARY TABLE ops_durable_point () ON COMMIT DROP')
+      await commitOrUnknown(() => this.client.query('COMMIT'))
+    } catch (error) {
+      await this.client.query('ROLLBACK').catch(() => {})
+      throw error
+    }
   }
 
   /** The server's now() minus an age, fixed once so every batch uses the same cutoff. */
@@ -307,13 +336,15 @@ export class TaskManagerTable {
     // READ COMMITTED whatever the role's or database's default_transaction_isolation: the re-check of a row updated
     // meanwhile is this level's; under REPEATABLE READ or SERIALIZABLE that row fails the batch (40001) instead.
     await this.client.query('BEGIN ISOLATION LEVEL READ COMMITTED')
+    // Where the run commits asynchronously (batch-commit.ts), for this transaction only.
+    const asynchronous = request.limits.asynchronousCommit ? `, set_config('synchronous_commit', 'off', true)` : ''
     try {
       await this.client.query(
         // Walk the primary key: the range's upper bound is only known at run time, and a sequential scan would read the whole
         // table. JIT off with it: a foreign-key check of a referencing table with no index on its column must scan it, and
         // that scan's disabled cost (1e10) got every check JIT-compiled, 30-140 ms each (300 rows: 9 s instead of 20 ms).
         `SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), set_config('enable_seqscan', 'off', true),
-                set_config('jit', 'off', true)`,
+                set_config('jit', 'off', true)${asynchronous}`,
         [String(request.limits.statementTimeoutMs), String(request.limits.lockTimeoutMs)],
       )
       const {rows} = await this.client.query(statement, params)

@@ -72,7 +72,11 @@ async function walkRecorded(
     }))
     const stats = newStats(5, workers)
     const batches = deleteInBatches(
-      {deleters, countStillMatching: () => tables[0].countMatching({status: 'DONE'}, ids.at(-1))},
+      {
+        deleters,
+        countStillMatching: () => tables[0].countMatching({status: 'DONE'}, ids.at(-1)),
+        makeDurable: () => tables[0].makeDurable(),
+      },
       {
         filter: {status: 'DONE'},
         ranges: splitIdRange(ids[0], ids.at(-1)!, workers),

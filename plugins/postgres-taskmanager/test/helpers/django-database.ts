@@ -26,6 +26,11 @@ export function withDjangoDatabase(prefix: string): DjangoDatabase {
   } as DjangoDatabase
   before(async () => {
     const url = await freshDatabase(prefix)
+    // The harness's server commits asynchronously for speed; production's default here (for sessions that connect after),
+    // so that every clear takes its production path: asynchronous batches, one synchronous commit at the end (batch-commit.ts).
+    const setup = new pg.Client({connectionString: url})
+    await setup.connect()
+    await setup.query(`ALTER DATABASE ${new URL(url).pathname.slice(1)} SET synchronous_commit = on`).finally(() => setup.end())
     const db = new pg.Client({connectionString: url})
     await db.connect()
     Object.assign(database, {url, db})

@@ -101,6 +101,13 @@ export default class Clear extends DestructiveCommand {
       default: false,
     }),
     'max-runtime': durationFlag({description: 'Start no batch after this long (a cron window); reports what is left and exits 0.'}),
+    'synchronous-commit': Flags.boolean({
+      description:
+        "Wait at every batch's COMMIT until it is durable. By default batches commit asynchronously and one synchronous " +
+        "commit at the end makes them durable: a crash of the server mid-run may undo its last moment's batches " +
+        '(a re-run deletes their rows).',
+      default: false,
+    }),
   }
 
   async run() {
@@ -133,6 +140,7 @@ export default class Clear extends DestructiveCommand {
       pauseOnAutovacuum: flags['pause-on-autovacuum'],
       maxRuntimeMs: flags['max-runtime'],
       archiveTable: flags['archive-table'],
+      synchronousCommit: flags['synchronous-commit'],
     })
     return this.runDestructive(operation, flags)
   }
