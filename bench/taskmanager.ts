@@ -1,5 +1,5 @@
 /**
- * npm run bench:taskmanager -- [--rows 1000000] [--runs 1] [--batch-size N] [--methods baseline,raw,orm,conc2]
+ * npm run bench:taskmanager -- [--rows 1000000] [--runs 1] [--batch-size N] [--methods baseline,raw,orm,conc2,sync]
  *   [--done-first]   (run 2, 4, ... take the methods in reverse order)
  *
  * Builds a TaskManager table of Django's shape (about 62% DONE, watcher link
@@ -10,7 +10,8 @@
  *   1. the baseline: one transaction, one DELETE for the link rows and one for the tasks;
  *   2. ops' raw-SQL path (taskmanager:clear --use-cursor), the real CLI;
  *   3. ops' TypeORM path (the real CLI, forced with the hidden --use-orm);
- *   4. ops' raw-SQL path with --concurrency 2.
+ *   4. ops' raw-SQL path with --concurrency 2;
+ *   5. ops' raw-SQL path with --synchronous-commit (every batch waits for the disk, instead of one commit at the end).
  * Every ops figure is the whole CLI process, spawn to exit (start, connect,
  * plan, delete, report), as a user waits for it. The server runs with
  * production durability (fsync, synchronous_commit, full_page_writes on): a
@@ -37,11 +38,11 @@ const {values} = parseArgs({
     runs: {type: 'string', default: '1'},
     'batch-size': {type: 'string'},
     // A subset for a quick A/B of one method against the baseline, e.g. --methods baseline,raw
-    methods: {type: 'string', default: 'baseline,raw,orm,conc2'},
+    methods: {type: 'string', default: 'baseline,raw,orm,conc2,sync'},
     'done-first': {type: 'boolean', default: false},
   },
 })
-const METHODS = ['baseline', 'raw', 'orm', 'conc2']
+const METHODS = ['baseline', 'raw', 'orm', 'conc2', 'sync']
 const unknown = values.methods.split(',').filter((m) => !METHODS.includes(m))
 if (unknown.length) throw new Error(`--methods takes ${METHODS.join(', ')} (comma-separated), not ${unknown.join(', ')}`)
 const ROWS = Number(values.rows)
@@ -238,6 +239,7 @@ try {
       ['raw', (url) => viaCli(url, RAW, ['--use-cursor'])],
       ['orm', (url) => viaCli(url, 'ops TypeORM, 1 worker', ['--use-orm'])],
       ['conc2', (url) => viaCli(url, CONC2, ['--use-cursor', '--concurrency', '2'])],
+      ['sync', (url) => viaCli(url, 'ops raw SQL, 1 worker, --synchronous-commit', ['--use-cursor', '--synchronous-commit'])],
     ]
     const methods = all.filter(([name]) => values.methods.split(',').includes(name))
     // Odd runs in this order, even runs reversed (ABCD, DCBA), so a load that drifts over the run weighs on every method alike.

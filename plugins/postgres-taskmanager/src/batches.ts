@@ -123,8 +123,9 @@ export async function* deleteInBatches(work: BatchWork, plan: BatchPlan, signal:
     try {
       await work.makeDurable()
     } catch (error) {
+      const reason = ((error instanceof CommitOutcomeUnknown ? error.cause : error) as Error).message
       throw new OpsError(
-        `Every batch was committed, but making them durable failed (${(error as Error).message}).${RECENT_BATCHES_MAY_BE_UNDONE} ` +
+        `Every batch was committed, but making them durable failed (${reason}).${RECENT_BATCHES_MAY_BE_UNDONE} ` +
           'Run the same command again: it deletes what is left.',
         {cause: error},
       )
