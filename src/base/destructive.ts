@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {AuditLog} from './audit.js'
 import {assertCanPrompt, confirm, confirmByName} from './confirm.js'
-import {ExitCode, exitCodeOf, InFlightOutcomeUnknown, OpsError, UsageError} from './errors.js'
+import {ExitCode, exitCodeOf, InFlightOutcomeUnknown, NoBatchInFlight, OpsError, UsageError} from './errors.js'
 import {count, duration, wrap} from './format.js'
 import type {PlanHookOptions} from './hooks.js'
 import {OpsCommand} from './ops-command.js'
@@ -448,14 +448,20 @@ export abstract class DestructiveCommand extends OpsCommand {
       // unless the batch's COMMIT got no answer (InFlightOutcomeUnknown). A failure once every planned one is done (say,
       // in a final check) rolled nothing of them back.
       const unknown = error instanceof InFlightOutcomeUnknown
+      const between = error instanceof NoBatchInFlight
       const inFlight = unknown
         ? 'the batch in flight may have been too (its COMMIT got no answer)'
-        : 'the batch in flight was rolled back whole'
+        : between
+          ? 'no batch was in flight'
+          : 'the batch in flight was rolled back whole'
+      const nothingDone = unknown
+        ? 'but perhaps the batch in flight: its COMMIT got no answer'
+        : between
+          ? 'no batch was in flight'
+          : 'a batch in flight was rolled back whole'
       const what =
         done === 0
-          ? `Nothing was ${past} before the failure ` +
-            `(${unknown ? 'but perhaps the batch in flight: its COMMIT got no answer' : 'a batch in flight was rolled back whole'}). ` +
-            'Run the same command again once its cause is fixed.'
+          ? `Nothing was ${past} before the failure (${nothingDone}). ` + 'Run the same command again once its cause is fixed.'
           : done >= result.planned
             ? `All ${count(done)} ${result.noun} planned were ${past} before the failure. ` +
               'Run the same command again to make sure none is left.'

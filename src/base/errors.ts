@@ -30,6 +30,12 @@ export class InFlightOutcomeUnknown extends OpsError {
   static readonly CODE = 'BATCH_IN_FLIGHT_OUTCOME_UNKNOWN'
 }
 
+/**
+ * A runtime failure between batches (a connection lost while idle, a check after the last batch): no batch was in
+ * flight. The protocol's report says so instead of "rolled back whole".
+ */
+export class NoBatchInFlight extends OpsError {}
+
 /** Bad input: exit 2. */
 export class UsageError extends OpsError {
   constructor(message: string, suggestions?: string[]) {

@@ -7,7 +7,7 @@ export {connectionError, endpointOf, maskSecrets, maskUrl, resolveUrl, secretsOf
 export type {ResolvedUrl, SettingSource} from './connection.js'
 export {DestructiveCommand} from './destructive.js'
 export type {DestructiveFlags, DestructiveOperation, DestructiveResult, Outcome, Plan, Summary} from './destructive.js'
-export {ExitCode, exitCodeOf, InFlightOutcomeUnknown, OpsError, UsageError} from './errors.js'
+export {ExitCode, exitCodeOf, InFlightOutcomeUnknown, NoBatchInFlight, OpsError, UsageError} from './errors.js'
 export {describeDuration, durationFlag, parseDuration} from './duration.js'
 export {choiceFlag, nearestFlag} from './flags.js'
 export {count, duration, plural, table, wrap} from './format.js'

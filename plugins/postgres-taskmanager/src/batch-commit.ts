@@ -1,12 +1,17 @@
 /**
  * How a clear's batches commit. The single DELETE it replaces is durable once, at its COMMIT; a walk of short
  * transactions that each waited for the disk paid one WAL flush per batch, in series with the work (and every stall of
- * the disk). So by default a batch commits asynchronously (synchronous_commit off, for ops' own transactions only) and
- * the walk ends with one synchronous commit, before anything is reported: a crash of the server mid-run can undo only
- * the batches of its last moment, as consistent transactions, and a re-run deletes their rows.
+ * the disk). So by default a batch commits asynchronously (synchronous_commit off, for ops' own transactions only), but
+ * the short one that ends a walk commits synchronously, which flushes every batch before it too; where a walk ended
+ * otherwise, the run waits, before it reports, until the server has flushed its WAL that far (its WAL writer does within
+ * three wal_writer_delays). A crash of the server mid-run can undo only the batches of its last moment, as consistent
+ * transactions, and a re-run deletes their rows.
  */
 export interface BatchCommit {
+  /** Batches commit without waiting for the disk: the run then waits for the WAL flush before it reports. */
   asynchronous: boolean
+  /** The synchronous_commit each batch sets for itself; undefined keeps the session's. */
+  setting?: 'off' | 'on'
   /** Why, in the plan's words. */
   reason: string
 }
@@ -16,12 +21,11 @@ export interface CommitSettings {
   level: string
   /** synchronous_standby_names: where set (and the level is on), every commit also waits for those standbys. */
   synchronousStandbys: string
-  /** The durable end writes a temporary table's catalog rows (TaskManagerTable.makeDurable()). */
-  mayCreateTemporaryTables: boolean
 }
 
 export function chooseBatchCommit(settings: CommitSettings, synchronousFlag: boolean): BatchCommit {
-  if (synchronousFlag) return {asynchronous: false, reason: '--synchronous-commit'}
+  if (synchronousFlag) return {asynchronous: false, setting: settings.level === 'off' ? 'on' : undefined, reason: '--synchronous-commit'}
+  if (settings.level === 'off') return {asynchronous: true, reason: 'synchronous_commit is off for this session'}
   if (settings.level !== 'on') return {asynchronous: false, reason: `synchronous_commit is ${settings.level} for this session, kept`}
   // A synchronous standby paces every commit to itself: the run keeps that pace rather than fill its queue.
   if (settings.synchronousStandbys.trim() !== '')
@@ -29,15 +33,16 @@ export function chooseBatchCommit(settings: CommitSettings, synchronousFlag: boo
       asynchronous: false,
       reason: `synchronous standbys are configured (synchronous_standby_names = '${settings.synchronousStandbys}')`,
     }
-  if (!settings.mayCreateTemporaryTables)
-    return {asynchronous: false, reason: 'this role may not create temporary tables, which the durable end of the run needs'}
-  return {asynchronous: true, reason: "synchronous_commit off in ops' own transactions"}
+  return {asynchronous: true, setting: 'off', reason: "synchronous_commit off in ops' own transactions"}
 }
+
+/** Makes this transaction's COMMIT wait for the disk: a short batch's, where batches commit asynchronously (durableWhenShort). */
+export const SYNCHRONOUS_COMMIT = "SELECT set_config('synchronous_commit', 'on', true)"
 
 /** The plan's line about commits. */
 export function describeBatchCommit(commit: BatchCommit): string {
   return commit.asynchronous
-    ? `Batches commit asynchronously (${commit.reason}); one synchronous commit at the end makes them all durable ` +
-        'before anything is reported (--synchronous-commit waits at every batch)'
+    ? `Batches commit asynchronously (${commit.reason}); the run waits until the server has flushed them to disk ` +
+        'before it reports (--synchronous-commit waits at every batch)'
     : `Every batch waits at its COMMIT until it is durable (${commit.reason})`
 }

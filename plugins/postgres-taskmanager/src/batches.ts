@@ -1,4 +1,4 @@
-import {count, InFlightOutcomeUnknown, OpsError, plural, Progress} from 'ops-cli/base'
+import {count, duration, InFlightOutcomeUnknown, NoBatchInFlight, OpsError, plural, Progress} from 'ops-cli/base'
 
 import type {Archive} from './archive.js'
 import {CommitOutcomeUnknown} from './commit-outcome.js'
@@ -12,6 +12,8 @@ export interface BatchDeleter {
   deleteBatch(request: BatchRequest): Promise<BatchOutcome>
   /** One round trip on the deleter's connection, so that it does not count as idle while the worker waits (keepAwake()). */
   ping(): Promise<void>
+  /** Whether its last batch that deleted rows committed synchronously (BatchRequest.durableWhenShort): every one before is then on disk. */
+  readonly lastDeletionDurable?: boolean
 }
 
 /** Ids in (after, upTo]: one worker's share of the primary key. */
@@ -29,6 +31,8 @@ export interface BatchPlan {
   targetMs: number
   maxBatchSize: number
   limits: BatchLimits
+  /** Batches commit without waiting for the disk (batch-commit.ts): the run waits for the WAL flush before it reports. */
+  asynchronousCommit?: boolean
   /** Pause between batches (as pt-archiver's --sleep), to leave room for other traffic. */
   sleepMs: number
   archive?: Archive
@@ -84,8 +88,10 @@ export const newStats = (batchSize: number, workers = 1): BatchStats => ({
 export interface BatchWork {
   deleters: BatchDeleter[]
   countStillMatching(): Promise<number>
-  /** One synchronous commit after the walk: every batch committed before it is then on disk (BatchLimits.asynchronousCommit). */
-  makeDurable(): Promise<void>
+  /** Where the server's WAL ends now: after a walk, past the commit record of every batch it committed. */
+  walPosition(): Promise<string>
+  /** Whether the server has flushed its WAL to disk up to `position`. */
+  walFlushedTo(position: string): Promise<boolean>
 }
 
 const MIN_BATCH = 10
@@ -101,7 +107,18 @@ export const MAX_PASSES = 3
 const RETRYABLE = new Set(['57014', '55P03', '40P01', '40001'])
 const LOCK_NOT_AVAILABLE = '55P03'
 
+/**
+ * How long the run waits for the server to flush its WAL past the last batch: its WAL writer does within three
+ * wal_writer_delays (30 s at most).
+ */
+export const WAL_FLUSH_TIMEOUT_MS = 60_000
+const WAL_FLUSH_POLL_MS = 10
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** `promise`, or a rejection after `ms` (a connection that no longer answers). */
+const within = <T>(promise: Promise<T>, ms: number): Promise<T> =>
+  Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms).unref())])
 
 /**
  * pt-archiver's loop, per worker: take the next N matching ids in primary-key
@@ -113,22 +130,33 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
  * every range is walked, the rows of the planned id range that still match are
  * counted (skipped while locked or being changed); while some remain, the ranges are walked again (up to
  * MAX_PASSES). Stops between batches when `signal` aborts or the deadline passes;
- * every committed batch is final, so a re-run simply finds what is left. Batches
- * that commit asynchronously are made durable by one synchronous commit after each
- * walk, before anything is counted or reported, as the one statement is at its COMMIT.
+ * every committed batch is final, so a re-run simply finds what is left. Where
+ * batches commit asynchronously, a walk that did not end on a synchronous short batch
+ * notes where the WAL ends and waits, before it reports, until the server has flushed
+ * it that far: what it reports deleted is then as durable as the one statement is
+ * after its COMMIT.
  */
 export async function* deleteInBatches(work: BatchWork, plan: BatchPlan, signal: AbortSignal, stats: BatchStats): AsyncGenerator<Progress> {
-  const durable = async () => {
-    if (!plan.limits.asynchronousCommit) return
+  /** With asynchronous batches: where the WAL ends once a walk is over, past every batch it committed. */
+  const walEnd = async (): Promise<string | undefined> => {
+    if (!plan.asynchronousCommit) return undefined
     try {
-      await work.makeDurable()
+      return await work.walPosition()
     } catch (error) {
-      const reason = ((error instanceof CommitOutcomeUnknown ? error.cause : error) as Error).message
-      throw new OpsError(
-        `Every batch was committed, but making them durable failed (${reason}).${RECENT_BATCHES_MAY_BE_UNDONE} ` +
-          'Run the same command again: it deletes what is left.',
-        {cause: error},
-      )
+      throw notWrittenToDisk(error)
+    }
+  }
+  /** Waits until the server has flushed its WAL to `position`. */
+  const durable = async (position: string | undefined, timeoutMs = WAL_FLUSH_TIMEOUT_MS) => {
+    if (position === undefined) return
+    const deadline = Date.now() + timeoutMs
+    try {
+      while (!(await work.walFlushedTo(position))) {
+        if (Date.now() >= deadline) throw new Error(`the server had not flushed its WAL to ${position} after ${duration(timeoutMs)}`)
+        await sleep(WAL_FLUSH_POLL_MS)
+      }
+    } catch (error) {
+      throw notWrittenToDisk(error)
     }
   }
   for (;;) {
@@ -136,14 +164,24 @@ export async function* deleteInBatches(work: BatchWork, plan: BatchPlan, signal:
     try {
       yield* walkRanges(work.deleters, plan, signal, stats)
     } catch (error) {
-      // A worker failed: the batches the others committed are still made durable (where the main connection answers).
-      await durable().catch(() => {})
+      // A worker failed: the batches committed so far are still waited for, briefly, where the main connection answers.
+      if (plan.asynchronousCommit)
+        await within(
+          walEnd().then((end) => durable(end, 5000)),
+          6000,
+        ).catch(() => {})
       throw error
     }
-    // Before anything is reported: what the run says it deleted stays deleted, a crash of the server included.
-    await durable()
-    if (signal.aborted) return
+    // One worker whose last deleting batch committed synchronously made every batch before it durable; else wait.
+    const [only] = work.deleters
+    const committed = work.deleters.length === 1 && only.lastDeletionDurable ? undefined : await walEnd()
+    if (signal.aborted) {
+      await durable(committed)
+      return
+    }
     stats.stillMatching = await work.countStillMatching()
+    // Before anything is reported: what the run says it deleted stays deleted, a crash of the server included.
+    await durable(committed)
     if (stats.stoppedBy === 'max-runtime') return
     if (stats.stillMatching === 0 || stats.passes >= MAX_PASSES) break
     yield {
@@ -217,7 +255,7 @@ async function* walkRanges(deleters: BatchDeleter[], plan: BatchPlan, signal: Ab
     signal.removeEventListener('abort', onAbort)
     for (const event of events.splice(0)) event.taken()
   }
-  if (failure) throw explain(failure, plan.limits.asynchronousCommit ?? false)
+  if (failure) throw explain(failure, plan.asynchronousCommit ?? false)
 }
 
 async function walkRange(
@@ -271,6 +309,7 @@ async function walkRange(
         skipLocked,
         settle: recent.length === settleLag ? recent[0] : undefined,
         beforeCommit: plan.archive ? archiveRows : undefined,
+        durableWhenShort: plan.asynchronousCommit,
       })
     } catch (error) {
       // A batch that may have committed keeps its lines: a row archived twice is restored once, a row not archived is lost.
@@ -351,7 +390,16 @@ export function nextSize(size: number, elapsedMs: number, targetMs: number, max:
  */
 const RECENT_BATCHES_MAY_BE_UNDONE =
   ' If the server itself went down, its recovery may also undo the batches committed in its last moment ' +
-  '(they commit asynchronously and were to be made durable at the end; --synchronous-commit waits at each batch).'
+  '(they commit asynchronously, and the run waits for them to reach the disk only at its end; --synchronous-commit waits at each batch).'
+
+/** The wait for the WAL flush after the last batch failed: every batch is committed, the last ones perhaps not yet on disk. */
+function notWrittenToDisk(error: unknown): NoBatchInFlight {
+  return new NoBatchInFlight(
+    `Every batch was committed, but ops could not see the server write them to disk (${(error as Error).message}).` +
+      `${RECENT_BATCHES_MAY_BE_UNDONE} Run the same command again: it deletes what is left.`,
+    {cause: error},
+  )
+}
 
 /** The run stops: whether the batch in flight committed, only the server knew. */
 function unknownCommit(error: CommitOutcomeUnknown, plan: BatchPlan): InFlightOutcomeUnknown {
@@ -361,7 +409,7 @@ function unknownCommit(error: CommitOutcomeUnknown, plan: BatchPlan): InFlightOu
     : ''
   return new InFlightOutcomeUnknown(
     `${error.message}: the server may have committed that batch or rolled it back.` +
-      `${kept}${plan.limits.asynchronousCommit ? RECENT_BATCHES_MAY_BE_UNDONE : ''} Run the same command again: it deletes what is left.`,
+      `${kept}${plan.asynchronousCommit ? RECENT_BATCHES_MAY_BE_UNDONE : ''} Run the same command again: it deletes what is left.`,
     {cause: error.cause},
   )
 }
@@ -376,16 +424,19 @@ function explain(error: unknown, asynchronousCommit: boolean): unknown {
       {cause: error},
     )
   }
-  // Lost mid-statement (terminated, reset) or while idle between batches (pg then refuses every query: "not queryable").
-  if (
-    e.code === '57P01' ||
-    e.code === '57P02' ||
-    e.code === '57P03' ||
-    /Connection terminated|ECONNRESET|not queryable/i.test(e.message ?? '')
-  ) {
+  const undone = asynchronousCommit ? RECENT_BATCHES_MAY_BE_UNDONE : ''
+  // Lost while idle between batches: pg then refuses every query at once, without sending it ("not queryable").
+  if (/not queryable/i.test(e.message ?? ''))
+    return new NoBatchInFlight(
+      `The database connection was lost between batches (${e.message}): no batch was in flight.${undone} ` +
+        'Run the same command again: it deletes what is left.',
+      {cause: error},
+    )
+  // Lost during a batch's statement (terminated, reset).
+  if (e.code === '57P01' || e.code === '57P02' || e.code === '57P03' || /Connection terminated|ECONNRESET/i.test(e.message ?? '')) {
     return new OpsError(
-      `The database connection was lost (${e.message}). A batch in flight was rolled back by the server.` +
-        (asynchronousCommit ? `${RECENT_BATCHES_MAY_BE_UNDONE} Run the same command again: it deletes what is left.` : ''),
+      `The database connection was lost (${e.message}). The batch in flight was rolled back by the server.` +
+        (undone ? `${undone} Run the same command again: it deletes what is left.` : ''),
       {cause: error},
     )
   }

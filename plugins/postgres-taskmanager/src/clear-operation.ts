@@ -271,7 +271,8 @@ export class ClearOperation extends TaskManagerOperation<ClearPlan> {
           {
             deleters,
             countStillMatching: () => this.db.table.countMatching(this.options.filter, plan.upToId),
-            makeDurable: () => this.db.table.makeDurable(),
+            walPosition: () => this.db.table.walInsertPosition(),
+            walFlushedTo: (position) => this.db.table.walFlushedTo(position),
           },
           {
             filter: this.options.filter,
@@ -279,7 +280,8 @@ export class ClearOperation extends TaskManagerOperation<ClearPlan> {
             batchSize: this.options.batchSize,
             targetMs: this.options.targetBatchMs,
             maxBatchSize: plan.method === 'typeorm' ? Math.max(this.options.batchSize, MAX_ORM_BATCH_SIZE) : MAX_BATCH_SIZE,
-            limits: {...this.options.limits, asynchronousCommit: plan.data.batchCommit.asynchronous},
+            limits: {...this.options.limits, synchronousCommit: plan.data.batchCommit.setting},
+            asynchronousCommit: plan.data.batchCommit.asynchronous,
             sleepMs: this.options.sleepMs,
             archive,
             archiveRowBytes: this.archiveRowBytes,

@@ -5,6 +5,7 @@ import {commitOrUnknown} from './commit-outcome.js'
 import type {BatchDeleter} from './batches.js'
 import {predicatesOf} from './filter.js'
 import type {TableName} from './table-name.js'
+import {SYNCHRONOUS_COMMIT} from './batch-commit.js'
 import type {BatchOutcome, BatchRequest, ReferencingForeignKey} from './task-manager-table.js'
 
 /** celery-task-manager's TaskManager model as Django creates it (docs/taskmanager-table.md). */
@@ -95,6 +96,8 @@ function watcherLinkEntity(fk: ReferencingForeignKey, i: number): EntitySchema<W
 export class TaskManagerOrm implements BatchDeleter {
   /** --archive-table, set by the clear: each batch is then deleted and archived by one raw statement. */
   archive?: ArchiveTable
+  /** BatchDeleter.lastDeletionDurable */
+  lastDeletionDurable = false
 
   private constructor(
     private readonly source: DataSource,
@@ -142,8 +145,10 @@ export class TaskManagerOrm implements BatchDeleter {
     // READ COMMITTED whatever the default, as the raw-SQL batch (TaskManagerTable.deleteBatch) says why.
     await runner.startTransaction('READ COMMITTED')
     try {
-      const asynchronous = request.limits.asynchronousCommit ? `, set_config('synchronous_commit', 'off', true)` : ''
-      await runner.query(`SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)${asynchronous}`, [
+      const commit = request.limits.synchronousCommit
+        ? `, set_config('synchronous_commit', '${request.limits.synchronousCommit}', true)`
+        : ''
+      await runner.query(`SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)${commit}`, [
         String(request.limits.statementTimeoutMs),
         String(request.limits.lockTimeoutMs),
       ])
@@ -186,7 +191,10 @@ export class TaskManagerOrm implements BatchDeleter {
         deleted = result.affected ?? ids.length
       }
       await request.beforeCommit?.(request.withRows ? locked.map((r) => r.row ?? '') : [])
+      const durable = request.durableWhenShort === true && candidates.length < request.limit && deleted > 0
+      if (durable) await runner.query(SYNCHRONOUS_COMMIT)
       await commitOrUnknown(() => runner.commitTransaction())
+      if (deleted > 0) this.lastDeletionDurable = durable
       return {candidates: candidates.length, deleted, skipped: candidates.length - deleted, links, scannedTo: candidates.at(-1)}
     } catch (error) {
       if (runner.isTransactionActive) await runner.rollbackTransaction().catch(() => {})

@@ -2,7 +2,7 @@ import {OpsError} from 'ops-cli/base'
 import type pg from 'pg'
 
 import type {ArchiveTable} from './archive-table.js'
-import type {CommitSettings} from './batch-commit.js'
+import {type CommitSettings, SYNCHRONOUS_COMMIT} from './batch-commit.js'
 import {commitOrUnknown} from './commit-outcome.js'
 import {TaskFilter, whereClause} from './filter.js'
 import {readWithoutTimeout} from './long-read.js'
@@ -42,8 +42,8 @@ export interface StuckGroup {
 export interface BatchLimits {
   statementTimeoutMs: number
   lockTimeoutMs: number
-  /** synchronous_commit off: the COMMIT does not wait for the disk; the run's end makes every batch durable (makeDurable()). */
-  asynchronousCommit?: boolean
+  /** The synchronous_commit of each batch's transaction (batch-commit.ts); undefined keeps the session's. */
+  synchronousCommit?: 'off' | 'on'
 }
 
 export interface BatchRequest {
@@ -63,6 +63,11 @@ export interface BatchRequest {
   beforeCommit?: (rows: string[]) => Promise<void>
   /** The range of a batch before, committed: this batch counts what still matches there (raw-SQL path). */
   settle?: {after: string; upTo: string}
+  /**
+   * Batches commit asynchronously: one that picked fewer rows than its limit (the range's last, most often) and deleted
+   * some commits synchronously, so its COMMIT waits until the WAL up to it, every batch before included, is on disk.
+   */
+  durableWhenShort?: boolean
 }
 
 export interface BatchOutcome {
@@ -95,6 +100,8 @@ export class TaskManagerTable {
   idleSessionTimeoutMs = 0
   /** --archive-table, set by the clear: each batch's DELETE then feeds its INSERT into this table. */
   archive?: ArchiveTable
+  /** BatchDeleter.lastDeletionDurable */
+  lastDeletionDurable = false
 
   private constructor(
     private readonly client: pg.Client,
@@ -140,30 +147,24 @@ export class TaskManagerTable {
     return `${this.table.schema}.${this.table.name}`
   }
 
-  /** What a COMMIT of this session waits for (synchronous_commit, synchronous standbys), and whether makeDurable() may run. */
+  /** What a COMMIT of this session waits for: its synchronous_commit, and the standbys it waits for where that is on. */
   async commitSettings(): Promise<CommitSettings> {
     const {rows} = await this.client.query(
-      `SELECT current_setting('synchronous_commit') AS level, current_setting('synchronous_standby_names') AS standbys,
-              has_database_privilege(current_database(), 'TEMPORARY') AS temporary`,
+      `SELECT current_setting('synchronous_commit') AS level, current_setting('synchronous_standby_names') AS standbys`,
     )
-    return {level: rows[0].level, synchronousStandbys: rows[0].standbys, mayCreateTemporaryTables: rows[0].temporary}
+    return {level: rows[0].level, synchronousStandbys: rows[0].standbys}
   }
 
-  /**
-   * Makes every transaction committed before it durable, whichever session committed it: a COMMIT that wrote WAL waits
-   * (synchronous_commit on) until the WAL up to its record, every earlier asynchronous commit's included, is flushed.
-   * A transaction that writes nothing does not wait: a temporary table's catalog rows are the least a role may write
-   * without touching data (ON COMMIT DROP: nothing is left).
-   */
-  async makeDurable(): Promise<void> {
-    await this.client.query('BEGIN')
-    try {
-      await this.client.query('CREATE TEMPORARY TABLE ops_durable_point () ON COMMIT DROP')
-      await commitOrUnknown(() => this.client.query('COMMIT'))
-    } catch (error) {
-      await this.client.query('ROLLBACK').catch(() => {})
-      throw error
-    }
+  /** Where the server's WAL ends now: every transaction committed before this call, by any session, has its commit record before it. */
+  async walInsertPosition(): Promise<string> {
+    const {rows} = await this.client.query('SELECT pg_current_wal_insert_lsn()::text AS lsn')
+    return rows[0].lsn as string
+  }
+
+  /** Whether the server has flushed its WAL to disk up to `position`: the transactions committed before it are then durable. */
+  async walFlushedTo(position: string): Promise<boolean> {
+    const {rows} = await this.client.query('SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn AS flushed', [position])
+    return rows[0].flushed as boolean
   }
 
   /** The server's now() minus an age, fixed once so every batch uses the same cutoff. */
@@ -336,15 +337,15 @@ export class TaskManagerTable {
     // READ COMMITTED whatever the role's or database's default_transaction_isolation: the re-check of a row updated
     // meanwhile is this level's; under REPEATABLE READ or SERIALIZABLE that row fails the batch (40001) instead.
     await this.client.query('BEGIN ISOLATION LEVEL READ COMMITTED')
-    // Where the run commits asynchronously (batch-commit.ts), for this transaction only.
-    const asynchronous = request.limits.asynchronousCommit ? `, set_config('synchronous_commit', 'off', true)` : ''
+    // The run's synchronous_commit (batch-commit.ts), for this transaction only: 'off' or 'on', never text from outside.
+    const commit = request.limits.synchronousCommit ? `, set_config('synchronous_commit', '${request.limits.synchronousCommit}', true)` : ''
     try {
       await this.client.query(
         // Walk the primary key: the range's upper bound is only known at run time, and a sequential scan would read the whole
         // table. JIT off with it: a foreign-key check of a referencing table with no index on its column must scan it, and
         // that scan's disabled cost (1e10) got every check JIT-compiled, 30-140 ms each (300 rows: 9 s instead of 20 ms).
         `SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), set_config('enable_seqscan', 'off', true),
-                set_config('jit', 'off', true)${asynchronous}`,
+                set_config('jit', 'off', true)${commit}`,
         [String(request.limits.statementTimeoutMs), String(request.limits.lockTimeoutMs)],
       )
       const {rows} = await this.client.query(statement, params)
@@ -352,7 +353,10 @@ export class TaskManagerTable {
       // One text of JSON lines (row_to_json escapes every newline inside a value): a text[] of big rows took node-postgres'
       // array parser about 0.1 s a row of 370 KB.
       await request.beforeCommit?.(r.lines === null ? [] : (r.lines as string).split('\n'))
+      const durable = request.durableWhenShort === true && r.candidates < request.limit && r.deleted > 0
+      if (durable) await this.client.query(SYNCHRONOUS_COMMIT)
       await commitOrUnknown(() => this.client.query('COMMIT'))
+      if (r.deleted > 0) this.lastDeletionDurable = durable
       return {
         candidates: r.candidates,
         deleted: r.deleted,

@@ -75,7 +75,8 @@ async function walkRecorded(
       {
         deleters,
         countStillMatching: () => tables[0].countMatching({status: 'DONE'}, ids.at(-1)),
-        makeDurable: () => tables[0].makeDurable(),
+        walPosition: () => tables[0].walInsertPosition(),
+        walFlushedTo: (position) => tables[0].walFlushedTo(position),
       },
       {
         filter: {status: 'DONE'},

@@ -1,9 +1,10 @@
 /**
- * How a clear's batches commit (batch-commit.ts): asynchronously by default, made durable by one synchronous commit
- * before anything is reported; synchronously with --synchronous-commit, or where the session's synchronous_commit is
- * not the default. Then a real crash of the server (an immediate shutdown: no WAL flushed), on a throwaway
- * PostgreSQL whose WAL writer waits 10 s: right after a clear exited 0 nothing comes back, and in the middle of a
- * clear the data stays consistent, every row gone is in the archive, and a re-run finishes.
+ * How a clear's batches commit (batch-commit.ts): asynchronously by default, and the run waits until the server has
+ * flushed its WAL past the last batch before it reports; synchronously with --synchronous-commit, or where the
+ * session's synchronous_commit is a DBA's stricter choice. Then real crashes of the server (an immediate shutdown: no
+ * WAL flushed), on a throwaway PostgreSQL whose WAL writer sleeps 10 s: right after a clear exited 0 nothing comes
+ * back; the wait cut short is reported, not called done; and in the middle of a clear the data stays consistent, every
+ * row gone is in the archive, and a re-run finishes.
  */
 import {expect} from 'chai'
 import {readFileSync} from 'node:fs'
@@ -11,17 +12,24 @@ import {join} from 'node:path'
 import pg from 'pg'
 
 import {collect, parseJsonOutput, runOps, scratchFile, spawnOps} from '../../../test/helpers/cli.js'
-import {startCommitCutter} from '../../../test/helpers/commit-cutter.js'
 import {LocalPostgres, runAsServerUser, serverDirectory, startPostmaster} from '../../../test/helpers/standby.js'
 import {postgresServerOnce, waitFor, which} from '../../../test/helpers/servers.js'
 import {chooseBatchCommit} from '../src/batch-commit.js'
+import {deleteInBatches, newStats, splitIdRange} from '../src/batches.js'
+import {TaskManagerTable} from '../src/task-manager-table.js'
 import {createDjangoSchema, generateTasks, rowTexts} from './helpers/django-fixture.js'
 import {withDjangoDatabase} from './helpers/django-database.js'
 
 interface ClearJson {
-  data: {batchCommit: {asynchronous: boolean; reason: string}; execution: {deleted: number; batches: number; stillMatching: number}}
+  data: {
+    batchCommit: {asynchronous: boolean; setting?: string; reason: string}
+    execution: {deleted: number; batches: number; stillMatching: number}
+  }
   details: string[]
 }
+const ASYNCHRONOUS_LINE =
+  "Batches commit asynchronously (synchronous_commit off in ops' own transactions); the run waits until the server has " +
+  'flushed them to disk before it reports (--synchronous-commit waits at every batch)'
 
 const doneCount = async (db: pg.Client) =>
   (await db.query(`SELECT count(*)::int AS n FROM task_manager_taskmanager WHERE status = 'DONE'`)).rows[0].n as number
@@ -32,19 +40,30 @@ describe('taskmanager:clear batch commits', function () {
   describe('which synchronous_commit each batch runs with', () => {
     const django = withDjangoDatabase('ops_tm_commit')
 
-    /** Every DELETE statement on the task table records the synchronous_commit of its transaction. */
+    /** Every transaction that deletes task rows records the synchronous_commit it commits with (a deferred trigger: at COMMIT). */
     const recordCommitLevels = async () => {
       await django.reset()
       await generateTasks(django.db, 3000)
       await django.db.query(`
         DROP TABLE IF EXISTS commit_levels;
-        CREATE TABLE commit_levels (level text NOT NULL);
-        CREATE OR REPLACE FUNCTION record_commit_level() RETURNS trigger LANGUAGE plpgsql AS
-          $$ BEGIN INSERT INTO commit_levels VALUES (current_setting('synchronous_commit')); RETURN NULL; END $$;
-        CREATE TRIGGER record_commit_level AFTER DELETE ON task_manager_taskmanager
-          FOR EACH STATEMENT EXECUTE FUNCTION record_commit_level();`)
+        CREATE TABLE commit_levels (xid bigint PRIMARY KEY, level text NOT NULL);
+        CREATE OR REPLACE FUNCTION record_commit_level() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+          INSERT INTO commit_levels VALUES (txid_current(), current_setting('synchronous_commit')) ON CONFLICT DO NOTHING;
+          RETURN NULL;
+        END $$;
+        CREATE CONSTRAINT TRIGGER record_commit_level AFTER DELETE ON task_manager_taskmanager
+          DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION record_commit_level();`)
     }
-    const levels = async () => (await django.db.query('SELECT level FROM commit_levels')).rows.map((r) => r.level as string)
+    /** The level of each deleting transaction, in commit order. */
+    const levels = async () => (await django.db.query('SELECT level FROM commit_levels ORDER BY xid')).rows.map((r) => r.level as string)
+    /** Asynchronous, but for the last: the short batch that ends the walk commits synchronously, and with it every batch before. */
+    const expectAsynchronousUntilTheLast = (seen: string[], batches: number) => {
+      expect(seen.length)
+        .to.be.at.least(batches - 1)
+        .and.above(3)
+      expect(seen.slice(0, -1)).to.deep.equal(seen.slice(0, -1).map(() => 'off'))
+      expect(seen.at(-1)).to.equal('on')
+    }
     const clear = async (...extra: string[]) => {
       const result = await runOps([
         'taskmanager:clear',
@@ -68,81 +87,133 @@ describe('taskmanager:clear batch commits', function () {
     }
 
     for (const path of ['--use-cursor', '--use-orm']) {
-      it(`by default (${path}), every batch commits with synchronous_commit off; the plan says the end makes them durable`, async () => {
+      it(`by default (${path}), every batch commits with synchronous_commit off; the plan says the run waits for the disk`, async () => {
         await recordCommitLevels()
         const doc = await clear(path)
-        expect(doc.data.batchCommit.asynchronous).to.equal(true)
-        expect(doc.details).to.include(
-          "Batches commit asynchronously (synchronous_commit off in ops' own transactions); one synchronous commit at the end " +
-            'makes them all durable before anything is reported (--synchronous-commit waits at every batch)',
-        )
-        const seen = await levels()
-        expect(seen.length)
-          .to.be.at.least(doc.data.execution.batches - 1)
-          .and.above(3)
-        expect([...new Set(seen)]).to.deep.equal(['off'])
+        expect(doc.data.batchCommit).to.include({asynchronous: true, setting: 'off'})
+        expect(doc.details).to.include(ASYNCHRONOUS_LINE)
+        expectAsynchronousUntilTheLast(await levels(), doc.data.execution.batches)
       })
     }
 
     it('--synchronous-commit: every batch waits at its COMMIT (the session setting, on)', async () => {
       await recordCommitLevels()
       const doc = await clear('--use-cursor', '--synchronous-commit')
-      expect(doc.data.batchCommit).to.deep.equal({asynchronous: false, reason: '--synchronous-commit'})
+      expect(doc.data.batchCommit).to.include({asynchronous: false, reason: '--synchronous-commit'})
       expect(doc.details).to.include('Every batch waits at its COMMIT until it is durable (--synchronous-commit)')
       expect([...new Set(await levels())]).to.deep.equal(['on'])
     })
 
-    it('the connection cut at the durable end: exit 1 says every batch was committed; nothing is left to delete', async () => {
-      await recordCommitLevels()
-      // The cut comes before that COMMIT reaches the server: the batches were committed asynchronously, not yet made durable.
-      const cutter = await startCommitCutter(django.url, {commitNumber: 1, moment: 'before-commit', after: /ops_durable_point/})
-      try {
-        const result = await runOps(
-          ['taskmanager:clear', '--database-url', cutter.url, '--status', 'DONE', '--force', '--use-cursor', '--batch-size', '400'],
-          {},
-        )
-        expect(result.code, result.stderr).to.equal(1)
-        expect(result.stderr).to.include('Every batch was committed, but making them durable failed')
-        expect(result.stderr).to.include('its recovery may also undo the batches committed in its last moment')
-        expect(cutter.cuts).to.equal(1)
-      } finally {
-        await cutter.close()
-      }
-      expect(await doneCount(django.db)).to.equal(0)
-    })
+    for (const [level, asynchronous] of [
+      ['remote_apply', false],
+      ['off', true],
+    ] as const) {
+      it(`a database whose synchronous_commit is ${level}: its batches keep it, and --synchronous-commit makes them wait`, async () => {
+        await recordCommitLevels()
+        const database = new URL(django.url).pathname.slice(1)
+        await django.db.query(`ALTER DATABASE ${database} SET synchronous_commit = ${level}`)
+        try {
+          const doc = await clear('--use-cursor')
+          expect(doc.data.batchCommit).to.deep.equal(
+            asynchronous
+              ? {asynchronous: true, reason: 'synchronous_commit is off for this session'}
+              : {asynchronous: false, reason: `synchronous_commit is ${level} for this session, kept`},
+          )
+          if (asynchronous) expectAsynchronousUntilTheLast(await levels(), doc.data.execution.batches)
+          else expect([...new Set(await levels())]).to.deep.equal([level])
+          await recordCommitLevels()
+          const strict = await clear('--use-cursor', '--synchronous-commit')
+          expect(strict.data.batchCommit.asynchronous).to.equal(false)
+          expect([...new Set(await levels())]).to.deep.equal([level === 'off' ? 'on' : level])
+        } finally {
+          await django.db.query(`ALTER DATABASE ${database} SET synchronous_commit = on`)
+        }
+      })
+    }
 
-    it("a database whose synchronous_commit is remote_apply keeps it for every batch (a DBA's choice is not relaxed)", async () => {
-      await recordCommitLevels()
-      const database = new URL(django.url).pathname.slice(1)
-      await django.db.query(`ALTER DATABASE ${database} SET synchronous_commit = remote_apply`)
-      try {
-        const doc = await clear('--use-cursor')
-        expect(doc.data.batchCommit).to.deep.equal({
-          asynchronous: false,
-          reason: 'synchronous_commit is remote_apply for this session, kept',
-        })
-        expect([...new Set(await levels())]).to.deep.equal(['remote_apply'])
-      } finally {
-        await django.db.query(`ALTER DATABASE ${database} SET synchronous_commit = on`)
+    it('a walk stopped after an asynchronous batch (Ctrl-C) waits for the WAL flush; one ended by a short batch need not', async () => {
+      for (const stopAfter of [undefined, 3]) {
+        await django.reset()
+        await generateTasks(django.db, 2000)
+        const client = new pg.Client({connectionString: django.url})
+        await client.connect()
+        try {
+          const table = await TaskManagerTable.open(client, {name: 'task_manager_taskmanager'}, 'test')
+          const events: string[] = []
+          const ctrlC = new AbortController()
+          const {rows} = await client.query('SELECT min(id)::text AS min, max(id)::text AS max FROM task_manager_taskmanager')
+          const stats = newStats(200)
+          const walk = deleteInBatches(
+            {
+              deleters: [
+                {
+                  deleteBatch: async (request) => {
+                    const outcome = await table.deleteBatch(request)
+                    events.push('batch')
+                    if (events.filter((e) => e === 'batch').length === stopAfter) ctrlC.abort()
+                    return outcome
+                  },
+                  ping: () => table.ping(),
+                  get lastDeletionDurable() {
+                    return table.lastDeletionDurable
+                  },
+                },
+              ],
+              countStillMatching: async () => {
+                events.push('count')
+                return table.countMatching({status: 'DONE'}, rows[0].max)
+              },
+              walPosition: async () => {
+                events.push('wal end')
+                return table.walInsertPosition()
+              },
+              walFlushedTo: async (position) => {
+                const flushed = await table.walFlushedTo(position)
+                events.push(flushed ? 'flushed' : 'not yet')
+                return flushed
+              },
+            },
+            {
+              filter: {status: 'DONE'},
+              ranges: splitIdRange(rows[0].min, rows[0].max, 1),
+              batchSize: 200,
+              targetMs: 0,
+              maxBatchSize: 200,
+              limits: {statementTimeoutMs: 30_000, lockTimeoutMs: 2000, synchronousCommit: 'off'},
+              asynchronousCommit: true,
+              sleepMs: 0,
+            },
+            ctrlC.signal,
+            stats,
+          )
+          for await (const _ of walk);
+          const order = events.filter((e) => e !== 'not yet')
+          const lastBatch = order.lastIndexOf('batch')
+          // Stopped after a full batch: where the WAL ends is noted and its flush waited for. Walked to the end: the last
+          // batch that deleted rows (40 of 200) committed synchronously, so the final count comes straight after.
+          expect(order.slice(lastBatch + 1), String(stopAfter)).to.deep.equal(stopAfter ? ['wal end', 'flushed'] : ['count'])
+          expect(stats.batches).to.equal(stopAfter ?? 8) // 1,240 DONE rows in batches of 200, and the one that finds none
+        } finally {
+          await client.end()
+        }
       }
     })
   })
 
-  it('the choice: asynchronous only where the session commits synchronously (on) and no synchronous standby paces it', () => {
-    expect(chooseBatchCommit({level: 'on', synchronousStandbys: '', mayCreateTemporaryTables: true}, false).asynchronous).to.equal(true)
-    expect(chooseBatchCommit({level: 'on', synchronousStandbys: '', mayCreateTemporaryTables: true}, true)).to.deep.equal({
-      asynchronous: false,
-      reason: '--synchronous-commit',
-    })
-    expect(
-      chooseBatchCommit({level: 'on', synchronousStandbys: 'FIRST 1 (replica_a)', mayCreateTemporaryTables: true}, false),
-    ).to.deep.equal({
+  it('the choice: asynchronous where the session commits on (ops sets off) or off (kept), unless synchronous standbys pace it', () => {
+    const choose = (level: string, synchronousStandbys = '', flag = false) => chooseBatchCommit({level, synchronousStandbys}, flag)
+    expect(choose('on')).to.deep.equal({asynchronous: true, setting: 'off', reason: "synchronous_commit off in ops' own transactions"})
+    expect(choose('off')).to.deep.equal({asynchronous: true, reason: 'synchronous_commit is off for this session'})
+    expect(choose('on', '', true)).to.include({asynchronous: false, setting: undefined, reason: '--synchronous-commit'})
+    expect(choose('off', '', true)).to.include({asynchronous: false, setting: 'on', reason: '--synchronous-commit'})
+    expect(choose('on', 'FIRST 1 (replica_a)')).to.deep.equal({
       asynchronous: false,
       reason: "synchronous standbys are configured (synchronous_standby_names = 'FIRST 1 (replica_a)')",
     })
-    for (const level of ['off', 'local', 'remote_write', 'remote_apply'])
-      expect(chooseBatchCommit({level, synchronousStandbys: '', mayCreateTemporaryTables: true}, false).asynchronous, level).to.equal(false)
-    expect(chooseBatchCommit({level: 'on', synchronousStandbys: '', mayCreateTemporaryTables: false}, false).asynchronous).to.equal(false)
+    for (const level of ['local', 'remote_write', 'remote_apply']) {
+      expect(choose(level).asynchronous, level).to.equal(false)
+      expect(choose(level).setting, level).to.equal(undefined)
+    }
   })
 
   describe('a crash of the server (immediate shutdown, WAL writer asleep for 10 s)', () => {
@@ -189,7 +260,7 @@ describe('taskmanager:clear batch commits', function () {
       ...extra,
     ]
 
-    it('right after a clear exited 0, a crash brings no deleted row back: the run was made durable before it reported', async () => {
+    it('right after a clear exited 0, a crash brings no deleted row back: the run waited for the flush before it reported', async () => {
       await fill()
       const result = await runOps(clearArgs('--use-cursor', '--batch-size', '1000', '--target-batch-ms', '0'))
       expect(result.code, result.stderr).to.equal(0)
@@ -197,6 +268,41 @@ describe('taskmanager:clear batch commits', function () {
       await db.end()
       await server.crashAndRestart()
       await connect()
+      expect(await doneCount(db)).to.equal(0)
+    })
+
+    it('the wait for the flush cut short (Ctrl-C, then its backend terminated): exit 1 says so; a crash, a re-run finishes', async () => {
+      await fill()
+      const child = spawnOps(clearArgs('--use-cursor', '--batch-size', '300', '--target-batch-ms', '0', '--sleep-ms', '30'))
+      child.stdin?.end()
+      const run = collect(child)
+      await waitFor('a few batches', async () => {
+        if ((await doneCount(db)) > 12_400 - 1500) throw new Error('not yet')
+      })
+      // Stopped after a batch committed asynchronously, ops waits for the flush (the WAL writer sleeps 10 s): cut it off there.
+      child.kill('SIGINT')
+      let pid: number | undefined
+      await waitFor('ops waiting for the WAL flush', async () => {
+        const {rows} = await db.query(
+          `SELECT pid FROM pg_stat_activity WHERE application_name = 'ops taskmanager:clear' AND query LIKE '%pg_current_wal_flush_lsn%'`,
+        )
+        if (rows.length === 0) throw new Error('not yet')
+        pid = rows[0].pid
+      })
+      await db.query('SELECT pg_terminate_backend($1)', [pid])
+      const result = await run
+      expect(result.code, result.stdout).to.equal(1)
+      const {error} = parseJsonOutput<{error: {message: string}}>(result)
+      expect(error.message).to.include('Every batch was committed, but ops could not see the server write them to disk')
+      expect(error.message).to.match(/[\d,]+ of 12,400 TaskManager records were deleted before the failure; no batch was in flight/)
+      await db.end()
+      await server.crashAndRestart()
+      await connect()
+      // What the server had not written was undone by its recovery; the re-run deletes it with the rest.
+      const left = await doneCount(db)
+      const again = await runOps(clearArgs('--use-cursor'))
+      expect(again.code, again.stderr).to.equal(0)
+      expect(parseJsonOutput<ClearJson>(again).data.execution.deleted).to.equal(left)
       expect(await doneCount(db)).to.equal(0)
     })
 

@@ -103,9 +103,9 @@ export default class Clear extends DestructiveCommand {
     'max-runtime': durationFlag({description: 'Start no batch after this long (a cron window); reports what is left and exits 0.'}),
     'synchronous-commit': Flags.boolean({
       description:
-        "Wait at every batch's COMMIT until it is durable. By default batches commit asynchronously and one synchronous " +
-        "commit at the end makes them durable: a crash of the server mid-run may undo its last moment's batches " +
-        '(a re-run deletes their rows).',
+        "Wait at every batch's COMMIT until it is durable. By default batches commit asynchronously and the run waits, " +
+        'before it reports, until the server has flushed them to disk: a crash of the server mid-run may undo its last ' +
+        "moment's batches (a re-run deletes their rows).",
       default: false,
     }),
   }
