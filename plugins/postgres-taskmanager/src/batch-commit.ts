@@ -39,6 +39,14 @@ export function chooseBatchCommit(settings: CommitSettings, synchronousFlag: boo
 /** Makes this transaction's COMMIT wait for the disk: a short batch's, where batches commit asynchronously (durableWhenShort). */
 export const SYNCHRONOUS_COMMIT = "SELECT set_config('synchronous_commit', 'on', true)"
 
+/** The set_config of a batch's synchronous_commit, to append to its other set_configs ('' keeps the session's). */
+export const commitSettingSql = (setting?: 'off' | 'on'): string =>
+  setting ? `, set_config('synchronous_commit', '${setting}', true)` : ''
+
+/** Whether a batch commits synchronously to end the walk durably: asked to, it picked fewer rows than its limit and deleted some. */
+export const endsDurably = (request: {durableWhenShort?: boolean; limit: number}, picked: number, deleted: number): boolean =>
+  request.durableWhenShort === true && picked < request.limit && deleted > 0
+
 /** The plan's line about commits. */
 export function describeBatchCommit(commit: BatchCommit): string {
   return commit.asynchronous

@@ -111,7 +111,7 @@ const LOCK_NOT_AVAILABLE = '55P03'
  * How long the run waits for the server to flush its WAL past the last batch: its WAL writer does within three
  * wal_writer_delays (30 s at most).
  */
-export const WAL_FLUSH_TIMEOUT_MS = 60_000
+const WAL_FLUSH_TIMEOUT_MS = 60_000
 const WAL_FLUSH_POLL_MS = 10
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))

@@ -5,7 +5,7 @@ import {commitOrUnknown} from './commit-outcome.js'
 import type {BatchDeleter} from './batches.js'
 import {predicatesOf} from './filter.js'
 import type {TableName} from './table-name.js'
-import {SYNCHRONOUS_COMMIT} from './batch-commit.js'
+import {commitSettingSql, endsDurably, SYNCHRONOUS_COMMIT} from './batch-commit.js'
 import type {BatchOutcome, BatchRequest, ReferencingForeignKey} from './task-manager-table.js'
 
 /** celery-task-manager's TaskManager model as Django creates it (docs/taskmanager-table.md). */
@@ -145,9 +145,7 @@ export class TaskManagerOrm implements BatchDeleter {
     // READ COMMITTED whatever the default, as the raw-SQL batch (TaskManagerTable.deleteBatch) says why.
     await runner.startTransaction('READ COMMITTED')
     try {
-      const commit = request.limits.synchronousCommit
-        ? `, set_config('synchronous_commit', '${request.limits.synchronousCommit}', true)`
-        : ''
+      const commit = commitSettingSql(request.limits.synchronousCommit)
       await runner.query(`SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)${commit}`, [
         String(request.limits.statementTimeoutMs),
         String(request.limits.lockTimeoutMs),
@@ -191,7 +189,7 @@ export class TaskManagerOrm implements BatchDeleter {
         deleted = result.affected ?? ids.length
       }
       await request.beforeCommit?.(request.withRows ? locked.map((r) => r.row ?? '') : [])
-      const durable = request.durableWhenShort === true && candidates.length < request.limit && deleted > 0
+      const durable = endsDurably(request, candidates.length, deleted)
       if (durable) await runner.query(SYNCHRONOUS_COMMIT)
       await commitOrUnknown(() => runner.commitTransaction())
       if (deleted > 0) this.lastDeletionDurable = durable

@@ -2,7 +2,7 @@ import {OpsError} from 'ops-cli/base'
 import type pg from 'pg'
 
 import type {ArchiveTable} from './archive-table.js'
-import {type CommitSettings, SYNCHRONOUS_COMMIT} from './batch-commit.js'
+import {commitSettingSql, type CommitSettings, endsDurably, SYNCHRONOUS_COMMIT} from './batch-commit.js'
 import {commitOrUnknown} from './commit-outcome.js'
 import {TaskFilter, whereClause} from './filter.js'
 import {readWithoutTimeout} from './long-read.js'
@@ -338,7 +338,7 @@ export class TaskManagerTable {
     // meanwhile is this level's; under REPEATABLE READ or SERIALIZABLE that row fails the batch (40001) instead.
     await this.client.query('BEGIN ISOLATION LEVEL READ COMMITTED')
     // The run's synchronous_commit (batch-commit.ts), for this transaction only: 'off' or 'on', never text from outside.
-    const commit = request.limits.synchronousCommit ? `, set_config('synchronous_commit', '${request.limits.synchronousCommit}', true)` : ''
+    const commit = commitSettingSql(request.limits.synchronousCommit)
     try {
       await this.client.query(
         // Walk the primary key: the range's upper bound is only known at run time, and a sequential scan would read the whole
@@ -353,7 +353,7 @@ export class TaskManagerTable {
       // One text of JSON lines (row_to_json escapes every newline inside a value): a text[] of big rows took node-postgres'
       // array parser about 0.1 s a row of 370 KB.
       await request.beforeCommit?.(r.lines === null ? [] : (r.lines as string).split('\n'))
-      const durable = request.durableWhenShort === true && r.candidates < request.limit && r.deleted > 0
+      const durable = endsDurably(request, r.candidates, r.deleted)
       if (durable) await this.client.query(SYNCHRONOUS_COMMIT)
       await commitOrUnknown(() => this.client.query('COMMIT'))
       if (r.deleted > 0) this.lastDeletionDurable = durable
