@@ -12,8 +12,12 @@ export interface BatchDeleter {
   deleteBatch(request: BatchRequest): Promise<BatchOutcome>
   /** One round trip on the deleter's connection, so that it does not count as idle while the worker waits (keepAwake()). */
   ping(): Promise<void>
-  /** Whether its last batch that deleted rows committed synchronously (BatchRequest.durableWhenShort): every one before is then on disk. */
-  readonly lastDeletionDurable?: boolean
+  /**
+   * Whether every batch of its that deleted rows is on disk: true until one commits asynchronously, and again once a
+   * later one that deletes rows commits synchronously (BatchRequest.durableWhenShort), as its COMMIT flushes the WAL
+   * up to it, every batch before included.
+   */
+  readonly deletionsDurable?: boolean
 }
 
 /** Ids in (after, upTo]: one worker's share of the primary key. */
@@ -172,9 +176,8 @@ export async function* deleteInBatches(work: BatchWork, plan: BatchPlan, signal:
         ).catch(() => {})
       throw error
     }
-    // One worker whose last deleting batch committed synchronously made every batch before it durable; else wait.
-    const [only] = work.deleters
-    const committed = work.deleters.length === 1 && only.lastDeletionDurable ? undefined : await walEnd()
+    // Each worker's deletions durable (its last deleting batch committed synchronously): so are all of them; else wait.
+    const committed = work.deleters.every((deleter) => deleter.deletionsDurable) ? undefined : await walEnd()
     if (signal.aborted) {
       await durable(committed)
       return

@@ -96,8 +96,8 @@ function watcherLinkEntity(fk: ReferencingForeignKey, i: number): EntitySchema<W
 export class TaskManagerOrm implements BatchDeleter {
   /** --archive-table, set by the clear: each batch is then deleted and archived by one raw statement. */
   archive?: ArchiveTable
-  /** BatchDeleter.lastDeletionDurable */
-  lastDeletionDurable = false
+  /** BatchDeleter.deletionsDurable */
+  deletionsDurable = true
 
   private constructor(
     private readonly source: DataSource,
@@ -192,7 +192,7 @@ export class TaskManagerOrm implements BatchDeleter {
       const durable = endsDurably(request, candidates.length, deleted)
       if (durable) await runner.query(SYNCHRONOUS_COMMIT)
       await commitOrUnknown(() => runner.commitTransaction())
-      if (deleted > 0) this.lastDeletionDurable = durable
+      if (deleted > 0) this.deletionsDurable = durable
       return {candidates: candidates.length, deleted, skipped: candidates.length - deleted, links, scannedTo: candidates.at(-1)}
     } catch (error) {
       if (runner.isTransactionActive) await runner.rollbackTransaction().catch(() => {})

@@ -100,8 +100,8 @@ export class TaskManagerTable {
   idleSessionTimeoutMs = 0
   /** --archive-table, set by the clear: each batch's DELETE then feeds its INSERT into this table. */
   archive?: ArchiveTable
-  /** BatchDeleter.lastDeletionDurable */
-  lastDeletionDurable = false
+  /** BatchDeleter.deletionsDurable */
+  deletionsDurable = true
 
   private constructor(
     private readonly client: pg.Client,
@@ -356,7 +356,7 @@ export class TaskManagerTable {
       const durable = endsDurably(request, r.candidates, r.deleted)
       if (durable) await this.client.query(SYNCHRONOUS_COMMIT)
       await commitOrUnknown(() => this.client.query('COMMIT'))
-      if (r.deleted > 0) this.lastDeletionDurable = durable
+      if (r.deleted > 0) this.deletionsDurable = durable
       return {
         candidates: r.candidates,
         deleted: r.deleted,

@@ -16,7 +16,7 @@ import {LocalPostgres, runAsServerUser, serverDirectory, startPostmaster} from '
 import {postgresServerOnce, waitFor, which} from '../../../test/helpers/servers.js'
 import {chooseBatchCommit} from '../src/batch-commit.js'
 import {deleteInBatches, newStats, splitIdRange} from '../src/batches.js'
-import {TaskManagerTable} from '../src/task-manager-table.js'
+import {BatchRequest, TaskManagerTable} from '../src/task-manager-table.js'
 import {createDjangoSchema, generateTasks, rowTexts} from './helpers/django-fixture.js'
 import {withDjangoDatabase} from './helpers/django-database.js'
 
@@ -46,9 +46,10 @@ describe('taskmanager:clear batch commits', function () {
       await generateTasks(django.db, 3000)
       await django.db.query(`
         DROP TABLE IF EXISTS commit_levels;
-        CREATE TABLE commit_levels (xid bigint PRIMARY KEY, level text NOT NULL);
+        CREATE TABLE commit_levels (xid bigint PRIMARY KEY, level text NOT NULL, pid int NOT NULL);
         CREATE OR REPLACE FUNCTION record_commit_level() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
-          INSERT INTO commit_levels VALUES (txid_current(), current_setting('synchronous_commit')) ON CONFLICT DO NOTHING;
+          INSERT INTO commit_levels VALUES (txid_current(), current_setting('synchronous_commit'), pg_backend_pid())
+            ON CONFLICT DO NOTHING;
           RETURN NULL;
         END $$;
         CREATE CONSTRAINT TRIGGER record_commit_level AFTER DELETE ON task_manager_taskmanager
@@ -56,6 +57,11 @@ describe('taskmanager:clear batch commits', function () {
     }
     /** The level of each deleting transaction, in commit order. */
     const levels = async () => (await django.db.query('SELECT level FROM commit_levels ORDER BY xid')).rows.map((r) => r.level as string)
+    /** The same per worker (its connection's backend). */
+    const levelsByWorker = async () =>
+      (await django.db.query('SELECT array_agg(level ORDER BY xid) AS levels FROM commit_levels GROUP BY pid ORDER BY pid')).rows.map(
+        (r) => r.levels as string[],
+      )
     /** Asynchronous, but for the last: the short batch that ends the walk commits synchronously, and with it every batch before. */
     const expectAsynchronousUntilTheLast = (seen: string[], batches: number) => {
       expect(seen.length)
@@ -96,6 +102,20 @@ describe('taskmanager:clear batch commits', function () {
       })
     }
 
+    it('--concurrency 2: each worker commits asynchronously until its last deleting batch, which waits for the disk', async () => {
+      await recordCommitLevels()
+      const doc = await clear('--use-cursor', '--concurrency', '2')
+      const workers = await levelsByWorker()
+      expect(workers).to.have.length(2)
+      // Each one's synchronous COMMIT flushes the WAL up to it, the other's earlier batches included: no wait at the end.
+      for (const seen of workers) {
+        expect(seen.length).to.be.at.least(2)
+        expect(seen.slice(0, -1)).to.deep.equal(seen.slice(0, -1).map(() => 'off'))
+        expect(seen.at(-1)).to.equal('on')
+      }
+      expect(workers.flat()).to.have.length(doc.data.execution.batches - 2) // and each worker's batch that found none
+    })
+
     it('--synchronous-commit: every batch waits at its COMMIT (the session setting, on)', async () => {
       await recordCommitLevels()
       const doc = await clear('--use-cursor', '--synchronous-commit')
@@ -131,54 +151,61 @@ describe('taskmanager:clear batch commits', function () {
       })
     }
 
-    it('a walk stopped after an asynchronous batch (Ctrl-C) waits for the WAL flush; one ended by a short batch need not', async () => {
-      for (const stopAfter of [undefined, 3]) {
+    it('a walk stopped after an asynchronous batch (Ctrl-C) waits for the WAL flush; one ended by short batches need not', async () => {
+      // Two workers take 620 DONE rows each: a full batch of 500 (asynchronous), then a short one; a worker done first
+      // takes over the far half of the other's rest, fewer than 500 rows, so every batch after the first is short.
+      for (const [workers, stopAfter, batch] of [
+        [1, undefined, 200],
+        [1, 3, 200],
+        [2, undefined, 500],
+      ] as const) {
+        const label = `${workers} worker(s), stopped after ${stopAfter ?? '-'}`
         await django.reset()
         await generateTasks(django.db, 2000)
-        const client = new pg.Client({connectionString: django.url})
-        await client.connect()
+        const clients = Array.from({length: workers}, () => new pg.Client({connectionString: django.url}))
+        for (const client of clients) await client.connect()
         try {
-          const table = await TaskManagerTable.open(client, {name: 'task_manager_taskmanager'}, 'test')
+          const tables = await Promise.all(
+            clients.map((client) => TaskManagerTable.open(client, {name: 'task_manager_taskmanager'}, 'test')),
+          )
           const events: string[] = []
           const ctrlC = new AbortController()
-          const {rows} = await client.query('SELECT min(id)::text AS min, max(id)::text AS max FROM task_manager_taskmanager')
-          const stats = newStats(200)
+          const {rows} = await django.db.query('SELECT min(id)::text AS min, max(id)::text AS max FROM task_manager_taskmanager')
+          const stats = newStats(batch)
           const walk = deleteInBatches(
             {
-              deleters: [
-                {
-                  deleteBatch: async (request) => {
-                    const outcome = await table.deleteBatch(request)
-                    events.push('batch')
-                    if (events.filter((e) => e === 'batch').length === stopAfter) ctrlC.abort()
-                    return outcome
-                  },
-                  ping: () => table.ping(),
-                  get lastDeletionDurable() {
-                    return table.lastDeletionDurable
-                  },
+              deleters: tables.map((table) => ({
+                deleteBatch: async (request: BatchRequest) => {
+                  const outcome = await table.deleteBatch(request)
+                  events.push('batch')
+                  if (events.filter((e) => e === 'batch').length === stopAfter) ctrlC.abort()
+                  return outcome
                 },
-              ],
+                ping: () => table.ping(),
+                get deletionsDurable() {
+                  return table.deletionsDurable
+                },
+              })),
               countStillMatching: async () => {
                 events.push('count')
-                return table.countMatching({status: 'DONE'}, rows[0].max)
+                return tables[0].countMatching({status: 'DONE'}, rows[0].max)
               },
               walPosition: async () => {
                 events.push('wal end')
-                return table.walInsertPosition()
+                return tables[0].walInsertPosition()
               },
               walFlushedTo: async (position) => {
-                const flushed = await table.walFlushedTo(position)
+                const flushed = await tables[0].walFlushedTo(position)
                 events.push(flushed ? 'flushed' : 'not yet')
                 return flushed
               },
             },
             {
               filter: {status: 'DONE'},
-              ranges: splitIdRange(rows[0].min, rows[0].max, 1),
-              batchSize: 200,
+              ranges: splitIdRange(rows[0].min, rows[0].max, workers),
+              batchSize: batch,
               targetMs: 0,
-              maxBatchSize: 200,
+              maxBatchSize: batch,
               limits: {statementTimeoutMs: 30_000, lockTimeoutMs: 2000, synchronousCommit: 'off'},
               asynchronousCommit: true,
               sleepMs: 0,
@@ -189,12 +216,20 @@ describe('taskmanager:clear batch commits', function () {
           for await (const _ of walk);
           const order = events.filter((e) => e !== 'not yet')
           const lastBatch = order.lastIndexOf('batch')
-          // Stopped after a full batch: where the WAL ends is noted and its flush waited for. Walked to the end: the last
-          // batch that deleted rows (40 of 200) committed synchronously, so the final count comes straight after.
-          expect(order.slice(lastBatch + 1), String(stopAfter)).to.deep.equal(stopAfter ? ['wal end', 'flushed'] : ['count'])
-          expect(stats.batches).to.equal(stopAfter ?? 8) // 1,240 DONE rows in batches of 200, and the one that finds none
+          // Stopped after a full batch: where the WAL ends is noted and its flush waited for. Walked to the end: each
+          // worker's last batch that deleted rows (a short one) committed synchronously, flushing the WAL up to it and
+          // so every batch before it, of every worker: the final count comes straight after.
+          expect(order.slice(lastBatch + 1), label).to.deep.equal(stopAfter ? ['wal end', 'flushed'] : ['count'])
+          expect(
+            tables.map((table) => table.deletionsDurable),
+            label,
+          ).to.deep.equal(Array(workers).fill(!stopAfter))
+          if (stopAfter) expect(stats.batches, label).to.equal(stopAfter)
+          else expect(stats.deleted, label).to.equal(1240)
+          // 1,240 DONE rows in batches of 200, and the one that finds none.
+          if (workers === 1 && !stopAfter) expect(stats.batches, label).to.equal(8)
         } finally {
-          await client.end()
+          for (const client of clients) await client.end()
         }
       }
     })
