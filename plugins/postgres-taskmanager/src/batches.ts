@@ -67,8 +67,17 @@ export interface BatchStats {
   /** Times a worker done with its range took over part of a busier worker's (KeyShares). */
   takeovers: number
   pausedMs: number
-  /** Rows of the plan's id range that still match the filter when the run ended (null until counted). */
+  /**
+   * Rows that matched the plan and still match the filter when the run ended (null until counted): passed over while
+   * another session held them locked, or never changed since the plan (a walk that missed them). A re-run is needed.
+   */
   stillMatching: number | null
+  /**
+   * Other rows of the plan's id range that match the filter when the run ended (null until counted): changed into it
+   * after their batch had passed (a task that finished, for --status DONE), or inserted with an id the plan covers.
+   * They did not match the plan; a later run deletes them.
+   */
+  newlyMatching: number | null
   stoppedBy: StopReason | null
 }
 
@@ -85,13 +94,23 @@ export const newStats = (batchSize: number, workers = 1): BatchStats => ({
   takeovers: 0,
   pausedMs: 0,
   stillMatching: null,
+  newlyMatching: null,
   stoppedBy: null,
 })
+
+/** What matches the filter in the plan's id range once a walk is over (BatchWork.countLeft). */
+export interface Left {
+  /** Rows that matched the plan: passed over (`passedOver`) or never changed since the plan. */
+  planned: number
+  /** Every row that matches, those included. */
+  matching: number
+}
 
 /** The deleters (one per range), how to count what is left, and how to make asynchronously committed batches durable. */
 export interface BatchWork {
   deleters: BatchDeleter[]
-  countStillMatching(): Promise<number>
+  /** `passedOver`: the ids batches passed over while another session held them locked (BatchOutcome.passedOver). */
+  countLeft(passedOver: readonly string[]): Promise<Left>
   /** Where the server's WAL ends now: after a walk, past the commit record of every batch it committed. */
   walPosition(): Promise<string>
   /** Whether the server has flushed its WAL to disk up to `position`. */
@@ -131,10 +150,11 @@ const within = <T>(promise: Promise<T>, ms: number): Promise<T> =>
  * picks no row at all, never because fewer rows were deleted than picked. A
  * worker done with its range takes over the far half of the busiest other one
  * (KeyShares), so the workers end together. When
- * every range is walked, the rows of the planned id range that still match are
- * counted (skipped while locked or being changed); while some remain, the ranges are walked again (up to
- * MAX_PASSES). Stops between batches when `signal` aborts or the deadline passes;
- * every committed batch is final, so a re-run simply finds what is left. Where
+ * every range is walked, the rows of the planned id range that match are counted: those that matched the
+ * plan (passed over while locked, or unchanged since the plan) and those that came to match after their batch
+ * had passed; while rows of the plan remain, the ranges are walked again (up to MAX_PASSES), not for the
+ * others, which a live application makes without end (tasks finishing, for --status DONE). Stops between
+ * batches when `signal` aborts or the deadline passes; every committed batch is final, so a re-run simply finds what is left. Where
  * batches commit asynchronously, a walk that did not end on a synchronous short batch
  * notes where the WAL ends and waits, before it reports, until the server has flushed
  * it that far: what it reports deleted is then as durable as the one statement is
@@ -163,10 +183,11 @@ export async function* deleteInBatches(work: BatchWork, plan: BatchPlan, signal:
       throw notWrittenToDisk(error)
     }
   }
+  const passedOver = new Set<string>()
   for (;;) {
     stats.passes++
     try {
-      yield* walkRanges(work.deleters, plan, signal, stats)
+      yield* walkRanges(work.deleters, plan, signal, stats, passedOver)
     } catch (error) {
       // A worker failed: the batches committed so far are still waited for, briefly, where the main connection answers.
       if (plan.asynchronousCommit)
@@ -182,7 +203,9 @@ export async function* deleteInBatches(work: BatchWork, plan: BatchPlan, signal:
       await durable(committed)
       return
     }
-    stats.stillMatching = await work.countStillMatching()
+    const left = await work.countLeft([...passedOver])
+    stats.stillMatching = left.planned
+    stats.newlyMatching = left.matching - left.planned
     // Before anything is reported: what the run says it deleted stays deleted, a crash of the server included.
     await durable(committed)
     if (stats.stoppedBy === 'max-runtime') return
@@ -191,8 +214,8 @@ export async function* deleteInBatches(work: BatchWork, plan: BatchPlan, signal:
       done: stats.deleted,
       note: `${plural(
         stats.stillMatching,
-        'row changed or was locked when its batch came and still matches',
-        'rows changed or were locked when their batch came and still match',
+        'row of the plan still matches (locked when its batch came)',
+        'rows of the plan still match (locked when their batch came)',
       )}: walking again`,
     }
     await sleep(100)
@@ -201,7 +224,13 @@ export async function* deleteInBatches(work: BatchWork, plan: BatchPlan, signal:
 }
 
 /** Runs one worker per range and yields their progress as it comes; a worker waits until its event was taken. */
-async function* walkRanges(deleters: BatchDeleter[], plan: BatchPlan, signal: AbortSignal, stats: BatchStats): AsyncGenerator<Progress> {
+async function* walkRanges(
+  deleters: BatchDeleter[],
+  plan: BatchPlan,
+  signal: AbortSignal,
+  stats: BatchStats,
+  passedOver: Set<string>,
+): AsyncGenerator<Progress> {
   const events: {progress: Progress; taken: () => void}[] = []
   let wake: (() => void) | undefined
   const push = (progress: Progress) =>
@@ -228,7 +257,7 @@ async function* walkRanges(deleters: BatchDeleter[], plan: BatchPlan, signal: Ab
           stats.takeovers++
           await push({done: stats.deleted, note: `a worker took over ids ${share.after}-${share.upTo} from a busier one`})
         }
-        size = await walkRange(deleter, share, size, plan, stop.signal, stats, push)
+        size = await walkRange(deleter, share, size, plan, stop.signal, stats, passedOver, push)
       } finally {
         share.close()
       }
@@ -268,6 +297,7 @@ async function walkRange(
   plan: BatchPlan,
   signal: AbortSignal,
   stats: BatchStats,
+  passedOver: Set<string>,
   push: (p: Progress) => Promise<void>,
 ): Promise<number> {
   // The ranges of the last batches, oldest first (undefined where a batch deleted sparsely): a batch re-reads the one
@@ -337,6 +367,7 @@ async function walkRange(
     stats.deleted += outcome.deleted
     stats.skipped += outcome.skipped
     stats.links += outcome.links
+    for (const id of outcome.passedOver ?? []) passedOver.add(id)
     stats.longestTransactionMs = Math.max(stats.longestTransactionMs, elapsed)
     // No matching row left after afterId in this range (a short batch is not the end: rows may have been skipped).
     if (outcome.scannedTo === undefined) return size

@@ -55,6 +55,8 @@ export interface ClearPlan extends Plan {
   method: Method
   minId: string
   upToId: string
+  /** The plan count's snapshot (pg_current_snapshot()): rows unchanged since still matched it. */
+  snapshot: string
   messages: NonNullable<Plan['messages']>
   data: {
     table: string
@@ -145,7 +147,7 @@ export class ClearOperation extends TaskManagerOperation<ClearPlan> {
     // A table that cannot be the archive is refused here, before anything is deleted (a dry run too).
     if (this.options.archiveTable) this.archiveTable = await ArchiveTable.inspect(this.db.client, this.options.archiveTable, table.table)
     const {min: minId, max: upToId} = await table.idRange()
-    const {matching, links: watcherLinks} = await table.countMatchingWithLinks(filter)
+    const {matching, links: watcherLinks, snapshot} = await table.countMatchingWithLinks(filter)
     const foreignKeys = await table.referencingForeignKeys()
     const others = (await table.otherSessionsOf(Object.values(APPLICATION_NAMES))).map(
       (run) =>
@@ -208,6 +210,7 @@ export class ClearOperation extends TaskManagerOperation<ClearPlan> {
       method,
       minId,
       upToId,
+      snapshot,
       messages: {},
       data: {
         table: table.displayName,
@@ -270,7 +273,7 @@ export class ClearOperation extends TaskManagerOperation<ClearPlan> {
         yield* deleteInBatches(
           {
             deleters,
-            countStillMatching: () => this.db.table.countMatching(this.options.filter, plan.upToId),
+            countLeft: (passedOver) => this.db.table.countLeft(this.options.filter, plan.upToId, plan.snapshot, passedOver),
             walPosition: () => this.db.table.walInsertPosition(),
             walFlushedTo: (position) => this.db.table.walFlushedTo(position),
           },
@@ -344,15 +347,16 @@ export class ClearOperation extends TaskManagerOperation<ClearPlan> {
     })
   }
 
-  /** Rows that matched the plan still match after every walk (they kept changing or stayed locked): the user must re-run. */
+  /** Rows that matched the plan still match after every walk (they stayed locked): the user must re-run. */
   unfinished(plan: ClearPlan): string | undefined {
     const {execution} = plan.data
     if (execution.stoppedBy !== 'completed' || !execution.stillMatching) return undefined
     const left = execution.stillMatching
     return (
-      `${plural(left, 'row that matches the filter is', 'rows that match the filter are')} still in the table: ` +
-      `${left === 1 ? 'it' : 'they'} kept changing or stayed locked while ${plural(execution.passes, 'walk')} went by. ` +
-      'Nothing else was touched. Run the same command again to finish.'
+      `${plural(left, 'row that matched the plan still matches the filter', 'rows that matched the plan still match the filter')}: ` +
+      `another session held ${left === 1 ? 'it' : 'them'} locked (or kept changing ${left === 1 ? 'it' : 'them'}) ` +
+      `while ${plural(execution.passes, 'walk')} went by. Nothing else was touched. Run the same command again to finish.` +
+      (execution.newlyMatching ? ` ${newcomers(execution.newlyMatching)}.` : '')
     )
   }
 
@@ -376,13 +380,24 @@ function outcomeLine(stats: BatchStats, plan: ClearPlan, maxRuntimeMs?: number):
   const left = stats.stillMatching ?? 0
   if (stats.stoppedBy === 'max-runtime') {
     const rest =
-      left > 0
-        ? `${plural(left, 'matching row is', 'matching rows are')} left; run the same command again (in the next window) to finish`
+      left + (stats.newlyMatching ?? 0) > 0
+        ? `${plural(left + (stats.newlyMatching ?? 0), 'matching row is', 'matching rows are')} left; ` +
+          'run the same command again (in the next window) to finish'
         : 'none is left'
     return `Stopped by --max-runtime ${duration(maxRuntimeMs ?? 0)}: deleted ${deleted}${skipped ? `, ${skipped}` : ''}; ${rest}.`
   }
-  const still = plural(left, 'row still matches', 'rows still match')
+  const still = plural(left, 'row of the plan still matches', 'rows of the plan still match')
   if (left > 0) return `Deleted ${deleted}${skipped ? `, ${skipped}` : ''}; ${still} the filter.`
   const none = stats.skipped === 1 ? 'it no longer matches' : 'none of them still matches'
-  return `Successfully deleted ${deleted}${skipped ? ` (${skipped}; ${none})` : ''}`
+  const others = stats.newlyMatching ? `. ${newcomers(stats.newlyMatching)}` : ''
+  return `Successfully deleted ${deleted}${skipped ? ` (${skipped}; ${none})` : ''}${others}`
+}
+
+/** The `n` rows that came to match the filter after their batch: not of the plan, left for a later run (exit 0). */
+function newcomers(n: number): string {
+  return (
+    `${plural(n, 'other row came', 'other rows came')} to match the filter during the run, after ${n === 1 ? 'its' : 'their'} ` +
+    `batch had passed (changed by another session); ${n === 1 ? 'it was' : 'they were'} not of the plan and ` +
+    `${n === 1 ? 'is' : 'are'} left for the next run`
+  )
 }

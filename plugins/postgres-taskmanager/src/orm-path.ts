@@ -193,7 +193,10 @@ export class TaskManagerOrm implements BatchDeleter {
       if (durable) await runner.query(SYNCHRONOUS_COMMIT)
       await commitOrUnknown(() => runner.commitTransaction())
       if (deleted > 0) this.deletionsDurable = durable
-      return {candidates: candidates.length, deleted, skipped: candidates.length - deleted, links, scannedTo: candidates.at(-1)}
+      // Candidates not locked here: another session held them (SKIP LOCKED), or they changed meanwhile.
+      const lockedIds = new Set(ids)
+      const passedOver = candidates.filter((id) => !lockedIds.has(id))
+      return {candidates: candidates.length, deleted, skipped: candidates.length - deleted, links, scannedTo: candidates.at(-1), passedOver}
     } catch (error) {
       if (runner.isTransactionActive) await runner.rollbackTransaction().catch(() => {})
       throw error

@@ -2,6 +2,7 @@ import {OpsError} from 'ops-cli/base'
 import type pg from 'pg'
 
 import type {ArchiveTable} from './archive-table.js'
+import type {Left} from './batches.js'
 import {commitSettingSql, type CommitSettings, endsDurably, SYNCHRONOUS_COMMIT} from './batch-commit.js'
 import {commitOrUnknown} from './commit-outcome.js'
 import {TaskFilter, whereClause} from './filter.js'
@@ -81,6 +82,8 @@ export interface BatchOutcome {
   scannedTo?: string
   /** Rows of the `settle` range that still match after that batch's COMMIT: changed or locked. */
   behind?: number
+  /** Ids of rows that matched but that another session held locked (a `skipLocked` batch passed over them). */
+  passedOver?: string[]
 }
 
 const ACTIONS: Record<string, string> = {a: 'NO ACTION', r: 'RESTRICT', c: 'CASCADE', n: 'SET NULL', d: 'SET DEFAULT'}
@@ -185,11 +188,36 @@ export class TaskManagerTable {
   }
 
   /**
+   * What matches once a walk is over, of ids up to `upToId` (a read of the whole table, in readWithoutTimeout()): every
+   * such row, and those that matched the plan, whose count `snapshot` (pg_current_snapshot()) is: ids in `passedOver`,
+   * and rows whose version the plan saw (its xmin committed before that snapshot; a frozen one, xmin 2, always did).
+   * Any other row was written after the plan: it did not match then, or it did and was changed since (that batch
+   * deleted it if it still matched, or it was locked, and so passed over). Transaction ids as 32 bits, compared by
+   * age(): an unfrozen one is never older than 2^31 transactions.
+   */
+  async countLeft(filter: TaskFilter, upToId: string, snapshot: string, passedOver: readonly string[]): Promise<Left> {
+    const [, xmax, inProgress = ''] = snapshot.split(':')
+    const low32 = (xid: string) => (BigInt(xid) & 0xffffffffn).toString()
+    const xip = inProgress ? inProgress.split(',').map(low32) : []
+    const where = whereClause(filter, 5, 't')
+    const {rows} = await readWithoutTimeout(this.client, () =>
+      this.client.query(
+        `SELECT count(*) FILTER (WHERE (age(t.xmin) > age($2::text::xid) AND NOT t.xmin = ANY($3::text[]::xid[]))
+                                    OR t.id = ANY($4::bigint[]))::bigint AS planned,
+                count(*)::bigint AS matching
+           FROM ${this.sql} AS t WHERE t.id <= $1 AND ${where.sql}`,
+        [upToId, low32(xmax), xip, passedOver, ...where.params],
+      ),
+    )
+    return {planned: Number(rows[0].planned), matching: Number(rows[0].matching)}
+  }
+
+  /**
    * The plan's two counts in one scan of the table: matching rows, and the TaskWatcher.tasks link rows that
    * point at them (deleted with them). The link table is small: grouped and hashed, it is probed by every
    * matching row, where one primary-key probe per link row would read the cold table page by page.
    */
-  async countMatchingWithLinks(filter: TaskFilter): Promise<{matching: number; links: number}> {
+  async countMatchingWithLinks(filter: TaskFilter): Promise<{matching: number; links: number; snapshot: string}> {
     const where = whereClause(filter, 1, 't')
     const joins = this.watcherLinks.map((fk, i) => {
       const column = quoteIdent(fk.columns[0])
@@ -197,10 +225,12 @@ export class TaskManagerTable {
     })
     const links = this.watcherLinks.length ? this.watcherLinks.map((_, i) => `coalesce(sum(l${i}.n), 0)`).join(' + ') : '0'
     const {rows} = await this.client.query(
-      `SELECT count(*)::bigint AS matching, (${links})::bigint AS links FROM ${this.sql} AS t${joins.join('')} WHERE ${where.sql}`,
+      // The snapshot the count saw (this statement's): countLeft() tells from it which rows changed since.
+      `SELECT count(*)::bigint AS matching, (${links})::bigint AS links, pg_current_snapshot()::text AS snapshot
+         FROM ${this.sql} AS t${joins.join('')} WHERE ${where.sql}`,
       where.params,
     )
-    return {matching: Number(rows[0].matching), links: Number(rows[0].links)}
+    return {matching: Number(rows[0].matching), links: Number(rows[0].links), snapshot: rows[0].snapshot as string}
   }
 
   /** The size of the largest of the first `sample` matching rows as the JSON line --archive writes (row_to_json), in bytes. */
@@ -328,11 +358,15 @@ export class TaskManagerTable {
       ? matchingIn(`$${params.push(request.settle.after)}`, `$${params.push(request.settle.upTo)}`)
       : 'NULL::int'
     const target = request.skipLocked ? `t.id IN (SELECT id FROM ${kept})` : range('t.id')
+    // The rows of the range that matched but were not locked here: another session held them (or changed them meanwhile).
+    const passedOver = request.skipLocked
+      ? `ARRAY(SELECT t.id::text FROM ${this.sql} AS t WHERE ${range('t.id')} AND ${where.sql} AND t.id NOT IN (SELECT id FROM ${kept}))`
+      : 'NULL::text[]'
     const statement = `${head}, gone AS (
         DELETE FROM ${this.sql} AS t WHERE ${target} AND ${where.sql} RETURNING ${returning}
       )${links.join('')}${this.archive?.insertFrom('gone') ?? ''}
       SELECT (SELECT candidates FROM bound) AS candidates, (SELECT upto FROM bound)::text AS scanned_to,${settle} AS behind,
-             (SELECT count(*) FROM gone)::int AS deleted, (${linkCount})::int AS links,
+             (SELECT count(*) FROM gone)::int AS deleted, (${linkCount})::int AS links, ${passedOver} AS passed_over,
              ${request.withRows ? `(SELECT string_agg(row, E'\\n' ORDER BY id) FROM gone)` : 'NULL::text'} AS lines`
     // READ COMMITTED whatever the role's or database's default_transaction_isolation: the re-check of a row updated
     // meanwhile is this level's; under REPEATABLE READ or SERIALIZABLE that row fails the batch (40001) instead.
@@ -364,6 +398,7 @@ export class TaskManagerTable {
         links: r.links,
         scannedTo: r.scanned_to ?? undefined,
         behind: r.behind ?? undefined,
+        passedOver: r.passed_over ?? undefined,
       }
     } catch (error) {
       await this.client.query('ROLLBACK').catch(() => {})

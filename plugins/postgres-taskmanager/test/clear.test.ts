@@ -74,7 +74,10 @@ async function walkRecorded(
     const batches = deleteInBatches(
       {
         deleters,
-        countStillMatching: () => tables[0].countMatching({status: 'DONE'}, ids.at(-1)),
+        countLeft: async () => {
+          const matching = await tables[0].countMatching({status: 'DONE'}, ids.at(-1))
+          return {planned: matching, matching}
+        },
         walPosition: () => tables[0].walInsertPosition(),
         walFlushedTo: (position) => tables[0].walFlushedTo(position),
       },

@@ -186,9 +186,10 @@ describe('taskmanager:clear batch commits', function () {
                   return table.deletionsDurable
                 },
               })),
-              countStillMatching: async () => {
+              countLeft: async () => {
                 events.push('count')
-                return tables[0].countMatching({status: 'DONE'}, rows[0].max)
+                const matching = await tables[0].countMatching({status: 'DONE'}, rows[0].max)
+                return {planned: matching, matching}
               },
               walPosition: async () => {
                 events.push('wal end')

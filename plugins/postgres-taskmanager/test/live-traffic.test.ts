@@ -4,7 +4,9 @@
  * some out of the filter) during the run, on both paths. Every row that still
  * matched is deleted, every row moved out is kept as the application left it,
  * every other row is byte-for-byte unchanged, and the run says so (exit 0); so
- * too as a role whose transactions default to another isolation level.
+ * too as a role whose transactions default to another isolation level. Rows
+ * the application moves into the filter after their batch passed did not match
+ * the plan: they are reported and left (exit 0), not chased walk after walk.
  */
 import {expect} from 'chai'
 import {ChildProcess, spawn} from 'node:child_process'
@@ -14,6 +16,7 @@ import {fileURLToPath} from 'node:url'
 import pg from 'pg'
 
 import {OPS_HOME, parseJsonOutput, runOps, waitForOutput} from '../../../test/helpers/cli.js'
+import {TaskManagerTable} from '../src/task-manager-table.js'
 import {insertTasks, rowTexts, taskRow, watch} from './helpers/django-fixture.js'
 import {withAppRole, withDjangoDatabase} from './helpers/django-database.js'
 
@@ -54,6 +57,7 @@ interface ClearJson {
       skipped: number
       retries: number
       stillMatching: number
+      newlyMatching: number
       stoppedBy: string
       batches: number
       passes: number
@@ -61,6 +65,28 @@ interface ClearJson {
     }
   }
 }
+
+/** clear --status PENDING in small batches with a pause between them, so that the writers get many turns during the run. */
+const clearPending = (url: string, flags: readonly string[], json = true) =>
+  runOps(
+    [
+      'taskmanager:clear',
+      '--database-url',
+      url,
+      '--status',
+      'PENDING',
+      ...flags,
+      '--batch-size',
+      '150',
+      '--target-batch-ms',
+      '0',
+      '--sleep-ms',
+      '15',
+      '--force',
+      ...(json ? ['--json'] : []),
+    ],
+    {timeoutMs: 150_000},
+  )
 
 describe('taskmanager:clear under live traffic (real writer processes)', function () {
   this.timeout(180_000)
@@ -89,26 +115,7 @@ describe('taskmanager:clear under live traffic (real writer processes)', functio
 
       const touch = await startWriter('touch', django.url, 'PENDING')
       const move = await startWriter('move', django.url, 'PENDING', 'SCHEDULED')
-      const clear = (url: string) =>
-        runOps(
-          [
-            'taskmanager:clear',
-            '--database-url',
-            url,
-            '--status',
-            'PENDING',
-            ...flags,
-            '--batch-size',
-            '150',
-            '--target-batch-ms',
-            '0',
-            '--sleep-ms',
-            '15',
-            '--force',
-            '--json',
-          ],
-          {timeoutMs: 150_000},
-        )
+      const clear = (url: string) => clearPending(url, flags)
       let result
       try {
         result = isolation
@@ -161,6 +168,86 @@ describe('taskmanager:clear under live traffic (real writer processes)', functio
     })
   }
 
+  // The raw-SQL run is read as --json, the TypeORM one as a person reads it.
+  for (const [method, flags, json] of [
+    ['raw SQL', ['--use-cursor'], true],
+    ['TypeORM', ['--use-orm'], false],
+  ] as const) {
+    it(`${method}: rows moved into the filter during the run are not of the plan: reported and left, exit 0`, async () => {
+      await django.reset()
+      const rows = Array.from({length: 9000}, (_, i) => taskRow({status: (['PENDING', 'SCHEDULED', 'DONE'] as const)[i % 3]}))
+      const ids = await insertTasks(django.db, rows)
+      const planned = new Set(ids.filter((_, i) => rows[i].status === 'PENDING'))
+      const before = await rowTexts(django.db)
+      // Tasks the application hands back to the queue, SCHEDULED to PENDING, all the while: some in ids already walked.
+      const moveIn = await startWriter('move', django.url, 'SCHEDULED', 'PENDING')
+      const touch = await startWriter('touch', django.url, 'PENDING')
+      let result
+      try {
+        result = await clearPending(django.url, flags, json)
+      } finally {
+        await stopWriter(moveIn)
+        await stopWriter(touch)
+      }
+      expect(result.code, result.stderr).to.equal(0)
+      const number = (text: string) => Number(text.replaceAll(',', ''))
+      const said =
+        /Successfully deleted ([\d,]+) TaskManager records(?: \([^)]*\))?\. ([\d,]+) other rows? came to match the filter during the run, after (?:its|their) batch had passed \(changed by another session\); (?:it was|they were) not of the plan and (?:is|are) left for the next run/.exec(
+          result.stdout,
+        )
+      const outcome = json
+        ? (({done, data: {execution}}: ClearJson) => ({
+            done,
+            stillMatching: execution.stillMatching,
+            newlyMatching: execution.newlyMatching,
+          }))(parseJsonOutput<ClearJson>(result))
+        : {done: number(said?.[1] ?? 'NaN'), stillMatching: 0, newlyMatching: number(said?.[2] ?? 'NaN')}
+      if (!json) expect(said, result.stdout + result.stderr).to.not.equal(null)
+      const movedIn = new Set(moveIn.lines.filter((l) => l.startsWith('moved ')).map((l) => l.slice('moved '.length)))
+      const {rows: left} = await django.db.query(`SELECT id::text AS id FROM task_manager_taskmanager WHERE status = 'PENDING'`)
+      // Every row of the plan is gone, updated meanwhile or not; what matches now was moved in, and was counted so.
+      expect(left.filter((r) => planned.has(r.id))).to.deep.equal([])
+      expect(left.every((r) => movedIn.has(r.id))).to.equal(true)
+      expect(outcome.stillMatching).to.equal(0)
+      expect(outcome.newlyMatching).to.be.greaterThan(0).and.at.most(left.length)
+      expect(outcome.done).to.equal(planned.size + [...movedIn].filter((id) => !left.some((r) => r.id === id)).length)
+      // Nothing else changed: the DONE rows, and the SCHEDULED rows the application left alone.
+      const after = await rowTexts(django.db)
+      for (const [id, text] of before) if (!planned.has(id) && !movedIn.has(id)) expect(after.get(id), id).to.equal(text)
+    })
+  }
+
+  it('what is left after a walk: rows of the plan (unchanged since, or passed over while locked), apart from the others', async () => {
+    await django.reset()
+    const ids = await insertTasks(
+      django.db,
+      Array.from({length: 8}, (_, i) => taskRow({status: i < 6 ? 'DONE' : 'PENDING'})),
+    )
+    const client = new pg.Client({connectionString: django.url})
+    const other = new pg.Client({connectionString: django.url})
+    await Promise.all([client.connect(), other.connect()])
+    try {
+      const table = await TaskManagerTable.open(client, {name: 'task_manager_taskmanager'}, 'test')
+      // A transaction running while the plan counts (its id is among the snapshot's in progress) commits after it.
+      await other.query('BEGIN')
+      await other.query(`UPDATE task_manager_taskmanager SET attempts = attempts + 1 WHERE id = $1`, [ids[0]])
+      const {matching, snapshot} = await table.countMatchingWithLinks({status: 'DONE'})
+      expect(matching).to.equal(6)
+      await other.query('COMMIT')
+      const touch = (id: string) => django.db.query(`UPDATE task_manager_taskmanager SET attempts = attempts + 1 WHERE id = $1`, [id])
+      await touch(ids[1]) // a row of the plan changed since, still matching (as if locked, then updated)
+      await touch(ids[2]) // the same, and passed over by a batch
+      await django.db.query(`UPDATE task_manager_taskmanager SET status = 'DONE' WHERE id = $1`, [ids[6]]) // moved in
+      // ids[3..5] unchanged since the plan; ids[0..2] and ids[6] written since.
+      const left = await table.countLeft({status: 'DONE'}, ids.at(-1)!, snapshot, [ids[2]])
+      expect(left).to.deep.equal({planned: 4, matching: 7})
+      expect(await table.countLeft({status: 'DONE'}, ids.at(-1)!, snapshot, [])).to.deep.equal({planned: 3, matching: 7})
+    } finally {
+      await other.query('ROLLBACK').catch(() => {})
+      await Promise.all([client.end(), other.end()])
+    }
+  })
+
   for (const [method, flags] of [
     ['raw SQL', ['--use-cursor', '--lock-timeout', '200ms']],
     ['TypeORM', ['--use-orm']],
@@ -192,7 +279,7 @@ describe('taskmanager:clear under live traffic (real writer processes)', functio
         expect(result.code, result.stdout + result.stderr).to.equal(1)
         const doc = JSON.parse(result.stdout) as {error: {message: string}; data: ClearJson['data']; done: number}
         expect(doc.error.message).to.match(
-          /^1 row that matches the filter is still in the table: it kept changing or stayed locked while 3 walks went by\..*Run the same command again to finish\./s,
+          /^1 row that matched the plan still matches the filter: another session held it locked \(or kept changing it\) while 3 walks went by\..*Run the same command again to finish\./s,
         )
         expect(doc.done).to.equal(49)
         expect(doc.data.execution.stillMatching).to.equal(1)

@@ -17,8 +17,9 @@ export default class Clear extends DestructiveCommand {
       'transaction that also deletes the task_manager_taskwatcher_tasks link rows; a row that changes while the run goes on',
       'is deleted if it still matches and left alone if not. Ctrl-C stops after the batch in flight and a re-run finishes the job.',
     ].join(' '),
-    'Exit codes: 0 done (also when --max-runtime stopped the run: what is left is printed), 1 a failure or rows that still match ' +
-      'at the end (they kept changing or stayed locked: run again), 2 bad usage, 130 interrupted.',
+    'Exit codes: 0 done (also when --max-runtime stopped the run: what is left is printed; and when rows came to match ' +
+      'the filter during the run, after their batch: they are counted and left for the next run), 1 a failure or rows of ' +
+      'the plan that still match at the end (another session held them locked: run again), 2 bad usage, 130 interrupted.',
   ].join('\n\n')
 
   static override examples = [
