@@ -146,8 +146,9 @@ export class ClearOperation extends TaskManagerOperation<ClearPlan> {
     if (this.options.archive) await Archive.assertWritable(this.options.archive)
     // A table that cannot be the archive is refused here, before anything is deleted (a dry run too).
     if (this.options.archiveTable) this.archiveTable = await ArchiveTable.inspect(this.db.client, this.options.archiveTable, table.table)
-    const {min: minId, max: upToId} = await table.idRange()
     const {matching, links: watcherLinks, snapshot} = await table.countMatchingWithLinks(filter)
+    // After the count: every row it counted has an id up to this greatest one, so the walk reaches it.
+    const {min: minId, max: upToId} = await table.idRange()
     const foreignKeys = await table.referencingForeignKeys()
     const others = (await table.otherSessionsOf(Object.values(APPLICATION_NAMES))).map(
       (run) =>

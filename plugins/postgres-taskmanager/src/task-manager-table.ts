@@ -190,10 +190,12 @@ export class TaskManagerTable {
   /**
    * What matches once a walk is over, of ids up to `upToId` (a read of the whole table, in readWithoutTimeout()): every
    * such row, and those that matched the plan, whose count `snapshot` (pg_current_snapshot()) is: ids in `passedOver`,
-   * and rows whose version the plan saw (its xmin committed before that snapshot; a frozen one, xmin 2, always did).
-   * Any other row was written after the plan: it did not match then, or it did and was changed since (that batch
-   * deleted it if it still matched, or it was locked, and so passed over). Transaction ids as 32 bits, compared by
-   * age(): an unfrozen one is never older than 2^31 transactions.
+   * and rows whose version the plan saw (its xmin committed before that snapshot). Any other row was written after the
+   * plan: it did not match then, or it did and was changed since (that batch deleted it if it still matched, or it
+   * was locked, and so passed over). Transaction ids as 32 bits, compared by age(): an unfrozen one is never older
+   * than 2^31 transactions; a frozen row keeps its xmin, and one older than that reads a negative age(), also older.
+   * A row written by a subtransaction of one in progress at the plan reads as the plan's (the snapshot lists top-level
+   * ids only): at worst one more walk.
    */
   async countLeft(filter: TaskFilter, upToId: string, snapshot: string, passedOver: readonly string[]): Promise<Left> {
     const [, xmax, inProgress = ''] = snapshot.split(':')
@@ -202,7 +204,7 @@ export class TaskManagerTable {
     const where = whereClause(filter, 5, 't')
     const {rows} = await readWithoutTimeout(this.client, () =>
       this.client.query(
-        `SELECT count(*) FILTER (WHERE (age(t.xmin) > age($2::text::xid) AND NOT t.xmin = ANY($3::text[]::xid[]))
+        `SELECT count(*) FILTER (WHERE ((age(t.xmin) > age($2::text::xid) OR age(t.xmin) < 0) AND NOT t.xmin = ANY($3::text[]::xid[]))
                                     OR t.id = ANY($4::bigint[]))::bigint AS planned,
                 count(*)::bigint AS matching
            FROM ${this.sql} AS t WHERE t.id <= $1 AND ${where.sql}`,
