@@ -176,17 +176,6 @@ export class TaskManagerTable {
     return rows[0].cutoff as Date
   }
 
-  /** Rows matching now; with `upToId`, only those the plan covers. A read of the whole table: in readWithoutTimeout() of its own. */
-  async countMatching(filter: TaskFilter, upToId?: string): Promise<number> {
-    const where = whereClause(filter, upToId === undefined ? 1 : 2)
-    const range = upToId === undefined ? 'TRUE' : 'id <= $1'
-    const params = upToId === undefined ? where.params : [upToId, ...where.params]
-    const {rows} = await readWithoutTimeout(this.client, () =>
-      this.client.query(`SELECT count(*)::bigint AS n FROM ${this.sql} WHERE ${range} AND ${where.sql}`, params),
-    )
-    return Number(rows[0].n)
-  }
-
   /**
    * What matches once a walk is over, of ids up to `upToId` (a read of the whole table, in readWithoutTimeout()): every
    * such row, and those that matched the plan, whose count `snapshot` (pg_current_snapshot()) is: ids in `passedOver`,

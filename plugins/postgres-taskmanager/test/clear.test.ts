@@ -71,13 +71,11 @@ async function walkRecorded(
       ping: () => table.ping(),
     }))
     const stats = newStats(5, workers)
+    const {snapshot} = await tables[0].countMatchingWithLinks({status: 'DONE'})
     const batches = deleteInBatches(
       {
         deleters,
-        countLeft: async () => {
-          const matching = await tables[0].countMatching({status: 'DONE'}, ids.at(-1))
-          return {planned: matching, matching}
-        },
+        countLeft: (passedOver) => tables[0].countLeft({status: 'DONE'}, ids.at(-1)!, snapshot, passedOver),
         walPosition: () => tables[0].walInsertPosition(),
         walFlushedTo: (position) => tables[0].walFlushedTo(position),
       },
