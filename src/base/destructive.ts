@@ -461,7 +461,7 @@ export abstract class DestructiveCommand extends OpsCommand {
           : 'a batch in flight was rolled back whole'
       const what =
         done === 0
-          ? `Nothing was ${past} before the failure (${nothingDone}). ` + 'Run the same command again once its cause is fixed.'
+          ? `Nothing was ${past} before the failure (${nothingDone}). Run the same command again once its cause is fixed.`
           : done >= result.planned
             ? `All ${count(done)} ${result.noun} planned were ${past} before the failure. ` +
               'Run the same command again to make sure none is left.'

@@ -380,10 +380,11 @@ function outcomeLine(stats: BatchStats, plan: ClearPlan, maxRuntimeMs?: number):
       : ''
   const left = stats.stillMatching ?? 0
   if (stats.stoppedBy === 'max-runtime') {
+    // Rows of the plan and the others alike: the next window's run deletes both.
+    const matching = left + (stats.newlyMatching ?? 0)
     const rest =
-      left + (stats.newlyMatching ?? 0) > 0
-        ? `${plural(left + (stats.newlyMatching ?? 0), 'matching row is', 'matching rows are')} left; ` +
-          'run the same command again (in the next window) to finish'
+      matching > 0
+        ? `${plural(matching, 'matching row is', 'matching rows are')} left; run the same command again (in the next window) to finish`
         : 'none is left'
     return `Stopped by --max-runtime ${duration(maxRuntimeMs ?? 0)}: deleted ${deleted}${skipped ? `, ${skipped}` : ''}; ${rest}.`
   }
