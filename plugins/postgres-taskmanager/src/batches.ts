@@ -300,13 +300,6 @@ async function walkRange(
   passedOver: Set<string>,
   push: (p: Progress) => Promise<void>,
 ): Promise<number> {
-  // The ranges of the last batches, oldest first (undefined where a batch deleted sparsely): a batch re-reads the one
-  // `settleLag` batches back. With one worker that is the batch before. With several, the batch before that: while
-  // another worker's transaction that began before a batch's COMMIT still runs, the rows the batch deleted cannot be
-  // pruned yet, only hint-bitted, and the end-of-run count would prune them on cold pages (measured with
-  // --concurrency 2 on 1,000,000 rows: that count took 0.51 s with the batch before).
-  const settleLag = plan.ranges.length > 1 ? 2 : 1
-  const recent: (IdRange | undefined)[] = []
   // The largest average size of an archived row seen so far (the plan's sample first): it caps the batch size.
   let rowBytes = plan.archive ? (plan.archiveRowBytes ?? 0) : 0
   const withinArchiveBudget = (n: number) =>
@@ -340,7 +333,6 @@ async function walkRange(
         withRows: plan.archive !== undefined,
         maxBytes: plan.archive ? ARCHIVE_BATCH_BYTES : undefined,
         skipLocked,
-        settle: recent.length === settleLag ? recent[0] : undefined,
         beforeCommit: plan.archive ? archiveRows : undefined,
         durableWhenShort: plan.asynchronousCommit,
       })
@@ -371,15 +363,12 @@ async function walkRange(
     stats.longestTransactionMs = Math.max(stats.longestTransactionMs, elapsed)
     // No matching row left after afterId in this range (a short batch is not the end: rows may have been skipped).
     if (outcome.scannedTo === undefined) return size
-    recent.push(denselyDeleted(outcome.deleted, share.after, outcome.scannedTo) ? {after: share.after, upTo: outcome.scannedTo} : undefined)
-    if (recent.length > settleLag) recent.shift()
     share.advance(outcome.scannedTo)
     const skipped = stats.skipped > 0 ? `, ${count(stats.skipped)} skipped (changed or locked)` : ''
-    const behind = outcome.behind ? `, ${count(outcome.behind)} behind still match (changed or locked; counted at the end)` : ''
     await push({
       done: stats.deleted,
       batch: {number: stats.batches, size: outcome.deleted, ms: elapsed},
-      note: `last id ${share.after}${skipped}${behind}`,
+      note: `last id ${share.after}${skipped}`,
     })
     if (plan.targetMs > 0) size = nextSize(size, elapsed, plan.targetMs, plan.maxBatchSize)
     size = withinArchiveBudget(size)
@@ -387,16 +376,6 @@ async function walkRange(
     if (plan.sleepMs > 0 && !signal.aborted) await sleep(plan.sleepMs)
   }
   return size
-}
-
-/**
- * Whether a later batch should re-read this one's range (BatchRequest.settle): only where at least one id in
- * four was deleted. There the re-read, on pages still in shared buffers, spares the end-of-run count its cold work; on a
- * sparse range the final count has little to do and the re-read would only read the range again (measured: a clear
- * of 5% of 1,000,000 rows took 8% longer with it).
- */
-export function denselyDeleted(deleted: number, after: string, upTo: string): boolean {
-  return BigInt(deleted) * 4n >= BigInt(upTo) - BigInt(after)
 }
 
 /** Splits (min - 1, max] into `n` disjoint ranges of about equal width. */

@@ -10,7 +10,7 @@ import {join} from 'node:path'
 
 import pg from 'pg'
 
-import {BatchStats, deleteInBatches, denselyDeleted, newStats, nextSize, splitIdRange} from '../src/batches.js'
+import {BatchStats, deleteInBatches, newStats, nextSize, splitIdRange} from '../src/batches.js'
 import {ClearOperation} from '../src/clear-operation.js'
 import type {TaskFilter} from '../src/filter.js'
 import {KeyShare, KeyShares} from '../src/key-shares.js'
@@ -96,16 +96,6 @@ async function walkRecorded(
   } finally {
     await Promise.all(clients.map((c) => c.end()))
   }
-}
-
-/** A worker's batches split where it went on from somewhere else than where its batch before ended (a share taken over). */
-function chains(batches: Walked[]): Walked[][] {
-  const out: Walked[][] = []
-  for (const [i, b] of batches.entries()) {
-    if (i > 0 && batches[i - 1].outcome.scannedTo === b.request.afterId) out.at(-1)!.push(b)
-    else out.push([b])
-  }
-  return out
 }
 
 describe('taskmanager:clear deletes exactly the matching rows', function () {
@@ -246,63 +236,6 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
       expect(left).to.deep.equal([late])
     } finally {
       await operation.disconnect()
-    }
-  })
-
-  it('raw SQL: each batch counts what still matches behind it once the batch before committed', async () => {
-    await django.reset()
-    const ids = await insertTasks(
-      django.db,
-      Array.from({length: 40}, (_, i) => taskRow({status: i % 2 ? 'PENDING' : 'DONE'})),
-    )
-    const db = new pg.Client({connectionString: django.url})
-    await db.connect()
-    try {
-      const table = await TaskManagerTable.open(db, {name: 'task_manager_taskmanager'}, 'test')
-      const request = {
-        filter: {status: 'DONE'} as TaskFilter,
-        upToId: ids.at(-1)!,
-        limit: 5,
-        limits: {statementTimeoutMs: 30_000, lockTimeoutMs: 2000},
-        withRows: false,
-      }
-      const first = await table.deleteBatch({...request, afterId: '0'})
-      expect(first.deleted).to.equal(5)
-      expect(first.behind).to.equal(undefined)
-      // The application makes a row of the first batch's range match after that batch committed.
-      await django.db.query(`UPDATE task_manager_taskmanager SET status = 'DONE' WHERE id = $1`, [ids[3]])
-      const second = await table.deleteBatch({...request, afterId: first.scannedTo!, settle: {after: '0', upTo: first.scannedTo!}})
-      expect(second.deleted).to.equal(5)
-      expect(second.behind).to.equal(1)
-      const third = await table.deleteBatch({
-        ...request,
-        afterId: second.scannedTo!,
-        settle: {after: first.scannedTo!, upTo: second.scannedTo!},
-      })
-      expect(third.behind).to.equal(0)
-    } finally {
-      await db.end()
-    }
-  })
-
-  it('raw SQL: one worker re-reads the range of the batch before, several workers the range of the batch before that', async () => {
-    for (const workers of [1, 2]) {
-      await django.reset()
-      const ids = await insertTasks(
-        django.db,
-        Array.from({length: 60}, () => taskRow({status: 'DONE'})),
-      )
-      const {walked, stats} = await walkRecorded(django.url, ids, workers)
-      expect(stats.deleted).to.equal(60)
-      expect(stats.stillMatching).to.equal(0)
-      const lag = workers === 1 ? 1 : 2
-      for (const chain of walked.flatMap(chains)) {
-        for (const [i, {request}] of chain.entries()) {
-          const expected = i < lag ? undefined : {after: chain[i - lag].request.afterId, upTo: chain[i - lag + 1].request.afterId}
-          expect(request.settle, `${workers} worker(s), batch ${i + 1} of a share`).to.deep.equal(expected)
-        }
-      }
-      expect(walked.flat().length).to.be.greaterThan(8)
     }
   })
 
@@ -463,14 +396,6 @@ describe('small pieces of taskmanager:clear', () => {
     expect(parseTableName('"My ""S"".x"."T"')).to.deep.equal({schema: 'My "S".x', name: 'T'})
     expect(() => parseTableName('a.b.c')).to.throw(/schema\.table/)
     expect(() => parseTableName('"a')).to.throw(/unterminated/)
-  })
-
-  it("re-reads a batch's range only where at least one id in four was deleted", () => {
-    expect(denselyDeleted(22_000, '100000', '135452')).to.equal(true)
-    expect(denselyDeleted(25, '0', '100')).to.equal(true)
-    expect(denselyDeleted(24, '0', '100')).to.equal(false)
-    expect(denselyDeleted(5000, '0', '92000')).to.equal(false)
-    expect(denselyDeleted(1, '9007199254740990', '9007199254740993')).to.equal(true)
   })
 
   it('a worker asking for a share gets its far half once the batch in flight ends, and nothing once it is too small', async () => {
