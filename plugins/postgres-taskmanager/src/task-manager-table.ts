@@ -187,15 +187,20 @@ export class TaskManagerTable {
     const low32 = (xid: string) => (BigInt(xid) & 0xffffffffn).toString()
     const xip = inProgress ? inProgress.split(',').map(low32) : []
     const where = whereClause(filter, 5, 't')
-    const {rows} = await readWithoutTimeout(this.client, () =>
-      this.client.query(
+    const {rows} = await readWithoutTimeout(this.client, async () => {
+      // age() may not run in a parallel worker, so the workers of a parallel scan would pass every matching row up to
+      // this backend, and the table's statistics still count the rows the walk deleted (not analyzed since): priced at
+      // parallel_tuple_cost a row, the planner scanned alone. Few rows match after a walk; priced at nothing, the scan is
+      // parallel (measured on 1,000,000 rows just walked: 0.17 s instead of 0.24 s).
+      await this.client.query(`SELECT set_config('parallel_tuple_cost', '0', true)`)
+      return this.client.query(
         `SELECT count(*) FILTER (WHERE ((age(t.xmin) > age($2::text::xid) OR age(t.xmin) < 0) AND NOT t.xmin = ANY($3::text[]::xid[]))
                                     OR t.id = ANY($4::bigint[]))::bigint AS planned,
                 count(*)::bigint AS matching
            FROM ${this.sql} AS t WHERE t.id <= $1 AND ${where.sql}`,
         [upToId, low32(xmax), xip, passedOver, ...where.params],
-      ),
-    )
+      )
+    })
     return {planned: Number(rows[0].planned), matching: Number(rows[0].matching)}
   }
 
