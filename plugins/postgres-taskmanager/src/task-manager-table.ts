@@ -324,9 +324,6 @@ export class TaskManagerTable {
       )
     })
     const linkCount = this.watcherLinks.length ? this.watcherLinks.map((_, i) => `(SELECT count(*) FROM links${i})`).join(' + ') : '0'
-    /** Rows matching the filter now, of ids in (after, upTo]: SQL expressions both. */
-    const matchingIn = (after: string, upTo: string) =>
-      `(SELECT count(*) FROM ${this.sql} AS t WHERE t.id > ${after} AND t.id <= ${upTo} AND ${where.sql})::int`
     const params: unknown[] = [request.afterId, request.upToId, request.limit, ...where.params]
     // With a byte budget (--archive: the batch's JSON lines come back as one text), each picked row carries the bytes of
     // its line, and the batch keeps the picked rows before the one that would take it past the budget (the first always).
@@ -341,7 +338,8 @@ export class TaskManagerTable {
     const head = request.skipLocked
       ? `WITH picked AS (${picked} FOR UPDATE OF t SKIP LOCKED)${budget ? `, kept AS (${within('picked')})` : ''},
           reach AS (SELECT coalesce(max(id), $2) AS upto FROM ${kept}), bound AS (
-          SELECT ${matchingIn('$1', '(SELECT upto FROM reach)')} AS candidates, (SELECT upto FROM reach) AS upto)`
+          SELECT (SELECT count(*) FROM ${this.sql} AS t WHERE t.id > $1 AND t.id <= (SELECT upto FROM reach) AND ${where.sql})::int
+                 AS candidates, (SELECT upto FROM reach) AS upto)`
       : `WITH bound AS (SELECT count(*)::int AS candidates, max(id) AS upto FROM (${budget ? within(`(${picked}) p`) : picked}) picked)`
     const target = request.skipLocked ? `t.id IN (SELECT id FROM ${kept})` : range('t.id')
     // The rows of the range that matched but were not locked here: another session held them (or changed them meanwhile).
