@@ -1,5 +1,5 @@
 /**
- * npm run bench:taskmanager -- [--rows 1000000] [--runs 1] [--batch-size N] [--methods baseline,raw,orm,conc2,sync]
+ * npm run bench:taskmanager -- [--rows 1000000] [--runs 3] [--batch-size N] [--methods baseline,raw,orm,conc2,sync]
  *   [--done-first]   (run 2, 4, ... take the methods in reverse order)
  *
  * Builds a TaskManager table of Django's shape (about 62% DONE, watcher link
@@ -35,7 +35,8 @@ import {warmUpdateCheck, watchRss} from './process-stats.js'
 const {values} = parseArgs({
   options: {
     rows: {type: 'string', default: '1000000'},
-    runs: {type: 'string', default: '1'},
+    // Three paired runs by default: the targets line takes the median ratio, so one slow spell of the host is one run of three.
+    runs: {type: 'string', default: '3'},
     'batch-size': {type: 'string'},
     // A subset for a quick A/B of one method against the baseline, e.g. --methods baseline,raw
     methods: {type: 'string', default: 'baseline,raw,orm,conc2,sync'},
@@ -47,6 +48,11 @@ const unknown = values.methods.split(',').filter((m) => !METHODS.includes(m))
 if (unknown.length) throw new Error(`--methods takes ${METHODS.join(', ')} (comma-separated), not ${unknown.join(', ')}`)
 const ROWS = Number(values.rows)
 const RUNS = Number(values.runs)
+for (const [flag, n] of [
+  ['rows', ROWS],
+  ['runs', RUNS],
+] as const)
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag} takes a whole number of at least 1, not ${values[flag]}`)
 const TEMPLATE = 'ops_bench_tm_template'
 const [BASELINE, RAW, CONC2] = ['baseline, 1 transaction', 'ops raw SQL (pg), 1 worker', 'ops raw SQL, --concurrency 2']
 
