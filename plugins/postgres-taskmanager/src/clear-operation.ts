@@ -11,7 +11,7 @@ import {describeFilter, filterRecord, TaskFilter} from './filter.js'
 import {PrimaryHealth, ReplicaProbe, UNWATCHED} from './server-health.js'
 import {qualified, TableName} from './table-name.js'
 import {TaskManagerOperation} from './taskmanager-operation.js'
-import type {BatchLimits, ReferencingForeignKey} from './task-manager-table.js'
+import type {BatchLimits, IdSpan, ReferencingForeignKey} from './task-manager-table.js'
 import {lagText, Throttle} from './throttle.js'
 
 /** clear_task_manager_queue's threshold: below it the ORM path, at or above it raw SQL. */
@@ -53,8 +53,8 @@ export interface ClearOptions {
 
 export interface ClearPlan extends Plan {
   method: Method
-  minId: string
-  upToId: string
+  /** The ids of the rows the plan counted: the walk covers these, and the final count reads these. */
+  span: IdSpan
   /** The plan count's snapshot (pg_current_snapshot()): rows unchanged since still matched it. */
   snapshot: string
   messages: NonNullable<Plan['messages']>
@@ -146,9 +146,9 @@ export class ClearOperation extends TaskManagerOperation<ClearPlan> {
     if (this.options.archive) await Archive.assertWritable(this.options.archive)
     // A table that cannot be the archive is refused here, before anything is deleted (a dry run too).
     if (this.options.archiveTable) this.archiveTable = await ArchiveTable.inspect(this.db.client, this.options.archiveTable, table.table)
-    const {matching, links: watcherLinks, snapshot} = await table.countMatchingWithLinks(filter)
-    // After the count: every row it counted has an id up to this greatest one, so the walk reaches it.
-    const {min: minId, max: upToId} = await table.idRange()
+    // The walk covers the ids of the rows counted, no more: where the matching rows are the oldest (or newest) ids,
+    // no batch reads through the rest of the table to find nothing.
+    const {matching, links: watcherLinks, span, snapshot} = await table.countMatchingWithLinks(filter)
     const foreignKeys = await table.referencingForeignKeys()
     const others = (await table.otherSessionsOf(Object.values(APPLICATION_NAMES))).map(
       (run) =>
@@ -209,8 +209,7 @@ export class ClearOperation extends TaskManagerOperation<ClearPlan> {
       details,
       warnings: [...foreignKeys.filter((fk) => !fk.isWatcherLink).map((fk) => describeForeignKey(fk, table.table)), ...others],
       method,
-      minId,
-      upToId,
+      span,
       snapshot,
       messages: {},
       data: {
@@ -274,13 +273,13 @@ export class ClearOperation extends TaskManagerOperation<ClearPlan> {
         yield* deleteInBatches(
           {
             deleters,
-            countLeft: (passedOver) => this.db.table.countLeft(this.options.filter, plan.upToId, plan.snapshot, passedOver),
+            countLeft: (passedOver) => this.db.table.countLeft(this.options.filter, plan.span, plan.snapshot, passedOver),
             walPosition: () => this.db.table.walInsertPosition(),
             walFlushedTo: (position) => this.db.table.walFlushedTo(position),
           },
           {
             filter: this.options.filter,
-            ranges: splitIdRange(plan.minId, plan.upToId, this.workers),
+            ranges: splitIdRange(plan.span.min, plan.span.max, this.workers),
             batchSize: this.options.batchSize,
             targetMs: this.options.targetBatchMs,
             maxBatchSize: plan.method === 'typeorm' ? Math.max(this.options.batchSize, MAX_ORM_BATCH_SIZE) : MAX_BATCH_SIZE,

@@ -47,6 +47,12 @@ export interface BatchLimits {
   synchronousCommit?: 'off' | 'on'
 }
 
+/** The least and greatest id of the rows a plan counted (inclusive, as text: bigint); both 0 when none matched. */
+export interface IdSpan {
+  min: string
+  max: string
+}
+
 export interface BatchRequest {
   filter: TaskFilter
   /** Keyset: only ids greater than this (exclusive) and at most `upToId`. */
@@ -173,7 +179,7 @@ export class TaskManagerTable {
   }
 
   /**
-   * What matches once a walk is over, of ids up to `upToId` (a read of the whole table, in readWithoutTimeout()): every
+   * What matches once a walk is over, of the plan's ids `span` (a read of the whole table, in readWithoutTimeout()): every
    * such row, and those that matched the plan, whose count `snapshot` (pg_current_snapshot()) is: ids in `passedOver`,
    * and rows whose version the plan saw (its xmin committed before that snapshot). Any other row was written after the
    * plan: it did not match then, or it did and was changed since (that batch deleted it if it still matched, or it
@@ -182,11 +188,11 @@ export class TaskManagerTable {
    * A row written by a subtransaction of one in progress at the plan reads as the plan's (the snapshot lists top-level
    * ids only): at worst one more walk.
    */
-  async countLeft(filter: TaskFilter, upToId: string, snapshot: string, passedOver: readonly string[]): Promise<Left> {
+  async countLeft(filter: TaskFilter, span: IdSpan, snapshot: string, passedOver: readonly string[]): Promise<Left> {
     const [, xmax, inProgress = ''] = snapshot.split(':')
     const low32 = (xid: string) => (BigInt(xid) & 0xffffffffn).toString()
     const xip = inProgress ? inProgress.split(',').map(low32) : []
-    const where = whereClause(filter, 5, 't')
+    const where = whereClause(filter, 6, 't')
     const {rows} = await readWithoutTimeout(this.client, async () => {
       // age() may not run in a parallel worker, so the workers of a parallel scan would pass every matching row up to
       // this backend, and the table's statistics still count the rows the walk deleted (not analyzed since): priced at
@@ -194,11 +200,11 @@ export class TaskManagerTable {
       // parallel (measured on 1,000,000 rows just walked: 0.17 s instead of 0.24 s).
       await this.client.query(`SELECT set_config('parallel_tuple_cost', '0', true)`)
       return this.client.query(
-        `SELECT count(*) FILTER (WHERE ((age(t.xmin) > age($2::text::xid) OR age(t.xmin) < 0) AND NOT t.xmin = ANY($3::text[]::xid[]))
-                                    OR t.id = ANY($4::bigint[]))::bigint AS planned,
+        `SELECT count(*) FILTER (WHERE ((age(t.xmin) > age($3::text::xid) OR age(t.xmin) < 0) AND NOT t.xmin = ANY($4::text[]::xid[]))
+                                    OR t.id = ANY($5::bigint[]))::bigint AS planned,
                 count(*)::bigint AS matching
-           FROM ${this.sql} AS t WHERE t.id <= $1 AND ${where.sql}`,
-        [upToId, low32(xmax), xip, passedOver, ...where.params],
+           FROM ${this.sql} AS t WHERE t.id BETWEEN $1 AND $2 AND ${where.sql}`,
+        [span.min, span.max, low32(xmax), xip, passedOver, ...where.params],
       )
     })
     return {planned: Number(rows[0].planned), matching: Number(rows[0].matching)}
@@ -206,10 +212,12 @@ export class TaskManagerTable {
 
   /**
    * The plan's two counts in one scan of the table: matching rows, and the TaskWatcher.tasks link rows that
-   * point at them (deleted with them). The link table is small: grouped and hashed, it is probed by every
-   * matching row, where one primary-key probe per link row would read the cold table page by page.
+   * point at them (deleted with them); and the least and greatest id of those rows, the span the walk covers (a
+   * row that comes to match outside it later is not the plan's, as a row inserted after the plan is not). The link
+   * table is small: grouped and hashed, it is probed by every matching row, where one primary-key probe per link
+   * row would read the cold table page by page.
    */
-  async countMatchingWithLinks(filter: TaskFilter): Promise<{matching: number; links: number; snapshot: string}> {
+  async countMatchingWithLinks(filter: TaskFilter): Promise<{matching: number; links: number; span: IdSpan; snapshot: string}> {
     const where = whereClause(filter, 1, 't')
     const joins = this.watcherLinks.map((fk, i) => {
       const column = quoteIdent(fk.columns[0])
@@ -218,11 +226,13 @@ export class TaskManagerTable {
     const links = this.watcherLinks.length ? this.watcherLinks.map((_, i) => `coalesce(sum(l${i}.n), 0)`).join(' + ') : '0'
     const {rows} = await this.client.query(
       // The snapshot the count saw (this statement's): countLeft() tells from it which rows changed since.
-      `SELECT count(*)::bigint AS matching, (${links})::bigint AS links, pg_current_snapshot()::text AS snapshot
+      `SELECT count(*)::bigint AS matching, (${links})::bigint AS links, pg_current_snapshot()::text AS snapshot,
+              coalesce(min(t.id), 0)::text AS min, coalesce(max(t.id), 0)::text AS max
          FROM ${this.sql} AS t${joins.join('')} WHERE ${where.sql}`,
       where.params,
     )
-    return {matching: Number(rows[0].matching), links: Number(rows[0].links), snapshot: rows[0].snapshot as string}
+    const r = rows[0]
+    return {matching: Number(r.matching), links: Number(r.links), span: {min: r.min, max: r.max}, snapshot: r.snapshot as string}
   }
 
   /** The size of the largest of the first `sample` matching rows as the JSON line --archive writes (row_to_json), in bytes. */
@@ -234,12 +244,6 @@ export class TaskManagerTable {
       [sample, ...where.params],
     )
     return rows[0].bytes as number
-  }
-
-  /** The least and greatest ids now: the walk stops at the greatest, so rows inserted after the plan are never touched. */
-  async idRange(): Promise<{min: string; max: string}> {
-    const {rows} = await this.client.query(`SELECT coalesce(min(id), 0)::text AS min, coalesce(max(id), 0)::text AS max FROM ${this.sql}`)
-    return {min: rows[0].min as string, max: rows[0].max as string}
   }
 
   /**

@@ -75,7 +75,7 @@ async function walkRecorded(
     const batches = deleteInBatches(
       {
         deleters,
-        countLeft: (passedOver) => tables[0].countLeft({status: 'DONE'}, ids.at(-1)!, snapshot, passedOver),
+        countLeft: (passedOver) => tables[0].countLeft({status: 'DONE'}, {min: ids[0], max: ids.at(-1)!}, snapshot, passedOver),
         walPosition: () => tables[0].walInsertPosition(),
         walFlushedTo: (position) => tables[0].walFlushedTo(position),
       },
@@ -216,7 +216,13 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
     expect([...after.keys()]).to.deep.equal([...before.keys()].filter((id) => !expected.has(id)))
   })
 
-  it('never touches rows inserted after the plan (the walk stops at the planned max id)', async () => {
+  it('walks only the ids the plan counted: rows inserted after it, or moved into the filter past its last id, are left', async () => {
+    await django.reset()
+    // As a queue that keeps its finished tasks: the old ids DONE, the recent ones PENDING.
+    const ids = await insertTasks(
+      django.db,
+      Array.from({length: 20}, (_, i) => taskRow({status: i < 10 ? 'DONE' : 'PENDING'})),
+    )
     const operation = new ClearOperation({
       url: django.url,
       table: 'task_manager_taskmanager',
@@ -230,10 +236,13 @@ describe('taskmanager:clear deletes exactly the matching rows', function () {
     await operation.connect()
     try {
       const plan = await operation.plan()
+      expect(plan.span).to.deep.equal({min: ids[0], max: ids[9]})
       const [late] = await insertTasks(django.db, [taskRow({status: 'DONE'})])
+      await django.db.query(`UPDATE task_manager_taskmanager SET status = 'DONE' WHERE id = $1`, [ids[15]])
       for (const step of operation.steps(plan)) for await (const _ of step.run(new AbortController().signal));
-      const left = (await django.db.query(`SELECT id::text FROM task_manager_taskmanager WHERE status = 'DONE'`)).rows.map((r) => r.id)
-      expect(left).to.deep.equal([late])
+      const left = (await django.db.query(`SELECT id::text FROM task_manager_taskmanager WHERE status = 'DONE' ORDER BY id`)).rows
+      expect(left.map((r) => r.id)).to.deep.equal([ids[15], late])
+      expect(plan.data.execution).to.include({deleted: 10, stillMatching: 0, newlyMatching: 0, stoppedBy: 'completed'})
     } finally {
       await operation.disconnect()
     }
