@@ -28,7 +28,7 @@ export interface IdRange {
 
 export interface BatchPlan {
   filter: TaskFilter
-  /** Disjoint ranges, one per worker, together covering every id up to the plan's max id. */
+  /** Disjoint ranges, one per worker, together covering the ids of the rows the plan counted (ClearPlan.span). */
   ranges: IdRange[]
   batchSize: number
   /** Adapt the batch size so a batch takes about this long; 0 keeps `batchSize` fixed. */
